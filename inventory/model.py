@@ -1,0 +1,173 @@
+"""The inventory: what tslcd-monitor watches (contract section 2).
+
+Plain frozen dataclasses, built only by :mod:`inventory.loader` after the whole file has
+been validated, so that a model object is always a consistent, complete inventory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The checks a milestone may require (contract section 2, ``milestones[].requires``).
+CHECKS = ("link", "ip_config", "target")
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpSettings:
+    count: int = 3
+    timeout: float = 1.0  # seconds to wait for the last reply of a host
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    interval: float = 30.0  # seconds between cycles
+    icmp: IcmpSettings = IcmpSettings()
+    down_after: int = 3
+    up_after: int = 2
+    tcp_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """The police security scan and stamp a computer needs before it may connect."""
+
+    stamp: str
+    date: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    ip: IPAddress
+    mac: str | None = None  # lower-case, colon separated
+    tcp_ports: tuple[int, ...] = ()  # effective ports (host, else commune, else defaults)
+    inspection: Inspection | None = None
+    line: int = 0  # line of the host in the inventory file
+
+
+@dataclass(frozen=True, slots=True)
+class Commune:
+    province: str  # official province code, e.g. "75"
+    code: str  # official commune code, e.g. "26041"
+    name: str
+    isp: str
+    subnet: IPNetwork
+    gateway: IPAddress
+    hosts: tuple[Host, ...]
+    circuit: str | None = None
+    backup_gateway: IPAddress | None = None
+    line: int = 0
+
+    @property
+    def key(self) -> str:
+        """``PROV/COMMUNE``: the scope string used in MQTT topics, tokens and maintenance."""
+        return f"{self.province}/{self.code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Province:
+    code: str
+    name: str
+    communes: tuple[Commune, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The election system, checked from every vantage point."""
+
+    name: str
+    url: str
+    addresses: tuple[IPAddress, ...] = ()
+    ca_file: str | None = None
+    verify_tls: bool = True
+    expected_first_hop: IPAddress | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    id: str
+    title: str
+    due: dt.date
+    requires: tuple[str, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    scope: str  # "PROV" or "PROV/COMMUNE"
+    start: dt.datetime
+    end: dt.datetime
+    line: int = 0
+
+    def covers(self, province: str, commune: str | None, at: dt.datetime) -> bool:
+        return in_scope(self.scope, province, commune) and self.start <= at < self.end
+
+
+def in_scope(scope: str, province: str, commune: str | None) -> bool:
+    """Whether ``PROV[/COMMUNE]`` scope covers the given province (and commune)."""
+    prov, _, comm = scope.partition("/")
+    if prov != province:
+        return False
+    return not comm or comm == commune
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    version: int
+    defaults: Defaults
+    provinces: tuple[Province, ...]
+    targets: tuple[Target, ...] = ()
+    milestones: tuple[Milestone, ...] = ()
+    maintenance: tuple[Maintenance, ...] = ()
+    source: str = "<memory>"
+    _communes: dict[str, Commune] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._communes.update((c.key, c) for p in self.provinces for c in p.communes)
+
+    def communes(self) -> Iterator[Commune]:
+        for province in self.provinces:
+            yield from province.communes
+
+    def commune(self, province: str, code: str) -> Commune | None:
+        return self._communes.get(f"{province}/{code}")
+
+    def province(self, code: str) -> Province | None:
+        return next((p for p in self.provinces if p.code == code), None)
+
+    def hosts(self) -> Iterator[tuple[Commune, Host]]:
+        for commune in self.communes():
+            for host in commune.hosts:
+                yield commune, host
+
+    @property
+    def host_count(self) -> int:
+        return sum(len(c.hosts) for c in self.communes())
+
+    def scoped(self, scope: str | None) -> Inventory:
+        """The same inventory restricted to ``PROV`` or ``PROV/COMMUNE`` (None: all)."""
+        if not scope:
+            return self
+        prov, _, comm = scope.partition("/")
+        provinces = tuple(
+            Province(p.code, p.name, tuple(c for c in p.communes if not comm or c.code == comm), p.line)
+            for p in self.provinces
+            if p.code == prov
+        )
+        return Inventory(
+            self.version,
+            self.defaults,
+            tuple(p for p in provinces if p.communes),
+            self.targets,
+            self.milestones,
+            self.maintenance,
+            self.source,
+        )
