@@ -1,0 +1,154 @@
+"""The ``tslcd-monitor`` command line (contract section 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from monitor import cli_inventory
+from monitor.observation import CycleReport
+
+EXIT_OK, EXIT_DOWN, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from monitor import log
+
+    log.configure(args.log_level)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tslcd-monitor",
+        description="Giám sát mạng truyền số liệu chuyên dùng phục vụ bầu cử / "
+        "reachability and IP-configuration monitor for the election data network",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_check(sub)
+    cli_inventory.register(sub)
+    return parser
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="probe on schedule; serve /metrics, the status page and the API")
+    p.add_argument("--config", help="monitor configuration (YAML)")
+    p.add_argument("--inventory", help="inventory (YAML); default: the bundled demo inventory")
+    p.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:9750)")
+    p.add_argument("--state", help="SQLite state database (default: in memory)")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _add_check(sub: Any) -> None:
+    p = sub.add_parser("check", help="one probe cycle, then a table; exit 1 if any host is down")
+    p.add_argument("--inventory", required=True)
+    p.add_argument("--json", action="store_true", help="JSON lines, one per host")
+    p.add_argument("--scope", help="PROV or PROV/COMMUNE")
+    p.set_defaults(handler=_cmd_check)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from monitor import app
+
+    return app.run_from_args(args)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from inventory.loader import InventoryError, load
+    from monitor.scheduler import Scheduler, SchedulerOptions
+    from probes.icmp import IcmpPermissionError, Pinger
+
+    try:
+        inventory = load(args.inventory).scoped(_scope(args.scope))
+    except (InventoryError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.scope and not inventory.provinces:
+        print(f"--scope {args.scope}: no such province or commune in {args.inventory}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    async def one_cycle() -> CycleReport:
+        async with Pinger() as pinger:
+            return await Scheduler(inventory, pinger, SchedulerOptions(spread=0.0)).cycle()
+
+    try:
+        report = asyncio.run(one_cycle())
+    except IcmpPermissionError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rows = list(_host_rows(inventory, report))
+    (_print_json if args.json else _print_table)(rows, sys.stdout)
+    return EXIT_OK if all(r["up"] for r in rows) else EXIT_DOWN
+
+
+def _scope(text: str | None) -> str | None:
+    """Normalise ``PROV[/COMMUNE]`` codes as the inventory stores them ("1/4" -> "01/00004")."""
+    if not text:
+        return None
+    from inventory.official import commune_code, province_code
+
+    prov, _, comm = text.strip().strip("/").partition("/")
+    return province_code(prov) + (f"/{commune_code(comm)}" if comm else "")
+
+
+def _host_rows(inventory: Any, report: CycleReport) -> Any:
+    observed = {(o.province, o.commune): o for o in report.communes}
+    for commune in inventory.communes():
+        obs = observed[(commune.province, commune.code)]
+        for host in obs.hosts:
+            icmp = host.icmp
+            rtt = icmp.rtt_mean if icmp else None
+            yield {
+                "province": commune.province,
+                "commune": commune.code,
+                "commune_name": commune.name,
+                "isp": commune.isp,
+                "host": host.name,
+                "ip": host.ip,
+                "up": host.alive,
+                "method": host.method,
+                "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
+                "loss": None if icmp is None else round(icmp.loss_ratio, 3),
+                "sent": icmp.sent if icmp else 0,
+                "received": icmp.received if icmp else 0,
+            }
+
+
+def _print_json(rows: list[dict[str, Any]], out: TextIO) -> None:
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    headers = ["province", "commune", "commune_name", "host", "ip", "up", "method", "rtt_ms", "loss"]
+    cells = [[_cell(r[h]) for h in headers] for r in rows]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
+    for c in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip() + "\n")
+    down = sum(1 for r in rows if not r["up"])
+    out.write(f"{len(rows)} hosts, {len(rows) - down} up, {down} down\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "up" if value else "DOWN"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""One probe cycle over the inventory, and the loop that runs one per interval.
+
+A cycle pings every host and gateway through the shared pinger, asks the hosts that did
+not answer ICMP by TCP (Windows PCs drop echo), scans the commune segments this vantage sits
+on by ARP, and checks the election system. Every probe is isolated: one that raises or
+hangs yields a failed result and never stalls the others; the whole cycle is bounded by its
+interval, and cycles never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from probes.icmp import Pinger
+
+from inventory.model import Commune, Inventory, IPAddress, Target
+from monitor.observation import (
+    CommuneObservation,
+    CycleReport,
+    observe_host,
+)
+from monitor.pacing import Pacer
+from probes import target, tcp
+from probes.result import ProbeResult
+
+log = structlog.get_logger("scheduler")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    vantage: str = "central"
+    spread: float | None = None  # seconds to spread host probes over; None: half the interval
+    max_pps: float = 20_000.0  # all echo requests of this process
+    commune_pps: float = 50.0  # per commune, so a thin line is never flooded
+    tcp_concurrency: int = 1_000
+    tcp_timeout: float = 1.0
+    arp: bool = True  # scan the segments this vantage sits on, where privileges allow
+    arp_window: float = 1.5
+    target_timeout: float = 5.0
+
+
+class Scheduler:
+    def __init__(self, inventory: Inventory, pinger: Pinger, options: SchedulerOptions) -> None:
+        self.inventory = inventory
+        self.pinger = pinger
+        self.options = options
+
+    async def cycle(self) -> CycleReport:
+        """Probe everything once; returns within about one interval whatever the network does."""
+        inv = self.inventory
+        started = time.time()
+        t0 = time.monotonic()
+        budget = max(inv.defaults.interval * 0.9, inv.defaults.icmp.timeout + 1.0)
+        segment_task = asyncio.create_task(self._scan_segments(inv))
+        target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
+        icmp = await self._ping_all(inv, budget)
+        def remaining() -> float:
+            return t0 + budget - time.monotonic()
+
+        tcp_results = await self._tcp_fallback(inv, icmp, remaining())
+        segments = await _bounded(segment_task, remaining(), {})
+        targets = [
+            await _bounded(task, remaining(), _failed("target", tgt.name, "deadline"))
+            for task, tgt in zip(target_tasks, inv.targets, strict=True)
+        ]
+        report = CycleReport(started=started, vantage=self.options.vantage, targets=targets)
+        for c in inv.communes():
+            scan = segments.get(c.key)
+            report.communes.append(self._observe_commune(c, started, icmp, tcp_results, scan))
+        report.duration = time.monotonic() - t0
+        return report
+
+    async def run_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
+        """A cycle per interval on a fixed grid; an overrun skips slots, never overlaps."""
+        next_start = time.monotonic()
+        while True:
+            try:
+                report = await self.cycle()
+                await on_report(report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken cycle must not end the monitor
+                log.exception("cycle_failed")
+            interval = self.inventory.defaults.interval
+            next_start += interval
+            now = time.monotonic()
+            if now > next_start:
+                skipped = math.ceil((now - next_start) / interval)
+                log.warning("cycle_overrun", skipped_cycles=skipped)
+                next_start += skipped * interval
+            await asyncio.sleep(next_start - now)
+
+    async def _ping_all(self, inv: Inventory, budget: float) -> dict[IPAddress, ProbeResult]:
+        groups: dict[IPAddress, str] = {}
+        for commune in inv.communes():
+            for ip in _commune_addresses(commune):
+                groups[ip] = commune.key
+        opts = self.options
+        spread = opts.spread if opts.spread is not None else inv.defaults.interval / 2
+        icmp = inv.defaults.icmp
+        # the last echo of a host must be answered before the budget ends
+        spread = max(0.0, min(spread, budget - icmp.count * icmp.timeout - 1.0))
+        pacer = Pacer(opts.max_pps, opts.commune_pps)
+        try:
+            return await self.pinger.ping_many(
+                list(groups),
+                count=icmp.count,
+                timeout=icmp.timeout,
+                spread=spread,
+                pacer=pacer,
+                group_of=groups.__getitem__,
+            )
+        except Exception as exc:
+            log.exception("icmp_cycle_failed")
+            return {ip: _failed("icmp", str(ip), repr(exc)) for ip in groups}
+
+    async def _tcp_fallback(
+        self, inv: Inventory, icmp: dict[IPAddress, ProbeResult], budget: float
+    ) -> dict[IPAddress, ProbeResult]:
+        """TCP connect for the computers that did not answer echo (Windows firewalls drop it)."""
+        silent = [
+            h for _, h in inv.hosts() if h.tcp_ports and not (icmp.get(h.ip) and icmp[h.ip].ok)
+        ]
+        if not silent:
+            return {}
+        gate = asyncio.Semaphore(self.options.tcp_concurrency)
+        timeout = max(0.1, min(self.options.tcp_timeout, budget))
+
+        async def one(ip: IPAddress, ports: tuple[int, ...]) -> ProbeResult:
+            async with gate:
+                return await tcp.probe_any(str(ip), ports, timeout)
+
+        results = await asyncio.gather(
+            *(_isolated(one(h.ip, h.tcp_ports), "tcp", str(h.ip)) for h in silent)
+        )
+        return {h.ip: r for h, r in zip(silent, results, strict=True)}
+
+    async def _scan_segments(self, inv: Inventory) -> dict[str, Any]:
+        """ARP-scan the commune segments this vantage is attached to (needs CAP_NET_RAW)."""
+        if not self.options.arp:
+            return {}
+        from probes import arp  # scapy is slow to import; only vantages on a segment need it
+
+        local = [c for c in inv.communes() if c.subnet and arp.segment_interface(c.subnet)]
+        if not local or not arp.arp_permitted():
+            return {}
+        scans = await asyncio.gather(
+            *(arp.scan_segment(c, window=self.options.arp_window) for c in local),
+            return_exceptions=True,
+        )
+        found = {}
+        for commune, scan in zip(local, scans, strict=True):
+            if isinstance(scan, BaseException):
+                log.error("arp_scan_failed", commune=commune.key, error=repr(scan))
+            else:
+                found[commune.key] = scan
+        return found
+
+    async def _probe_target(self, tgt: Target) -> ProbeResult:
+        return await _isolated(
+            target.probe(tgt, timeout=self.options.target_timeout), "target", tgt.name
+        )
+
+    def _observe_commune(
+        self,
+        commune: Commune,
+        at: float,
+        icmp: dict[IPAddress, ProbeResult],
+        tcp_results: dict[IPAddress, ProbeResult],
+        scan: Any,
+    ) -> CommuneObservation:
+        hosts = []
+        for host in commune.hosts:
+            results = [r for r in (icmp.get(host.ip), tcp_results.get(host.ip)) if r]
+            if scan is not None and str(host.ip) in scan.hosts:
+                results.append(scan.hosts[str(host.ip)])
+            hosts.append(observe_host(host.name, str(host.ip), tuple(results)))
+        return CommuneObservation(
+            province=commune.province,
+            commune=commune.code,
+            at=at,
+            vantage=self.options.vantage,
+            hosts=tuple(hosts),
+            gateway_alive=_gateway_alive(commune.gateway, icmp, scan, "gateway"),
+            backup_gateway_alive=_gateway_alive(
+                commune.backup_gateway, icmp, scan, "backup_gateway"
+            ),
+            unknown_devices=None if scan is None else tuple(scan.unknown),
+        )
+
+
+def _gateway_alive(
+    ip: IPAddress | None, icmp: dict[IPAddress, ProbeResult], scan: Any, scan_field: str
+) -> bool | None:
+    """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment."""
+    if ip is None:
+        return None
+    results = [r for r in (icmp.get(ip), getattr(scan, scan_field, None)) if r]
+    return any(r.ok for r in results)
+
+
+def _commune_addresses(commune: Commune) -> list[IPAddress]:
+    extra = [ip for ip in (commune.gateway, commune.backup_gateway) if ip is not None]
+    return [h.ip for h in commune.hosts] + extra
+
+
+def _failed(kind: Any, subject: str, error: str) -> ProbeResult:
+    return ProbeResult(kind=kind, subject=subject, ok=False, started=time.time(), duration=0.0,
+                       error=error)
+
+
+async def _isolated(coro: Coroutine[Any, Any, ProbeResult], kind: str, subject: str) -> ProbeResult:
+    """Run one probe so that whatever it raises becomes a failed result, not a broken cycle."""
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.error("probe_failed", probe=kind, subject=subject, error=repr(exc))
+        return _failed(kind, subject, repr(exc))
+
+
+async def _bounded(task: asyncio.Task[T], remaining: float, default: T) -> T:
+    """The task's result if it finishes in time; otherwise cancel it and use the default."""
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, remaining))
+    if not done:
+        task.cancel()
+        log.warning("probe_deadline", task=task.get_name())
+        return default
+    return task.result()
