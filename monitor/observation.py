@@ -70,15 +70,23 @@ def host_from_dict(data: dict[str, Any]) -> HostObservation:
 
 
 def observe_host(name: str, ip: str, results: tuple[ProbeResult, ...]) -> HostObservation:
-    """Judge a host alive from its probe results: any ICMP reply, TCP connect or ARP answer."""
+    """Judge a host alive from its probe results: any ICMP reply, TCP answer or ARP reply."""
     icmp = next((r.detail for r in results if isinstance(r.detail, IcmpDetail)), None)
     arp = next((r.detail for r in results if isinstance(r.detail, ArpDetail)), None)
-    method: AliveMethod | None = None
-    for kind in ("icmp", "tcp", "arp"):
-        if any(r.kind == kind and r.ok for r in results):
-            method = kind  # type: ignore[assignment]
-            break
-    return HostObservation(name, ip, method is not None, method, icmp, arp, results)
+    seen = [r for r in results if r.kind in _METHOD_ORDER and answered(r)]
+    method = min((r.kind for r in seen), key=_METHOD_ORDER.__getitem__, default=None)
+    return HostObservation(name, ip, method is not None, method, icmp, arp, results)  # type: ignore[arg-type]
+
+
+_METHOD_ORDER = {"icmp": 0, "tcp": 1, "arp": 2}
+
+
+def answered(result: ProbeResult) -> bool:
+    """Whether the machine answered at all: for ARP any MAC will do (a conflict or a wrong
+    MAC is an IP-configuration fault, not a dead host)."""
+    if isinstance(result.detail, ArpDetail):
+        return bool(result.detail.macs)
+    return result.ok
 
 
 def commune_to_dict(c: CommuneObservation) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from inventory.model import Commune, Inventory, IPAddress, Target
 from monitor.observation import (
     CommuneObservation,
     CycleReport,
+    answered,
     observe_host,
 )
 from monitor.pacing import Pacer
@@ -146,7 +147,7 @@ class Scheduler:
         """ARP-scan the commune segments this vantage is attached to (needs CAP_NET_RAW)."""
         if not self.options.arp:
             return {}
-        from probes import arp  # scapy is slow to import; only vantages on a segment need it
+        from probes import arp
 
         local = [c for c in inv.communes() if c.subnet and arp.segment_interface(c.subnet)]
         if not local or not arp.arp_permitted():
@@ -203,7 +204,7 @@ def _gateway_alive(
     if ip is None:
         return None
     results = [r for r in (icmp.get(ip), getattr(scan, scan_field, None)) if r]
-    return any(r.ok for r in results)
+    return any(answered(r) for r in results)
 
 
 def _commune_addresses(commune: Commune) -> list[IPAddress]:
