@@ -1,0 +1,47 @@
+"""Shared pytest fixtures. Each helper's fixtures live in their own delimited section."""
+
+from __future__ import annotations
+
+# --- segment-and-target helper: free ports and namespace labs (begin) ---------------------
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab import netns
+
+
+def require_real(available: bool, reason: str) -> None:
+    """Skip when a real component is missing, but fail under CI=true (it must be there)."""
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def netns_ready() -> Iterator[None]:
+    """Namespaces usable (root, iproute2); sweeps this session's leftovers at the end."""
+    require_real(*netns.netns_available())
+    yield
+    netns.sweep()
+
+
+@pytest.fixture
+def lab(netns_ready: None) -> Iterator[netns.Lab]:
+    """A fresh namespace lab, removed after the test whatever its outcome."""
+    with netns.Lab() as built:
+        yield built
+
+
+# --- segment-and-target helper (end) ------------------------------------------------------
