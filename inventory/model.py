@@ -48,7 +48,7 @@ class Host:
     mac: str | None = None  # lower-case, colon separated
     tcp_ports: tuple[int, ...] = ()  # effective ports (host, else commune, else defaults)
     inspection: Inspection | None = None
-    line: int = 0  # line of the host in the inventory file
+    line: int = field(default=0, compare=False)  # line of the host in the inventory file
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +56,13 @@ class Commune:
     province: str  # official province code, e.g. "75"
     code: str  # official commune code, e.g. "26041"
     name: str
-    isp: str
-    subnet: IPNetwork
-    gateway: IPAddress
+    isp: str  # "" until the operator is known (a scaffold)
+    subnet: IPNetwork | None  # None while the line is not installed yet (no IPs assigned)
+    gateway: IPAddress | None
     hosts: tuple[Host, ...]
     circuit: str | None = None
     backup_gateway: IPAddress | None = None
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
 
     @property
     def key(self) -> str:
@@ -75,7 +75,7 @@ class Province:
     code: str
     name: str
     communes: tuple[Commune, ...]
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class Target:
     ca_file: str | None = None
     verify_tls: bool = True
     expected_first_hop: IPAddress | None = None
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class Milestone:
     title: str
     due: dt.date
     requires: tuple[str, ...]
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class Maintenance:
     scope: str  # "PROV" or "PROV/COMMUNE"
     start: dt.datetime
     end: dt.datetime
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
 
     def covers(self, province: str, commune: str | None, at: dt.datetime) -> bool:
         return in_scope(self.scope, province, commune) and self.start <= at < self.end
@@ -127,7 +127,7 @@ class Inventory:
     targets: tuple[Target, ...] = ()
     milestones: tuple[Milestone, ...] = ()
     maintenance: tuple[Maintenance, ...] = ()
-    source: str = "<memory>"
+    source: str = field(default="<memory>", compare=False)
     _communes: dict[str, Commune] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,7 +158,9 @@ class Inventory:
             return self
         prov, _, comm = scope.partition("/")
         provinces = tuple(
-            Province(p.code, p.name, tuple(c for c in p.communes if not comm or c.code == comm), p.line)
+            Province(
+                p.code, p.name, tuple(c for c in p.communes if not comm or c.code == comm), p.line
+            )
             for p in self.provinces
             if p.code == prov
         )
