@@ -45,3 +45,19 @@ def lab(netns_ready: None) -> Iterator[netns.Lab]:
 
 
 # --- segment-and-target helper (end) ------------------------------------------------------
+
+
+# --- state-and-alerts helper: real broker and webhook receiver (begin) --------------------
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An anonymous mosquitto on a free loopback port (``.url``, ``.port``), stopped after.
+
+    For passwords or ACLs use ``tests.servers.Mosquitto(tmp_path, users=..., acl=...)``.
+    """
+    from tests.servers import Mosquitto
+
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
+
+
+# --- state-and-alerts helper (end) --------------------------------------------------------
