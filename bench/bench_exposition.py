@@ -14,7 +14,7 @@ import ipaddress
 import statistics
 import time
 
-from bench import Row
+from bench import Row, main
 from inventory.model import Commune, Defaults, Host, Inventory, Milestone, Province, Target
 from monitor.metrics import CycleStats, Exposition
 from monitor.observation import UnknownDevice, observe_host
@@ -204,5 +204,4 @@ def run() -> list[Row]:
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(f"{row.benchmark:45} {row.value:10.2f} {row.unit:3} {row.note}")
+    main(run)

@@ -13,7 +13,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench import Row
+from bench import Row, main
 from inventory import generate, loader
 from inventory.importer import import_spreadsheet
 from inventory.model import Inventory
@@ -78,5 +78,4 @@ def _peak_memory_mb(path: Path) -> float:
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(f"{row.benchmark:55} {row.value:10.3f} {row.unit:3} {row.note}")
+    main(run)
