@@ -1,0 +1,319 @@
+"""The readiness report: per commune, each milestone met or not, when, and late or not.
+
+The provincial Home Affairs department reports progress by fixed deadlines ("IPs installed
+by 29/01"); this is the table it sends. A milestone is met once every check it requires has
+passed at least once (``first_passed``); it is met at the latest of those first passes. It
+is late when it is still unmet after its due day (end of the day, Vietnam time) or was met
+after it. The caller passes an already-scoped inventory, so a scoped token's report holds
+only its communes. Headings are Vietnamese: the readers are the provincial committees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import html
+import io
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inventory.model import Commune, Inventory, Milestone
+from monitor.status import MonitorState
+
+VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
+TITLE = "Báo cáo tiến độ sẵn sàng đường truyền"
+FirstPassed = Mapping[str, Mapping[str, float]]  # "PROV/COMMUNE" -> {check: Unix time}
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneResult:
+    met: bool
+    met_at: float | None  # Unix time; None when not met
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommuneReadiness:
+    province: str
+    province_name: str
+    commune: str
+    commune_name: str
+    isp: str
+    circuit: str | None
+    results: tuple[MilestoneResult, ...]  # one per milestone, in the report's order
+
+
+@dataclass(frozen=True, slots=True)
+class ProvinceTotals:
+    province: str  # "" for the grand total
+    province_name: str
+    communes: int
+    met: tuple[int, ...]  # per milestone
+    late: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessReport:
+    generated: float
+    milestones: tuple[Milestone, ...]
+    communes: tuple[CommuneReadiness, ...]
+    provinces: tuple[ProvinceTotals, ...]
+    total: ProvinceTotals
+
+
+def deadline(milestone: Milestone) -> float:
+    """End of the due day in Vietnam time, as Unix time."""
+    end = dt.datetime.combine(milestone.due + dt.timedelta(days=1), dt.time(), VIETNAM)
+    return end.timestamp()
+
+
+def judge(milestone: Milestone, passed: Mapping[str, float], now: float) -> MilestoneResult:
+    times = [passed.get(check) for check in milestone.requires]
+    met = all(t is not None for t in times)
+    met_at = max(times) if met and times else None  # type: ignore[type-var]
+    due = deadline(milestone)
+    late = (met_at is not None and met_at > due) or (not met and now > due)
+    return MilestoneResult(met, met_at, late)
+
+
+def readiness(inventory: Inventory, first_passed: FirstPassed, now: float) -> ReadinessReport:
+    milestones = inventory.milestones
+    rows, totals = [], []
+    for province in inventory.provinces:
+        prov_rows = [_commune_row(c, province.name, milestones, first_passed, now)
+                     for c in province.communes]
+        rows += prov_rows
+        totals.append(_totals(province.code, province.name, prov_rows, len(milestones)))
+    return ReadinessReport(now, milestones, tuple(rows), tuple(totals),
+                           _totals("", "Tổng cộng", rows, len(milestones)))
+
+
+def _commune_row(commune: Commune, province_name: str, milestones: tuple[Milestone, ...],
+                 first_passed: FirstPassed, now: float) -> CommuneReadiness:
+    passed = first_passed.get(commune.key, {})
+    return CommuneReadiness(
+        commune.province, province_name, commune.code, commune.name, commune.isp,
+        commune.circuit, tuple(judge(m, passed, now) for m in milestones),
+    )
+
+
+def _totals(code: str, name: str, rows: list[CommuneReadiness], n: int) -> ProvinceTotals:
+    met = tuple(sum(r.results[i].met for r in rows) for i in range(n))
+    late = tuple(sum(r.results[i].late for r in rows) for i in range(n))
+    return ProvinceTotals(code, name, len(rows), met, late)
+
+
+def first_passed_from_state(state: MonitorState) -> dict[str, dict[str, float]]:
+    return {key: dict(c.first_passed) for key, c in state.communes.items() if c.first_passed}
+
+
+def first_passed_from_db(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read ``first_passed(province, commune, check_name, at)`` of the state database."""
+    uri = f"file:{Path(path).resolve()}?mode=ro"
+    try:
+        with sqlite3.connect(uri, uri=True) as db:
+            rows = db.execute("SELECT province, commune, check_name, at FROM first_passed")
+            result: dict[str, dict[str, float]] = {}
+            for province, commune, check, at in rows:
+                result.setdefault(f"{province}/{commune}", {})[check] = float(at)
+            return result
+    except sqlite3.Error as exc:
+        raise ValueError(f"{path}: cannot read first passes from the state database: {exc}") \
+            from exc
+
+
+# --- the table, shared by the writers -------------------------------------------------------
+
+COMMUNE_HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Mã xã", "Xã, phường", "Nhà mạng",
+                    "Mã đường truyền")
+TOTALS_HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Số xã, phường")
+YES, NO, LATE = "Đạt", "Chưa đạt", "Trễ hạn"
+#: The three columns under each milestone, per commune and in the totals.
+COMMUNE_MILESTONE_COLUMNS = ("kết quả", "thời điểm đạt", "trễ hạn")
+TOTALS_MILESTONE_COLUMNS = ("đạt", "chưa đạt", "trễ hạn")
+
+
+def _milestone_label(m: Milestone) -> str:
+    return f"{m.title} (hạn {m.due:%d/%m/%Y})"
+
+
+def _flat_headings(fixed: tuple[str, ...], per_milestone: tuple[str, ...],
+                   report: ReadinessReport) -> list[str]:
+    """One heading per column ("Cài đặt IP … (hạn 29/01/2026): kết quả"), for csv and xlsx."""
+    heads = list(fixed)
+    for m in report.milestones:
+        heads += [f"{_milestone_label(m)}: {column}" for column in per_milestone]
+    return heads
+
+
+def commune_headings(report: ReadinessReport) -> list[str]:
+    return _flat_headings(COMMUNE_HEADINGS, COMMUNE_MILESTONE_COLUMNS, report)
+
+
+def commune_rows(report: ReadinessReport) -> Iterator[list[Any]]:
+    """Cell values (None: empty); times as naive Vietnam-time datetimes, as a sheet shows them."""
+    for r in report.communes:
+        row: list[Any] = [r.province, r.province_name, r.commune, r.commune_name, r.isp,
+                          r.circuit or None]
+        for m in r.results:
+            row += [YES if m.met else NO, _local(m.met_at), LATE if m.late else None]
+        yield row
+
+
+def totals_headings(report: ReadinessReport) -> list[str]:
+    return _flat_headings(TOTALS_HEADINGS, TOTALS_MILESTONE_COLUMNS, report)
+
+
+def totals_rows(report: ReadinessReport) -> Iterator[list[Any]]:
+    for t in (*report.provinces, report.total):
+        row: list[Any] = [t.province or None, t.province_name, t.communes]
+        for met, late in zip(t.met, t.late, strict=True):
+            row += [met, t.communes - met, late]
+        yield row
+
+
+def _local(at: float | None) -> dt.datetime | None:
+    if at is None:
+        return None
+    return dt.datetime.fromtimestamp(round(at), VIETNAM).replace(tzinfo=None)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _generated_line(report: ReadinessReport) -> str:
+    return f"Thời điểm lập báo cáo: {_text(_local(report.generated))} (giờ Việt Nam)"
+
+
+# --- writers --------------------------------------------------------------------------------
+
+
+def to_csv(report: ReadinessReport) -> bytes:
+    """UTF-8 with a BOM (Excel then shows the diacritics); communes, a blank line, totals."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(commune_headings(report))
+    writer.writerows([_text(v) for v in row] for row in commune_rows(report))
+    writer.writerow([])
+    writer.writerow(totals_headings(report))
+    writer.writerows([_text(v) for v in row] for row in totals_rows(report))
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def to_xlsx(report: ReadinessReport) -> bytes:
+    """Two sheets, "Theo xã" and "Tổng hợp"; times are real date cells."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheets = (
+        (book.active, "Theo xã", commune_headings(report), commune_rows(report)),
+        (book.create_sheet(), "Tổng hợp", totals_headings(report), totals_rows(report)),
+    )
+    for sheet, name, heads, rows in sheets:
+        sheet.title = name
+        sheet.append(heads)
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        for row in rows:
+            sheet.append(row)
+        sheet.freeze_panes = "A2"
+        for column in sheet.iter_cols(min_row=2):
+            for cell in column:
+                if isinstance(cell.value, dt.datetime):
+                    cell.number_format = "dd/mm/yyyy hh:mm"
+    book.properties.title = TITLE
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def to_html(report: ReadinessReport) -> str:
+    """Two tables; each milestone's title spans its three columns in a two-row header."""
+
+    def table(fixed: tuple[str, ...], per_milestone: tuple[str, ...], rows: Iterator[list[Any]],
+              late_col: bool) -> str:
+        top = "".join(f'<th rowspan="2">{html.escape(h)}</th>' for h in fixed) + "".join(
+            f'<th colspan="{len(per_milestone)}">{html.escape(_milestone_label(m))}</th>'
+            for m in report.milestones)
+        sub = "".join(f"<th>{html.escape(h)}</th>" for _ in report.milestones
+                      for h in per_milestone)
+        head = f"<tr>{top}</tr><tr>{sub}</tr>" if report.milestones else f"<tr>{top}</tr>"
+        body = []
+        for row in rows:
+            cells = "".join(f"<td>{html.escape(_text(v))}</td>" for v in row)
+            cls = ' class="late"' if late_col and LATE in row else ""
+            body.append(f"<tr{cls}>{cells}</tr>")
+        return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+    return (
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{TITLE}</title><style>{_HTML_STYLE}</style></head><body>"
+        f"<h1>{TITLE}</h1><p>{html.escape(_generated_line(report))}</p>"
+        f"<h2>Tổng hợp theo tỉnh, thành phố</h2>"
+        f"{table(TOTALS_HEADINGS, TOTALS_MILESTONE_COLUMNS, totals_rows(report), False)}"
+        f"<h2>Chi tiết theo xã, phường</h2>"
+        f"{table(COMMUNE_HEADINGS, COMMUNE_MILESTONE_COLUMNS, commune_rows(report), True)}"
+        "</body></html>"
+    )
+
+
+_HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1rem}"
+    "table{border-collapse:collapse;font-size:.85rem;margin-bottom:1.5rem}"
+    "th,td{border:1px solid #bbb;padding:.25rem .4rem;text-align:left}"
+    "th{background:#eef}tr.late td{background:#fde8e8}"
+)
+
+WRITERS: dict[str, Callable[[ReadinessReport], bytes]] = {
+    "csv": to_csv,
+    "xlsx": to_xlsx,
+    "html": lambda report: to_html(report).encode("utf-8"),
+}
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    """Add ``report readiness`` to the ``tslcd-monitor`` subcommands."""
+    report = sub.add_parser("report", help="reports against the inventory's milestones")
+    kinds = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    p = kinds.add_parser("readiness", help="per commune: each milestone met, when, late or not")
+    p.add_argument("--inventory", required=True)
+    p.add_argument("--state", required=True, help="the monitor's SQLite state database")
+    p.add_argument("--format", choices=sorted(WRITERS), default="csv")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p.set_defaults(handler=cmd_report_readiness)
+
+
+def cmd_report_readiness(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 2 on an unreadable inventory or database."""
+    from inventory.loader import InventoryError, load
+
+    try:
+        inventory = load(args.inventory)
+        first_passed = first_passed_from_db(args.state)
+    except (InventoryError, ValueError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    data = WRITERS[args.format](readiness(inventory, first_passed, time.time()))
+    output = getattr(args, "output", "-") or "-"
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(output).write_bytes(data)
+    return 0

@@ -1,0 +1,303 @@
+"""The HTTP server of ``run`` and ``collector``: metrics, health, API, status page, reports.
+
+Access control sits in one middleware: it resolves the caller's :class:`Scope` (bearer
+token, or the same token in a cookie after the login form) before any handler runs, and
+every handler reads only through that scope. With no tokens file everything is open (the
+local demo); ``/healthz`` and the login page are always open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hmac
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from inventory.model import Inventory
+from inventory.official import commune_code, province_code
+from monitor import reports
+from monitor.history import RttHistory
+from monitor.status import MonitorState
+from monitor.web import api
+from monitor.web.auth import OPEN, Scope, TokenEntry, TokenStore, hash_token
+
+log = structlog.get_logger("monitor.web")
+
+COOKIE = "tslcd_token"
+COOKIE_MAX_AGE = 12 * 3600  # seconds; a work day, then log in again
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_PUBLIC = ("/healthz", "/login", "/static/", "/favicon.ico")
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+}
+
+
+@dataclass
+class WebContext:
+    inventory: Callable[[], Inventory]
+    state: MonitorState
+    metrics_body: Callable[[], bytes]
+    metrics_body_gzip: Callable[[], bytes] | None = None  # the same, compressed once per render
+    history: Callable[[str, str], list[dict]] = field(default=lambda _p, _c: [])
+    samples: RttHistory = field(default_factory=RttHistory)
+    tokens: TokenStore | None = None  # None: no access control (local demo)
+    metrics_token: str | None = None  # a token only for scraping /metrics
+    ready: Callable[[], bool] = field(default=lambda: True)
+
+
+CTX = web.AppKey("ctx", WebContext)
+VIEWS = web.AppKey("views", api.ScopedViews)
+SCOPE = web.RequestKey("scope", Scope)  # the caller's scope, set by the access control
+
+
+def build_app(ctx: WebContext) -> web.Application:
+    app = web.Application(middlewares=[_security_headers, _access_control])
+    app[CTX] = ctx
+    app[VIEWS] = api.ScopedViews(ctx.inventory)
+    static = resources.files("monitor.web") / "static"
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/api/v1/me", whoami)
+    app.router.add_get("/api/v1/communes", list_communes)
+    app.router.add_get("/api/v1/communes/{province}/{commune}", get_commune)
+    app.router.add_get("/report/readiness.{fmt:csv|xlsx|html}", readiness_report)
+    app.router.add_static("/static/", str(static), append_version=False)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int, tls_cert: str | None = None,
+                tls_key: str | None = None) -> web.AppRunner:
+    """Start serving (HTTPS when given a certificate); stop with ``await runner.cleanup()``."""
+    context = None
+    if tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(tls_cert, tls_key)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=context).start()
+    log.info("web_listening", host=host, port=port, tls=context is not None)
+    return runner
+
+
+# --- middlewares ----------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    response.headers.update(_SECURITY_HEADERS)
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+@web.middleware
+async def _access_control(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    path = request.path
+    if path.startswith(_PUBLIC):
+        return await handler(request)
+    token = presented_token(request)
+    if path == "/metrics":
+        if _may_scrape(ctx, token):
+            return await handler(request)
+        return _unauthorized(request, "metrics")
+    if ctx.tokens is None:
+        request[SCOPE] = OPEN
+        return await handler(request)
+    entry = ctx.tokens.authenticate(token)
+    if entry is None or entry.scope.kind == "metrics":
+        return _unauthorized(request, "missing" if not token else "rejected")
+    request[SCOPE] = entry.scope
+    return await handler(request)
+
+
+def presented_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+def _may_scrape(ctx: WebContext, token: str | None) -> bool:
+    """Open when nothing is configured; else the metrics token, or an admin/metrics token."""
+    if ctx.tokens is None and ctx.metrics_token is None:
+        return True
+    if ctx.metrics_token and token and _same(token, ctx.metrics_token):
+        return True
+    entry = ctx.tokens.authenticate(token) if ctx.tokens else None
+    return entry is not None and entry.scope.kind in ("admin", "metrics")
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(hash_token(a), hash_token(b))
+
+
+def _unauthorized(request: web.Request, reason: str) -> web.StreamResponse:
+    log.info("web_unauthorized", path=request.path, reason=reason, remote=request.remote)
+    if request.method == "GET" and request.path == "/":
+        raise web.HTTPSeeOther("/login")
+    return web.json_response({"error": "unauthorized"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="tslcd-monitor"'})
+
+
+def scope_of(request: web.Request) -> Scope:
+    return request[SCOPE]
+
+
+# --- plain endpoints ------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ready = request.app[CTX].ready()
+    return web.json_response({"status": "ok" if ready else "starting"},
+                             status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
+    if ctx.metrics_body_gzip is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=ctx.metrics_body_gzip(), headers=headers)
+    return web.Response(body=ctx.metrics_body(), headers=headers)
+
+
+@functools.cache
+def _template(name: str) -> str:
+    return (resources.files("monitor.web") / "templates" / name).read_text(encoding="utf-8")
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=_template("index.html"), content_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page(failed=False)
+
+
+def _login_page(failed: bool) -> web.Response:
+    message = ('<p class="error">Mã truy cập không hợp lệ hoặc đã hết hạn / '
+               "invalid or expired token</p>") if failed else ""
+    text = _template("login.html").replace("<!--ERROR-->", message)
+    return web.Response(text=text, content_type="text/html", status=401 if failed else 200)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    if ctx.tokens is None:
+        raise web.HTTPSeeOther("/")
+    entry = ctx.tokens.authenticate(token)
+    if entry is None or entry.scope.kind == "metrics":
+        log.info("web_login_failed", remote=request.remote)
+        return _login_page(failed=True)
+    log.info("web_login", name=entry.name, scope=str(entry.scope), remote=request.remote)
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(COOKIE, token, max_age=_cookie_age(entry), path="/", httponly=True,
+                        samesite="Strict", secure=request.secure)
+    raise response
+
+
+def _cookie_age(entry: TokenEntry) -> int:
+    if entry.expires is None:
+        return COOKIE_MAX_AGE
+    left = (entry.expires - dt.datetime.now(dt.UTC)).total_seconds()
+    return max(1, min(COOKIE_MAX_AGE, int(left)))
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+async def whoami(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    scope = scope_of(request)
+    return web.json_response({"scope": str(scope), "auth": ctx.tokens is not None})
+
+
+# --- API ------------------------------------------------------------------------------------
+
+
+async def list_communes(request: web.Request) -> web.Response:
+    try:
+        flt = api.ListFilter.from_query(request.query)
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    view = request.app[VIEWS].get(scope_of(request))
+    return api.json_response(request, api.commune_list(view, request.app[CTX].state, flt))
+
+
+async def get_commune(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    view = request.app[VIEWS].get(scope_of(request))
+    prov = province_code(request.match_info["province"])
+    commune = view.inventory.commune(prov, commune_code(request.match_info["commune"]))
+    if commune is None:  # also: outside the caller's scope
+        return api.error(request, 404, "no such commune")
+    province = view.inventory.province(prov)
+    detail = api.commune_detail(
+        commune,
+        province.name if province else "",
+        view.inventory.milestones,
+        ctx.state,
+        ctx.samples,
+        ctx.history(commune.province, commune.code),
+        time.time(),
+    )
+    return api.json_response(request, detail)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+_REPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "html": "text/html; charset=utf-8",
+}
+
+
+async def readiness_report(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    fmt = request.match_info["fmt"]
+    view = request.app[VIEWS].get(scope_of(request))
+    report = reports.readiness(view.inventory, reports.first_passed_from_state(ctx.state),
+                               time.time())
+    body: Any = await asyncio.to_thread(reports.WRITERS[fmt], report)
+    headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}
+    if fmt != "html":
+        day = dt.datetime.now(reports.VIETNAM).strftime("%Y%m%d")
+        headers["Content-Disposition"] = (
+            f'attachment; filename="bao-cao-san-sang-{day}.{fmt}"')
+    return web.Response(body=body, headers=headers)
