@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from monitor import cli_inventory
+from monitor import cli_inventory, reports
 from monitor.observation import CycleReport
 
 EXIT_OK, EXIT_DOWN, EXIT_BAD_INPUT = 0, 1, 2
@@ -33,11 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Giám sát mạng truyền số liệu chuyên dùng phục vụ bầu cử / "
         "reachability and IP-configuration monitor for the election data network",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_check(sub)
     cli_inventory.register(sub)
+    reports.register(sub)
     return parser
 
 
@@ -132,7 +135,8 @@ def _print_json(rows: list[dict[str, Any]], out: TextIO) -> None:
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
-    headers = ["province", "commune", "commune_name", "host", "ip", "up", "method", "rtt_ms", "loss"]
+    headers = ["province", "commune", "commune_name", "host", "ip", "up", "method", "rtt_ms",
+               "loss"]
     cells = [[_cell(r[h]) for h in headers] for r in rows]
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")

@@ -1,0 +1,80 @@
+"""From observations to everything that presents them: state, alerts, metrics, history.
+
+``run`` feeds it whole cycles from the local scheduler; ``collector`` feeds it commune
+batches from agents. Either way the same state engine decides, the same sinks alert, and
+the same exposition and web show the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import structlog
+
+from inventory.model import Inventory
+from monitor.alerts import AlertEvent
+from monitor.config import Config
+from monitor.history import RttHistory
+from monitor.metrics import CycleStats, Exposition
+from monitor.observation import CommuneObservation, CycleReport
+from monitor.sinks import Dispatcher, sinks_from_config
+from monitor.state import StateEngine
+from monitor.store import Store
+from probes.result import ProbeResult
+
+log = structlog.get_logger("pipeline")
+
+
+class Pipeline:
+    def __init__(self, inventory: Inventory, config: Config, state_path: str | None) -> None:
+        self.store = Store(state_path or ":memory:")
+        self.engine = StateEngine(inventory, self.store)
+        self.exposition = Exposition()
+        self.samples = RttHistory()
+        self.dispatcher = Dispatcher(sinks_from_config(config), store=self.store)
+        self.agents_heard: dict[str, float] = {}
+        self.cycles = 0
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.engine.inventory
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+        await self.refresh_metrics()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        self.store.close()
+
+    async def ingest_cycle(self, report: CycleReport) -> None:
+        """A whole local cycle: one store transaction, then one render of /metrics."""
+        events = self.engine.apply_cycle(report.communes, report.targets, report.vantage)
+        self._publish(events)
+        for obs in report.communes:
+            self.samples.record(obs)
+        self.cycles += 1
+        await self.refresh_metrics(CycleStats.from_report(report, self.agents_heard))
+        log.info("cycle_done", duration=round(report.duration, 3), communes=len(report.communes),
+                 alerts=len(events))
+
+    def ingest_commune(self, obs: CommuneObservation, agent: str) -> None:
+        """One agent batch; the exposition is refreshed on its own timer (see collector)."""
+        self.agents_heard[agent] = time.time()
+        self._publish(self.engine.apply(obs))
+        self.samples.record(obs)
+
+    def ingest_targets(self, results: Iterable[ProbeResult], vantage: str) -> None:
+        self._publish(self.engine.apply_targets(results, vantage))
+
+    def reload(self, inventory: Inventory) -> None:
+        self._publish(self.engine.set_inventory(inventory))
+
+    async def refresh_metrics(self, stats: CycleStats | None = None) -> None:
+        """Render /metrics in a worker thread so the probes' event loop never stalls on it."""
+        await asyncio.to_thread(self.exposition.update, self.inventory, self.engine.state, stats)
+
+    def _publish(self, events: list[AlertEvent]) -> None:
+        self.dispatcher.publish_all(events)
