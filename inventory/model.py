@@ -128,7 +128,9 @@ class Inventory:
     milestones: tuple[Milestone, ...] = ()
     maintenance: tuple[Maintenance, ...] = ()
     source: str = field(default="<memory>", compare=False)
-    _communes: dict[str, Commune] = field(default_factory=dict, compare=False, repr=False)
+    _communes: dict[str, Commune] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self._communes.update((c.key, c) for p in self.provinces for c in p.communes)
