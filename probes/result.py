@@ -42,6 +42,7 @@ class IcmpDetail:
 class TcpDetail:
     port: int
     connect_seconds: float | None = None
+    refused: bool = False  # answered with RST: the machine is there, the port closed
 
 
 @dataclass(frozen=True, slots=True)

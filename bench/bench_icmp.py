@@ -1,0 +1,340 @@
+"""Our ICMP engine against fping and icmplib over a nationwide loopback inventory.
+
+Addresses: the national generator's inventory (``inventory.generate.national``: 3,321
+communes, commune ``i`` of province ``P`` owns ``127.P.(i//32).((i%32)*8)/29``), gateway and
+two computers each, 9,963 addresses. Every contender runs as its own process inside a
+benchmark namespace (``tslcdB-<pid>``, loopback only), so its wall time, CPU time (``wait4``
+rusage of that child) and peak RSS are its own; then again with echo to a random tenth of
+the addresses dropped by an nftables set in that namespace (the rules die with it).
+
+    .venv/bin/python -m bench.bench_icmp [--hosts N] [--only NAME ...]
+
+To add a contender (e.g. the whole ``tslcd-monitor check``), append a :class:`Contender`
+to :data:`CONTENDERS`: its ``argv`` gets the :class:`Workspace` (addresses, a targets file,
+a scratch directory for an inventory) and its ``alive`` parses the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import Row
+
+ROOT = Path(__file__).resolve().parents[1]
+PROVINCES = 34
+COMMUNES = 3_321
+PER_COMMUNE = 3  # gateway and two computers
+DOWN_SHARE = 0.10
+COUNT, TIMEOUT, SPACING = 3, 1.0, 1.0
+ICMPLIB_LIMIT = 120.0  # seconds; it is recorded as "timed out" beyond
+CONTENDER_LIMIT = 300.0
+NAMESPACE = f"tslcdB-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    addresses: list[str]
+    targets: Path  # one address a line
+    inventory: Path  # the national inventory YAML these addresses come from
+    directory: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    name: str
+    argv: Callable[[Workspace], list[str]]
+    alive: Callable[[str, str], int]  # (stdout, stderr) -> how many answered
+    limit: float = CONTENDER_LIMIT
+    counts: str = "addresses"  # what ``alive`` counts
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    wall: float
+    cpu: float
+    rss_mb: float
+    alive: int | None  # None: timed out or failed
+    failure: str = ""
+
+
+def national_workspace(directory: Path, limit: int | None = None) -> Workspace:
+    """The national inventory (gateway and two computers per commune) and its addresses."""
+    from inventory.generate import national
+    from inventory.loader import load
+
+    inventory = directory / "national.yaml"
+    inventory.write_text(national(hosts_per_commune=PER_COMMUNE - 1), encoding="utf-8")
+    addresses = [
+        str(ip)
+        for commune in load(inventory).communes()
+        for ip in ([commune.gateway] if commune.gateway else []) + [h.ip for h in commune.hosts]
+    ]
+    if limit:
+        addresses = addresses[:limit]
+    targets = directory / "targets.txt"
+    targets.write_text("\n".join(addresses) + "\n")
+    return Workspace(addresses, targets, inventory, directory)
+
+
+def drop_echo_ruleset(addresses: list[str]) -> str:
+    """An nftables ruleset (load inside a namespace only) dropping echo to these addresses."""
+    elements = ", ".join(addresses)
+    return (
+        "table inet tslcd_drop {\n"
+        f"  set down {{ type ipv4_addr; elements = {{ {elements} }} }}\n"
+        "  chain input { type filter hook input priority 0;\n"
+        "    ip daddr @down icmp type echo-request drop\n  }\n"
+        "}\n"
+    )
+
+
+# --- contenders ------------------------------------------------------------------------
+
+
+def _fping_alive(_stdout: str, stderr: str) -> int:
+    """``-C``: ``ip : 0.03 - 0.04``; ``-c``: ``ip : xmt/rcv/%loss = 1/1/0%...``."""
+    alive = 0
+    for line in stderr.splitlines():
+        _, sep, rest = line.partition(" : ")
+        if not sep:
+            continue
+        counts = re.search(r"= \d+/(\d+)/", rest)
+        if counts:
+            alive += int(counts.group(1)) > 0
+        else:
+            alive += any(v != "-" for v in rest.split())
+    return alive
+
+
+def _last_int(stdout: str, _stderr: str) -> int:
+    return int(stdout.strip().splitlines()[-1])
+
+
+def _check_alive(stdout: str, _stderr: str) -> int:
+    """``tslcd-monitor check --json``: one line per computer (gateways are not listed)."""
+    return sum(json.loads(line).get("received", 0) > 0 for line in stdout.splitlines() if line)
+
+
+ICMPLIB_SCRIPT = """
+import asyncio, sys
+from icmplib import async_multiping
+hosts = open(sys.argv[1]).read().split()
+options = dict(count=3, timeout=1.0)
+if sys.argv[2] == "best":  # ping sockets (the kernel sorts replies to them), all at once
+    options.update(interval=1.0, concurrent_tasks=len(hosts), privileged=False)
+res = asyncio.run(async_multiping(hosts, **options))
+print(sum(h.is_alive for h in res))
+"""
+
+CONTENDERS: list[Contender] = [
+    Contender(
+        "fping -C3 -i0 -p1000 -q",
+        lambda ws: ["fping", "-C3", "-i0", "-p1000", "-q", "-f", str(ws.targets)],
+        _fping_alive,
+    ),
+    Contender(
+        "fping -c1 -i0 -q",
+        lambda ws: ["fping", "-c1", "-i0", "-q", "-f", str(ws.targets)],
+        _fping_alive,
+    ),
+    Contender(
+        "icmplib async_multiping count=3 timeout=1 (defaults: raw, 50 tasks, interval 0.5)",
+        lambda ws: [sys.executable, "-c", ICMPLIB_SCRIPT, str(ws.targets), "defaults"],
+        _last_int,
+        ICMPLIB_LIMIT,
+    ),
+    Contender(
+        "icmplib async_multiping count=3 timeout=1 interval=1 (ping sockets, all tasks at once)",
+        lambda ws: [sys.executable, "-c", ICMPLIB_SCRIPT, str(ws.targets), "best"],
+        _last_int,
+        ICMPLIB_LIMIT,
+    ),
+    Contender(
+        "tslcd-monitor check --json (whole process)",
+        lambda ws: [str(Path(sys.executable).parent / "tslcd-monitor"), "check",
+                    "--inventory", str(ws.inventory), "--json"],
+        _check_alive,
+        counts="computers (gateways not listed)",
+    ),
+    Contender(
+        "tslcd Pinger count=3 spacing=1 timeout=1 (unpaced)",
+        lambda ws: [sys.executable, "-m", "bench.bench_icmp", "--engine", str(ws.targets)],
+        _last_int,
+    ),
+    Contender(
+        "tslcd Pinger count=3 (paced 20k pps, 50 pps/commune)",
+        lambda ws: [sys.executable, "-m", "bench.bench_icmp", "--engine", str(ws.targets),
+                    "--paced"],
+        _last_int,
+    ),
+]
+
+
+async def _engine(targets: Path, paced: bool) -> int:
+    """What our contender process does: one ping_many over the targets; prints alive hosts."""
+    from monitor.pacing import Pacer
+    from probes.icmp import Pinger
+
+    hosts = [ipaddress.ip_address(a) for a in targets.read_text().split()]
+    pacer = Pacer(20_000.0, 50.0) if paced else None
+
+    def commune(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+        return int(ip) >> 3  # the /29
+
+    async with Pinger() as pinger:
+        results = await pinger.ping_many(
+            hosts, count=COUNT, timeout=TIMEOUT, spacing=SPACING, pacer=pacer,
+            group_of=commune if paced else None,
+        )
+    return sum(r.ok for r in results.values())
+
+
+# --- measurement -----------------------------------------------------------------------
+
+
+def measure(argv: list[str], limit: float) -> tuple[Measurement, str, str, bool]:
+    """Run one process to completion (or kill it at ``limit``): its own rusage, its output,
+    whether it timed out."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
+        timed_out = False
+        deadline = t0 + limit
+        peak_kb = 0
+        while True:
+            peak_kb = max(peak_kb, _high_water_kb(proc.pid))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                timed_out = True
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    m = Measurement(wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024, None)
+    return m, stdout, stderr, timed_out
+
+
+def _high_water_kb(pid: int) -> int:
+    """VmHWM of the running process, sampled: ``ru_maxrss`` would include the memory of
+    this benchmark process itself, which the child inherits until it executes."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(found.group(1)) if found else 0
+
+
+@dataclass
+class Namespace:
+    """The benchmark namespace: loopback only; deleted (with its rules) on exit."""
+
+    name: str = NAMESPACE
+
+    def __enter__(self) -> Namespace:
+        _run(["ip", "netns", "add", self.name])
+        try:
+            _run(["ip", "-n", self.name, "link", "set", "lo", "up"])
+            # unprivileged ping sockets for icmplib's best case; per namespace, dies with it
+            _run(self.wrap(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], check=False, timeout=20)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def drop_echo(self, addresses: list[str], directory: Path) -> None:
+        rules = directory / "drop.nft"
+        rules.write_text(drop_echo_ruleset(addresses))
+        _run(self.wrap(["nft", "-f", str(rules)]))
+
+
+def _run(argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv[:6])}: {proc.stderr.strip()}")
+
+
+def _rows(case: str, contender: Contender, m: Measurement, expected: int) -> Iterator[Row]:
+    label = f"icmp {case}: {contender.name}"
+    if m.alive is None:
+        yield Row(f"{label} wall", m.wall, "s", m.failure)
+        return
+    note = f"answered: {m.alive} {contender.counts}; {expected} addresses answer"
+    yield Row(f"{label} wall", m.wall, "s", note)
+    yield Row(f"{label} cpu", m.cpu, "s", "user+system of the process")
+    yield Row(f"{label} peak rss", m.rss_mb, "MB", "VmHWM sampled every 10 ms")
+
+
+def run(hosts: int | None = None, only: list[str] | None = None) -> list[Row]:
+    contenders = [c for c in CONTENDERS if not only or any(o in c.name for o in only)]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="tslcdB-") as tmp, Namespace() as ns:
+        ws = national_workspace(Path(tmp), hosts)
+        addresses = ws.addresses
+        down = sorted(random.Random(20260206).sample(addresses, int(len(addresses) * DOWN_SHARE)))
+        for case, expected in (("all up", len(addresses)),
+                               ("10% down", len(addresses) - len(down))):
+            if case == "10% down":
+                ns.drop_echo(down, ws.directory)
+            for contender in contenders:
+                m = _measure_contender(ns, contender, ws)
+                rows.extend(_rows(f"{len(addresses)} hosts, {case}", contender, m, expected))
+    return rows
+
+
+def _measure_contender(ns: Namespace, contender: Contender, ws: Workspace) -> Measurement:
+    m, stdout, stderr, timed_out = measure(ns.wrap(contender.argv(ws)), contender.limit)
+    if timed_out:
+        return dataclasses.replace(m, failure=f"timed out after {contender.limit:g} s")
+    try:
+        alive = contender.alive(stdout, stderr)
+    except (ValueError, IndexError):
+        tail = " ".join(stderr.split()[-30:])
+        return dataclasses.replace(m, failure=f"failed: {tail}")
+    return dataclasses.replace(m, alive=alive)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", type=int, default=None,
+                        help="first N addresses (the check contender: whole inventory)")
+    parser.add_argument("--only", nargs="*", help="contenders whose name contains one of these")
+    parser.add_argument("--engine", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--paced", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.engine:
+        print(asyncio.run(_engine(args.engine, args.paced)))
+        return
+    for r in run(args.hosts, args.only):
+        print(f"{r.benchmark:<80} {r.value:>9.3f} {r.unit:<3} {r.note}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""TCP liveness: accepted or refused means the machine is there; silence means it is not."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probes import tcp
+from probes.result import ProbeResult, TcpDetail, from_dict
+from tests.lab.netns import Lab, Node
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = f"tslcdP-{os.getpid()}"
+pytestmark = pytest.mark.timeout(60)
+
+RUNNER = """
+import asyncio, json, sys
+from probes.tcp import probe_any
+from probes.result import to_dict
+args = json.loads(sys.argv[1])
+print(json.dumps(to_dict(asyncio.run(probe_any(args["ip"], args["ports"], args["timeout"])))))
+"""
+
+
+def detail(result: ProbeResult) -> TcpDetail:
+    assert isinstance(result.detail, TcpDetail)
+    return result.detail
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def node(netns_ready: None) -> Iterator[Node]:
+    with Lab(prefix=PREFIX) as lab:
+        yield lab.node("tcp")
+
+
+def probe_in(node: Node, ip: str, ports: list[int], timeout: float) -> ProbeResult:
+    args = {"ip": ip, "ports": ports, "timeout": timeout}
+    proc = node.run(sys.executable, "-c", RUNNER, json.dumps(args), timeout=30, cwd=ROOT)
+    return from_dict(json.loads(proc.stdout.splitlines()[-1]))
+
+
+async def test_listening_port_is_alive(listener: int) -> None:
+    result = await tcp.probe("127.0.0.1", listener, 2.0)
+    assert result.kind == "tcp" and result.subject == "127.0.0.1"
+    assert result.ok and result.error is None
+    assert detail(result).port == listener and not detail(result).refused
+    assert detail(result).connect_seconds is not None
+
+
+async def test_refused_connection_means_the_host_is_there(free_port: int) -> None:
+    result = await tcp.probe("127.0.0.1", free_port, 2.0)
+    assert result.ok and detail(result).refused
+
+
+async def test_probe_any_takes_the_port_that_answers(listener: int, free_port: int) -> None:
+    result = await tcp.probe_any("127.0.0.1", [free_port, listener], 2.0)
+    assert result.ok and detail(result).port in (free_port, listener)
+
+
+async def test_probe_any_needs_ports() -> None:
+    with pytest.raises(ValueError):
+        await tcp.probe_any("127.0.0.1", [], 1.0)
+
+
+def test_silently_dropped_ports_time_out(node: Node) -> None:
+    node.run("iptables", "-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports",
+             "445,3389", "-j", "DROP")
+    result = probe_in(node, "127.0.0.1", [445, 3389], 0.5)
+    assert not result.ok
+    assert result.error and result.error.count("no answer") == 2
+    assert detail(result).connect_seconds is None
+
+
+def test_dropped_port_does_not_hide_a_refusing_one(node: Node) -> None:
+    node.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "445", "-j", "DROP")
+    result = probe_in(node, "127.0.0.1", [445, 3389], 1.0)
+    assert result.ok and detail(result).port == 3389 and detail(result).refused
+
+
+def test_unreachable_network_is_not_alive(node: Node) -> None:
+    """The namespace has no route to 198.18.0.0/15: nothing ever leaves it."""
+    result = probe_in(node, "198.18.200.9", [445], 0.5)
+    assert not result.ok and result.error
