@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-from probes.icmp import Pinger
 
 from inventory.model import Commune, Inventory, IPAddress, Target
 from monitor.observation import (
@@ -28,6 +27,7 @@ from monitor.observation import (
 )
 from monitor.pacing import Pacer
 from probes import target, tcp
+from probes.icmp import Pinger
 from probes.result import ProbeResult
 
 log = structlog.get_logger("scheduler")
@@ -38,7 +38,7 @@ T = TypeVar("T")
 class SchedulerOptions:
     vantage: str = "central"
     spread: float | None = None  # seconds to spread host probes over; None: half the interval
-    max_pps: float = 20_000.0  # all echo requests of this process
+    max_pps: float = 50_000.0  # all echo requests of this process (about 34 Mbit/s)
     commune_pps: float = 50.0  # per commune, so a thin line is never flooded
     tcp_concurrency: int = 1_000
     tcp_timeout: float = 1.0
@@ -149,7 +149,8 @@ class Scheduler:
             return {}
         from probes import arp
 
-        local = [c for c in inv.communes() if c.subnet and arp.segment_interface(c.subnet)]
+        interfaces = arp.interface_addresses()
+        local = [c for c in inv.communes() if arp.segment_interface(c.subnet, interfaces)]
         if not local or not arp.arp_permitted():
             return {}
         scans = await asyncio.gather(

@@ -72,14 +72,25 @@ def arp_permitted() -> bool:
     return True
 
 
-def segment_interface(subnet: IPNetwork | None) -> str | None:
-    """The interface of this machine whose IPv4 address lies inside ``subnet``, if any."""
+def segment_interface(
+    subnet: IPNetwork | None, interfaces: dict[str, list[Any]] | None = None
+) -> str | None:
+    """The interface of this machine whose IPv4 address lies inside ``subnet``, if any.
+
+    ``interfaces`` (psutil's ``net_if_addrs()``) may be read once and passed in by callers
+    that ask for many subnets: reading it costs about 0.1 ms, 0.3 s for the whole nation.
+    """
     if subnet is None or subnet.version != 4:
         return None
-    for name, addrs in sorted(psutil.net_if_addrs().items()):
+    for name, addrs in sorted((interfaces or psutil.net_if_addrs()).items()):
         if _address_in(addrs, subnet) is not None:
             return name
     return None
+
+
+def interface_addresses() -> dict[str, list[Any]]:
+    """This machine's interfaces and their addresses (for :func:`segment_interface`)."""
+    return psutil.net_if_addrs()
 
 
 async def scan_segment(
