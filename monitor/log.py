@@ -52,5 +52,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=_stderr_logger,
-        cache_logger_on_first_use=True,
+        # Not cached: module-level loggers must follow a later configure() (and tests'
+        # capture_logs); a log call is per event, never per probe, so the cost is nil.
+        cache_logger_on_first_use=False,
     )

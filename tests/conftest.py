@@ -61,3 +61,13 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 # --- state-and-alerts helper (end) --------------------------------------------------------
+
+
+# --- logging isolation -------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that runs the CLI in-process configures logging; the next test starts clean."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
