@@ -1,0 +1,399 @@
+"""``tslcd-monitor collector``: the agents' results, into the same pipeline as ``run``.
+
+Every results batch is checked before it can touch the state: its size, that it is JSON of
+the envelope's schema (:mod:`monitor.envelope`), that the topic, the batch and the inventory
+agree on the commune, and that the agent may speak for it. Broker ACLs are the first guard
+(an agent may publish only under its province, docs/mqtt.md); the collector checks again on
+its own, so that a mistaken ACL or a leaked password still cannot move another province's
+communes. Each rejection is one log line (topic, agent, reason; never the payload) and one
+``tslcd_collector_rejected_total{reason}``.
+
+Who may speak for what: with an agents file (``agent id: PROV[/COMMUNE]``) an agent may
+report only inside its scope and unknown agents are refused; without one, a batch's vantage
+must cover the commune of its topic (the broker's ACLs then decide who may use which topic).
+
+Agents that fall silent for ``silent_after`` intervals, or whose last will says ``offline``,
+have their scope marked silent: its communes go to unknown (never to up) and one
+``agent_silent`` alert fires; their next batch resolves it. Every ``refresh`` seconds the
+collector re-renders /metrics, checks for silence and publishes the retained status of the
+communes that changed (:mod:`monitor.status_mqtt`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import structlog
+import yaml
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector as PromCollector
+
+from inventory.model import in_scope
+from monitor import envelope
+from monitor.app import InventoryWatch
+from monitor.metrics import CycleStats, count_probes
+from monitor.mqtt_url import MqttUrl
+from monitor.observation import CommuneObservation
+from monitor.pipeline import Pipeline
+from monitor.status_mqtt import StatusBoard
+
+log = structlog.get_logger("collector")
+
+MAX_PAYLOAD = 256 * 1024
+MAX_AGE = 30 * 86_400.0  # seconds: a batch may have waited in an agent's spool this long
+MAX_SKEW = 300.0  # seconds an agent's clock may run ahead of the collector's
+REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
+                  "unknown_commune", "unknown_agent", "scope", "error")
+
+
+class AgentsFileError(ValueError):
+    pass
+
+
+def load_agents(path: str | Path) -> dict[str, str]:
+    """``agents: {agent-id: "PROV" | "PROV/COMMUNE"}`` (YAML): who may speak for what."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AgentsFileError(f"{path}: {exc}") from exc
+    agents = data.get("agents") if isinstance(data, dict) else None
+    if not isinstance(agents, dict):
+        raise AgentsFileError(f"{path}: expected a mapping 'agents: {{agent-id: PROV[/COMMUNE]}}'")
+    scopes = {}
+    for agent, scope in agents.items():
+        if not isinstance(scope, str | int) or not str(scope).strip("/"):
+            raise AgentsFileError(f"{path}: agent {agent!r}: scope must be PROV or PROV/COMMUNE")
+        scopes[envelope.check_agent_id(str(agent))] = str(scope).strip("/")
+    return scopes
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorOptions:
+    broker: MqttUrl
+    ca_file: str | None = None
+    agents: Mapping[str, str] | None = None  # agent id -> allowed scope; None: by vantage
+    silent_after: float = 3.0  # intervals of the inventory without a batch
+    max_payload: int = MAX_PAYLOAD
+    refresh: float = 5.0  # seconds between renders of /metrics, silence and status checks
+    client_id: str = "tslcd-collector"  # stable: the broker keeps its session across restarts
+    retry_max: float = 30.0
+
+
+@dataclass(slots=True)
+class AgentSeen:
+    scope: str | None  # None until its first batch (no agents file)
+    last: float
+    silent: bool = False
+    seq: int = 0
+    queued: int = 0
+    dropped: int = 0
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, message: str, agent: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.agent = agent
+
+
+class Collector:
+    def __init__(self, pipeline: Pipeline, options: CollectorOptions,
+                 watch: InventoryWatch | None = None) -> None:
+        self.pipeline = pipeline
+        self.options = options
+        self.watch = watch
+        self.agents: dict[str, AgentSeen] = {}
+        self.accepted = 0
+        self.board = StatusBoard()
+        self._probes: Tally[tuple[str, str]] = Tally()
+        self._client: aiomqtt.Client | None = None
+        self._subscribed: set[str] = set()  # provinces whose results topics are subscribed
+        registry = pipeline.exposition.registry
+        self.rejected = Counter("tslcd_collector_rejected", "Results batches refused, by reason.",
+                                ["reason"], registry=registry)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self.batches = Counter("tslcd_collector_batches", "Results batches accepted.",
+                               registry=registry)
+        registry.register(_AgentFamilies(self.agents))
+        now = time.time()
+        for agent, scope in (options.agents or {}).items():
+            self.agents[agent] = AgentSeen(scope, now)  # expected: silent if never heard
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """One MQTT message: a results batch or an agent's state. True when accepted."""
+        parts = topic.split("/")
+        if len(parts) == 5 and topic.startswith(envelope.AGENTS_TOPIC + "/") and \
+                parts[4] == "state":
+            self._agent_state(parts[3], payload)
+            return True
+        try:
+            obs, batch = self._validate(topic, parts, payload)
+        except Rejected as exc:
+            self.rejected.labels(exc.reason).inc()
+            log.warning("batch_rejected", reason=exc.reason, topic=topic[:200], agent=exc.agent,
+                        error=str(exc))
+            return False
+        self._accept(obs, batch)
+        return True
+
+    def _validate(self, topic: str, parts: list[str],
+                  payload: bytes) -> tuple[CommuneObservation, envelope.Batch]:
+        if len(parts) != 5 or not topic.startswith(envelope.RESULTS_TOPIC + "/"):
+            raise Rejected("topic", "not a results topic")
+        province, commune = parts[3], parts[4]
+        if len(payload) > self.options.max_payload:
+            raise Rejected("too_large", f"{len(payload)} bytes > {self.options.max_payload}")
+        try:
+            batch = envelope.decode(payload)
+        except envelope.EnvelopeError as exc:
+            raise Rejected(exc.reason, str(exc)) from None
+        obs, agent = batch.observation, batch.agent
+        _check_times(obs, time.time(), agent)
+        if (obs.province, obs.commune) != (province, commune):
+            raise Rejected("mismatch", f"batch is for {obs.province}/{obs.commune}", agent)
+        if self.pipeline.inventory.commune(province, commune) is None:
+            raise Rejected("unknown_commune", "not in the inventory", agent)
+        self._check_scope(agent, obs)
+        return obs, batch
+
+    def _check_scope(self, agent: str, obs: CommuneObservation) -> None:
+        """The agent may speak for the commune: its vantage covers it, and (with an agents
+        file) the vantage lies inside the agent's allowed scope."""
+        if not in_scope(obs.vantage, obs.province, obs.commune):
+            raise Rejected("scope", f"vantage {obs.vantage!r} does not cover the commune", agent)
+        if self.options.agents is None:
+            return
+        allowed = self.options.agents.get(agent)
+        if allowed is None:
+            raise Rejected("unknown_agent", "agent not in the agents file", agent)
+        prov, _, comm = obs.vantage.partition("/")
+        if not in_scope(allowed, prov, comm or None):
+            raise Rejected("scope", f"agent may speak for {allowed} only", agent)
+
+    def _accept(self, obs: CommuneObservation, batch: envelope.Batch) -> None:
+        now = time.time()
+        seen = self.agents.get(batch.agent)
+        if seen is None:
+            seen = self.agents[batch.agent] = AgentSeen(obs.vantage, now)
+            log.info("agent_discovered", agent=batch.agent, vantage=obs.vantage)
+        if seen.silent:
+            log.info("agent_back", agent=batch.agent, scope=seen.scope)
+        if seen.seq and batch.seq > seen.seq + 1:
+            log.warning("batches_missing", agent=batch.agent, after=seen.seq, next=batch.seq,
+                        missing=batch.seq - seen.seq - 1, dropped_by_agent=batch.dropped)
+        seen.scope = seen.scope or obs.vantage
+        seen.last, seen.silent = now, False
+        seen.seq = max(seen.seq, batch.seq)
+        seen.queued, seen.dropped = batch.queued, batch.dropped
+        self.pipeline.ingest_commune(obs, obs.vantage)
+        self._probes.update(count_probes(_results_of(obs)))
+        self.accepted += 1
+        self.batches.inc()
+
+    def _agent_state(self, agent: str, payload: bytes) -> None:
+        state = envelope.loads_state(payload)
+        seen = self.agents.get(agent)
+        log.info("agent_state", agent=agent, state=state or "invalid")
+        if state == "offline" and seen is not None and not seen.silent:
+            self._mark_silent(agent, seen, "offline")
+
+    # ------------------------------------------------------------------- silence
+
+    def check_silence(self, now: float | None = None) -> list[str]:
+        """Mark the scope of every agent quiet for too long; returns the agents marked."""
+        now = time.time() if now is None else now
+        limit = self.options.silent_after * self.pipeline.inventory.defaults.interval
+        marked = []
+        for agent, seen in self.agents.items():
+            if not seen.silent and seen.scope and now - seen.last > limit:
+                self._mark_silent(agent, seen, "silent")
+                marked.append(agent)
+        return marked
+
+    def _mark_silent(self, agent: str, seen: AgentSeen, why: str) -> None:
+        seen.silent = True
+        if not seen.scope:
+            return
+        province, _, commune = seen.scope.partition("/")
+        log.warning("agent_silent", agent=agent, scope=seen.scope, reason=why,
+                    last_seen=round(seen.last, 3))
+        self.pipeline.dispatcher.publish_all(
+            self.pipeline.engine.mark_silent(province, commune or None))
+
+    # -------------------------------------------------------------------- running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Receive until ``stop``; the timer renders /metrics, checks silence, publishes status."""
+        ticker = asyncio.create_task(self._tick_forever())
+        try:
+            await self._receive(stop)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await self.tick()
+
+    async def _receive(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(**self._client_kwargs()) as client:
+                    await client.subscribe([(f"{envelope.AGENTS_TOPIC}/+/state", 1)])
+                    self._subscribed = set()
+                    await self._subscribe_provinces(client)
+                    log.info("collector_connected", broker=self.options.broker.redacted())
+                    self._client, failures = client, 0
+                    await self._consume(client, stop)
+            except aiomqtt.MqttError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("broker_unreachable", broker=self.options.broker.redacted(),
+                                error=str(exc))
+            finally:
+                self._client = None
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(),
+                                           min(self.options.retry_max, 0.5 * 2 ** failures))
+
+    async def _subscribe_provinces(self, client: aiomqtt.Client) -> None:
+        """Results of the inventory's provinces only: collectors sharded by province (each
+        with its part of the inventory) never receive each other's batches."""
+        wanted = {p.code for p in self.pipeline.inventory.provinces} - self._subscribed
+        if wanted:
+            await client.subscribe(
+                [(f"{envelope.RESULTS_TOPIC}/{code}/+", 1) for code in sorted(wanted)])
+            self._subscribed |= wanted
+
+    async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        messages = aiter(client.messages)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                receiving = asyncio.create_task(anext(messages))
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    break
+                await self._process([receiving.result()], messages, len(client.messages))
+            # stopping: what is already here is not lost
+            await self._process([], messages, len(client.messages))
+        finally:
+            stopping.cancel()
+
+    async def _process(self, first: list[aiomqtt.Message], messages: AsyncIterator[
+            aiomqtt.Message], queued: int) -> None:
+        """The message(s) in hand and those already queued behind them (at most 500), in
+        one store transaction: a burst costs one commit, not one per batch."""
+        batch = first + [await anext(messages) for _ in range(min(queued, 500))]
+        with self.pipeline.engine.batch():
+            for message in batch:
+                self._on_message(message)
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        if isinstance(payload, str):
+            payload = payload.encode()
+        elif not isinstance(payload, bytes | bytearray):
+            payload = b""
+        try:
+            self.handle(str(message.topic), bytes(payload))
+        except Exception:  # whatever a payload does, the collector goes on
+            self.rejected.labels("error").inc()
+            log.exception("batch_failed", topic=str(message.topic)[:200])
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.refresh)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed tick must not end the collector
+                log.exception("collector_tick_failed")
+
+    async def tick(self) -> None:
+        """Reload a changed inventory, mark silent agents, run the calendar's operations,
+        publish status, render /metrics."""
+        if self.watch is not None and (inventory := self.watch.poll()) is not None:
+            self.pipeline.reload(inventory)
+            if self._client is not None:
+                await self._subscribe_provinces(self._client)
+        self.check_silence()
+        self.pipeline.run_operations()
+        await self.publish_status()
+        probes, self._probes = self._probes, Tally()
+        await self.pipeline.refresh_metrics(
+            CycleStats(None, dict(probes), dict(self.pipeline.agents_heard)))
+
+    async def publish_status(self) -> None:
+        """Retained status of the communes that changed (all at start), QoS 1."""
+        client = self._client
+        if client is None:
+            return
+        inventory = self.pipeline.inventory
+        changes = self.board.changes(inventory, self.pipeline.engine.state)
+        for start in range(0, len(changes), 500):
+            chunk = changes[start:start + 500]
+            try:
+                await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=True)
+                                       for topic, payload in chunk))
+            except aiomqtt.MqttError as exc:
+                log.warning("status_publish_failed", error=str(exc))
+                return
+            self.board.published(chunk, inventory)
+
+    def _client_kwargs(self) -> dict[str, object]:
+        kwargs = envelope.client_kwargs(self.options.broker, self.options.ca_file)
+        kwargs.update(identifier=self.options.client_id, clean_session=False, keepalive=30,
+                      max_inflight_messages=100)
+        return kwargs
+
+
+def _check_times(obs: CommuneObservation, now: float, agent: str) -> None:
+    """The cycle's time and the targets' (which become alert times) must be plausible."""
+    for when in (obs.at, *(r.started for r in obs.targets)):
+        if not math.isfinite(when) or not now - MAX_AGE <= when <= now + MAX_SKEW:
+            raise Rejected("time", f"implausible time {when!r}", agent)
+
+
+def _results_of(obs: CommuneObservation) -> Iterable[object]:
+    yield from obs.targets
+    for host in obs.hosts:
+        yield from host.results
+
+
+class _AgentFamilies(PromCollector):
+    """Per agent id: its spool as it last reported it, and whether it is marked silent."""
+
+    def __init__(self, agents: Mapping[str, AgentSeen]) -> None:
+        self.agents = agents
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        queued = GaugeMetricFamily("tslcd_agent_spool_queued_batches",
+                                   "Batches waiting in the agent's spool when it last sent.",
+                                   labels=["agent_id", "scope"])
+        dropped = CounterMetricFamily("tslcd_agent_spool_dropped_batches",
+                                      "Batches the agent dropped past its spool's bound.",
+                                      labels=["agent_id", "scope"])
+        silent = GaugeMetricFamily("tslcd_agent_silent",
+                                   "1 while the agent is silent or offline.",
+                                   labels=["agent_id", "scope"])
+        for agent, seen in sorted(self.agents.items()):
+            labels = [agent, seen.scope or ""]
+            queued.add_metric(labels, seen.queued)
+            dropped.add_metric(labels, seen.dropped)
+            silent.add_metric(labels, int(seen.silent))
+        return [queued, dropped, silent]

@@ -1,0 +1,139 @@
+"""What agents and the collector say to each other over MQTT (contract section 4, docs/mqtt.md).
+
+A results batch is one commune's observation (:func:`monitor.observation.commune_to_dict`)
+wrapped in an envelope that says who sent it and when::
+
+    {"schema": 1, "agent": "agent-75", "seq": 1234, "sent": 1770345330.5,
+     "spool": {"queued": 0, "dropped": 0}, "commune": {...}}
+
+``seq`` increases for the life of the agent's spool (gaps are batches dropped past its
+bound); ``spool`` is the agent's queue at sending time, so the collector can show a backlog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.mqtt_url import MqttUrl
+from monitor.observation import CommuneObservation, commune_from_dict, commune_to_dict
+
+SCHEMA = 1
+PREFIX = "tslcd/v1"
+RESULTS_TOPIC = f"{PREFIX}/results"  # /PROV/COMMUNE
+STATUS_TOPIC = f"{PREFIX}/status"  # /ISP/PROV/COMMUNE
+AGENTS_TOPIC = f"{PREFIX}/agents"  # /AGENT/state
+ONLINE, OFFLINE = b"online", b"offline"
+MAX_AGENT_ID = 128
+_TOPIC_UNSAFE = str.maketrans({c: "-" for c in "/+#\0"})
+#: aiomqtt's logger for agents and the collector: it warns at every publish beyond ten in
+#: flight, which a spool being drained or a burst of batches always is; errors still show.
+MQTT_LOG = logging.getLogger("tslcd.mqtt")
+MQTT_LOG.setLevel(logging.ERROR)
+
+
+class EnvelopeError(ValueError):
+    """A payload that is not a valid results batch; ``reason`` labels the rejection counter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    agent: str
+    seq: int
+    sent: float
+    queued: int
+    dropped: int
+    observation: CommuneObservation
+
+
+def results_topic(province: str, commune: str) -> str:
+    return f"{RESULTS_TOPIC}/{province}/{commune}"
+
+
+def agent_state_topic(agent: str) -> str:
+    return f"{AGENTS_TOPIC}/{agent}/state"
+
+
+def topic_segment(text: str, empty: str = "unassigned") -> str:
+    """A name as one topic level: NFC, without the characters MQTT reserves (``/ + #``)."""
+    cleaned = unicodedata.normalize("NFC", text).translate(_TOPIC_UNSAFE).strip()
+    return cleaned or empty
+
+
+def check_agent_id(agent: str) -> str:
+    """An agent id must be usable as one topic level (it names its state topic)."""
+    if not agent or len(agent) > MAX_AGENT_ID or topic_segment(agent, "") != agent:
+        raise ValueError(f"agent id {agent!r}: 1-{MAX_AGENT_ID} characters, none of / + # NUL")
+    return agent
+
+
+def encode(agent: str, seq: int, sent: float, queued: int, dropped: int, body: bytes) -> bytes:
+    """The envelope around an already serialised commune observation (no re-encoding)."""
+    header = json.dumps(
+        {"schema": SCHEMA, "agent": agent, "seq": seq, "sent": sent,
+         "spool": {"queued": queued, "dropped": dropped}},
+        ensure_ascii=False, separators=(",", ":"),
+    )
+    return header[:-1].encode() + b',"commune":' + body + b"}"
+
+
+def encode_body(obs: CommuneObservation) -> bytes:
+    return json.dumps(commune_to_dict(obs), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode(payload: bytes) -> Batch:
+    """Parse and type-check a results batch; raises :class:`EnvelopeError`."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EnvelopeError("not_json", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EnvelopeError("schema", "the envelope must be an object")
+    if data.get("schema") != SCHEMA:
+        raise EnvelopeError("schema", f"unsupported schema {data.get('schema')!r}")
+    agent, seq, sent = data.get("agent"), data.get("seq"), data.get("sent")
+    spool = data.get("spool") or {}
+    if not isinstance(agent, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        raise EnvelopeError("schema", "agent must be a string and seq an integer")
+    if not isinstance(sent, int | float) or not isinstance(spool, dict):
+        raise EnvelopeError("schema", "sent must be a number and spool an object")
+    try:
+        check_agent_id(agent)
+        commune = data["commune"]
+        if not isinstance(commune, dict):
+            raise TypeError("commune must be an object")
+        observation = commune_from_dict(commune)
+        queued, dropped = int(spool.get("queued", 0)), int(spool.get("dropped", 0))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EnvelopeError("schema", f"malformed batch: {_short(exc)}") from None
+    return Batch(agent, seq, float(sent), queued, dropped, observation)
+
+
+def _short(exc: BaseException) -> str:
+    """An error for the logs, cut short: never a whole (possibly hostile) payload."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def loads_state(payload: bytes) -> str | None:
+    """``online`` / ``offline`` from an agent's state topic; None for anything else."""
+    text = payload.strip()
+    return text.decode() if text in (ONLINE, OFFLINE) else None
+
+
+def client_kwargs(broker: MqttUrl, ca_file: str | None = None) -> dict[str, Any]:
+    """``aiomqtt.Client`` arguments; with ``mqtts://`` and a CA file, the broker's certificate
+    is verified against that CA (the network's own) instead of the system's."""
+    kwargs = broker.client_kwargs()
+    kwargs["logger"] = MQTT_LOG
+    if broker.tls and ca_file:
+        kwargs["tls_context"] = ssl.create_default_context(cafile=ca_file)
+    return kwargs

@@ -1,0 +1,198 @@
+"""The collector's checks and silence handling, fed real envelopes (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from inventory.loader import load
+from inventory.model import Inventory
+from monitor import envelope
+from monitor.collector import Collector, CollectorOptions, load_agents
+from monitor.config import Config
+from monitor.mqtt_url import parse_mqtt_url
+from monitor.observation import CommuneObservation, HostObservation
+from monitor.pipeline import Pipeline
+from monitor.status import CommuneStatus
+from monitor.status_mqtt import StatusBoard, status_topic
+from tests.agentlab import write_inventory
+
+BROKER = parse_mqtt_url("mqtt://127.0.0.1:1")  # never connected in these tests
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Inventory:
+    return load(write_inventory(tmp_path / "inv.yaml"))
+
+
+@pytest.fixture
+async def pipeline(inventory: Inventory) -> AsyncIterator[Pipeline]:
+    pipeline = Pipeline(inventory, Config(), None)
+    await pipeline.start()
+    yield pipeline
+    await pipeline.stop()
+
+
+def batch(inventory: Inventory, key: str, *, vantage: str | None = None, agent: str = "agent-75",
+          seq: int = 1, alive: bool = True, at: float | None = None) -> bytes:
+    province, _, code = key.partition("/")
+    commune = inventory.commune(province, code)
+    assert commune is not None
+    obs = CommuneObservation(
+        province, code, at or time.time(), vantage or province,
+        hosts=tuple(HostObservation(h.name, str(h.ip), alive) for h in commune.hosts),
+        gateway_alive=alive)
+    return envelope.encode(agent, seq, time.time(), 0, 0, envelope.encode_body(obs))
+
+
+def first_key(inventory: Inventory, province: str) -> str:
+    return next(c.key for c in inventory.communes() if c.province == province)
+
+
+def rejected(collector: Collector, reason: str) -> float:
+    return collector.rejected.labels(reason)._value.get()
+
+
+async def test_a_valid_batch_moves_the_state(pipeline: Pipeline, inventory: Inventory) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    assert collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    assert pipeline.engine.state.communes[key].status == CommuneStatus.OK
+    assert pipeline.agents_heard.keys() == {"75"}
+
+
+@pytest.mark.parametrize(
+    ("reason", "topic", "payload"),
+    [
+        ("not_json", "tslcd/v1/results/75/{c75}", b"{not json"),
+        ("schema", "tslcd/v1/results/75/{c75}", b'{"schema": 1, "agent": "a", "seq": 1}'),
+        ("schema", "tslcd/v1/results/75/{c75}", b'{"schema": 99}'),
+        ("too_large", "tslcd/v1/results/75/{c75}", b"x" * 300_000),
+        ("topic", "tslcd/v1/results/75", b"{}"),
+        ("unknown_commune", "tslcd/v1/results/75/99999", None),
+    ],
+)
+async def test_bad_payloads_are_rejected_with_a_reason_and_a_log_line(
+        pipeline: Pipeline, inventory: Inventory, reason: str, topic: str,
+        payload: bytes | None) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    c75 = first_key(inventory, "75").partition("/")[2]
+    topic = topic.format(c75=c75)
+    if payload is None:  # a well-formed batch for a commune the inventory does not have
+        body = json.loads(batch(inventory, f"75/{c75}"))
+        body["commune"]["commune"] = "99999"
+        payload = json.dumps(body).encode()
+    with capture_logs() as logs:
+        assert not collector.handle(topic, payload)
+    assert rejected(collector, reason) == 1
+    line = next(e for e in logs if e["event"] == "batch_rejected")
+    assert line["reason"] == reason and line["topic"] == topic
+    assert "x" * 300 not in json.dumps(line)  # never the payload
+    assert all(cs.status == CommuneStatus.UNKNOWN for cs in pipeline.engine.state.communes.values())
+
+
+async def test_an_agent_cannot_report_on_another_province(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    k01, k75 = first_key(inventory, "01"), first_key(inventory, "75")
+    # vantage 75 claiming a commune of 01, on 01's topic
+    assert not collector.handle(f"tslcd/v1/results/{k01}", batch(inventory, k01, vantage="75"))
+    # a batch for 01 under 75's topic
+    assert not collector.handle(f"tslcd/v1/results/{k75}", batch(inventory, k01))
+    assert rejected(collector, "scope") == 1 and rejected(collector, "mismatch") == 1
+    assert pipeline.engine.state.communes[k01].status == CommuneStatus.UNKNOWN
+
+
+async def test_with_an_agents_file_an_agent_speaks_only_for_its_scope(
+        pipeline: Pipeline, inventory: Inventory, tmp_path: Path) -> None:
+    path = tmp_path / "agents.yaml"
+    path.write_text('agents:\n  agent-75: "75"\n', encoding="utf-8")
+    collector = Collector(pipeline, CollectorOptions(BROKER, agents=load_agents(path)))
+    k01, k75 = first_key(inventory, "01"), first_key(inventory, "75")
+    with capture_logs() as logs:
+        # agent-75 pretending to be province 01's vantage: consistent, but not its scope
+        assert not collector.handle(f"tslcd/v1/results/{k01}",
+                                    batch(inventory, k01, agent="agent-75"))
+        assert not collector.handle(f"tslcd/v1/results/{k01}",
+                                    batch(inventory, k01, agent="agent-99"))
+        assert collector.handle(f"tslcd/v1/results/{k75}", batch(inventory, k75))
+    assert rejected(collector, "scope") == 1 and rejected(collector, "unknown_agent") == 1
+    agents = [e.get("agent") for e in logs if e["event"] == "batch_rejected"]
+    assert agents == ["agent-75", "agent-99"]
+
+
+async def test_a_silent_agent_makes_its_communes_unknown_and_raises_one_alert(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER, silent_after=3))
+    keys = [c.key for c in inventory.communes() if c.province == "75"]
+    for key in keys:
+        assert collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    assert {pipeline.engine.state.communes[k].status for k in keys} == {CommuneStatus.OK}
+    assert collector.check_silence(time.time() + 1.0) == []  # not yet: 3 intervals of 1 s
+    published: list[str] = []
+    pipeline.dispatcher.publish = lambda ev: published.append(f"{ev.event}:{ev.state}")  # type: ignore[method-assign]
+    assert collector.check_silence(time.time() + 10.0) == ["agent-75"]
+    assert {pipeline.engine.state.communes[k].status for k in keys} == {CommuneStatus.UNKNOWN}
+    assert published == ["agent_silent:firing"]
+    assert collector.check_silence(time.time() + 20.0) == []  # reported once
+    collector.handle(f"tslcd/v1/results/{keys[0]}", batch(inventory, keys[0], seq=2))
+    assert "agent_silent:resolved" in published
+
+
+async def test_a_last_will_offline_marks_the_agent_silent_at_once(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    collector.handle("tslcd/v1/agents/agent-75/state", b"offline")
+    assert pipeline.engine.state.communes[key].status == CommuneStatus.UNKNOWN
+    assert collector.agents["agent-75"].silent
+
+
+async def test_agents_file_agents_never_heard_become_silent(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER, agents={"agent-01": "01"}))
+    assert collector.check_silence(time.time() + 60) == ["agent-01"]
+
+
+def test_status_board_publishes_changes_only_and_moves_topics(inventory: Inventory) -> None:
+    from monitor.state import StateEngine
+
+    engine = StateEngine(inventory)
+    board = StatusBoard()
+    first = board.changes(inventory, engine.state)
+    assert len(first) == sum(1 for _ in inventory.communes())
+    payload = json.loads(first[0][1])
+    assert payload["status"] == "unknown" and payload["code"] == 3
+    board.published(first, inventory)
+    assert board.changes(inventory, engine.state) == []
+    commune = next(inventory.communes())
+    engine.apply(CommuneObservation(commune.province, commune.code, time.time(), "75",
+                                    hosts=tuple(HostObservation(h.name, str(h.ip), True)
+                                                for h in commune.hosts), gateway_alive=True))
+    changed = board.changes(inventory, engine.state)
+    assert [t for t, _ in changed] == [status_topic(commune)]
+    assert json.loads(changed[0][1])["hosts_up"] == len(commune.hosts)
+
+
+def test_topic_segments_are_safe() -> None:
+    assert envelope.topic_segment("VNPT") == "VNPT"
+    assert envelope.topic_segment("A/B+#") == "A-B--"
+    assert envelope.topic_segment("  ") == "unassigned"
+    with pytest.raises(ValueError):
+        envelope.check_agent_id("agent/75")
+
+
+@pytest.mark.parametrize("at", [float("nan"), float("inf"), 1e300, 0.0, time.time() + 86_400])
+async def test_implausible_times_are_rejected(pipeline: Pipeline, inventory: Inventory,
+                                              at: float) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    payload = batch(inventory, key).replace(b'"at":', b'"at":%s,"x":' % json.dumps(at).encode(), 1)
+    assert not collector.handle(f"tslcd/v1/results/{key}", payload)
+    assert rejected(collector, "time") == 1
