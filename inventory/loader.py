@@ -29,8 +29,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from inventory import official
 from inventory.model import (
     CHECKS,
+    WARN_DAYS,
     Commune,
     Defaults,
+    Drill,
     Host,
     IcmpSettings,
     Inspection,
@@ -39,6 +41,7 @@ from inventory.model import (
     IPNetwork,
     Maintenance,
     Milestone,
+    Period,
     Province,
     Target,
 )
@@ -57,11 +60,12 @@ _STR, _INT, _FLOAT, _BOOL, _NULL, _TIME = (
 _MERGE = _TAG + "merge"
 _CONSTRUCT = SafeConstructor()
 
-TOP_KEYS = ("version", "defaults", "targets", "milestones", "provinces", "maintenance")
+TOP_KEYS = ("version", "defaults", "targets", "milestones", "provinces", "maintenance", "drills",
+            "periods")
 DEFAULTS_KEYS = ("interval", "icmp", "down_after", "up_after", "tcp_ports")
 ICMP_KEYS = ("count", "timeout")
 TARGET_KEYS = ("name", "url", "addresses", "ca_file", "verify_tls", "expected_first_hop")
-MILESTONE_KEYS = ("id", "title", "due", "requires")
+MILESTONE_KEYS = ("id", "title", "due", "requires", "warn_days")
 PROVINCE_KEYS = ("code", "name", "communes")
 COMMUNE_KEYS = (
     "code", "name", "isp", "circuit", "subnet", "gateway", "backup_gateway", "tcp_ports", "hosts",
@@ -69,6 +73,8 @@ COMMUNE_KEYS = (
 HOST_KEYS = ("name", "ip", "mac", "tcp_ports", "inspection")
 INSPECTION_KEYS = ("stamp", "date")
 MAINTENANCE_KEYS = ("scope", "from", "to")
+DRILL_KEYS = ("id", "title", "from", "to", "scope")
+PERIOD_KEYS = ("id", "title", "from", "to", "interval", "escalate_after", "scope")
 
 _MAC_SEPARATED = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}", re.IGNORECASE)
 _MAC_DOTTED = re.compile(r"[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}", re.IGNORECASE)
@@ -471,6 +477,10 @@ class _Checker:
                                       communes)
             ),
             source=self.source,
+            drills=tuple(self.read_drills(top.get("drills"), {p.code for p in provinces},
+                                          communes)),
+            periods=tuple(self.read_periods(top.get("periods"), {p.code for p in provinces},
+                                            communes)),
         )
 
     def read_defaults(self, node: Node) -> Defaults:
@@ -726,6 +736,8 @@ class _Checker:
                 title=self.optional(f, "title", self.text, "title") or "",
                 due=self.optional(f, "due", self.date, "due"),  # type: ignore[arg-type]
                 requires=self.requires(f.get("requires")),
+                warn_days=_or(self.optional(f, "warn_days", lambda n, w: self.integer(n, w, 0, 365),
+                                            "warn_days"), WARN_DAYS),
                 line=_line(item),
             ))
         return milestones
@@ -752,15 +764,84 @@ class _Checker:
             if f is None:
                 continue
             scope = self.optional(f, "scope", self.scope, "scope")
-            if scope is not None and scope not in provinces and scope not in communes:
-                self.error(f.values["scope"], f"scope: no province or commune '{scope}' in this "
-                                              "inventory")
-            start = self.optional(f, "from", self.moment, "from")
-            end = self.optional(f, "to", self.moment, "to")
-            if start is not None and end is not None and start >= end:
-                self.error(f.values["to"], "to: the window must end after it starts ('from')")
+            if scope is not None:
+                self.check_scope_known(scope, f.values["scope"], provinces, communes)
+            start, end = self.window(f)
             windows.append(Maintenance(scope or "", start, end, _line(item)))  # type: ignore[arg-type]
         return windows
+
+    def window(self, f: _Fields) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """``from`` and ``to`` of a maintenance window, drill or period; ``to`` after ``from``."""
+        start = self.optional(f, "from", self.moment, "from")
+        end = self.optional(f, "to", self.moment, "to")
+        if start is not None and end is not None and start >= end:
+            self.error(f.values["to"], "to: the window must end after it starts ('from')")
+        return start, end
+
+    def check_scope_known(self, scope: str, node: Node, provinces: set[str],
+                          communes: set[str]) -> None:
+        if scope not in provinces and scope not in communes:
+            self.error(node, f"scope: no province or commune '{scope}' in this inventory")
+
+    def scopes(self, f: _Fields, provinces: set[str], communes: set[str]) -> tuple[str, ...]:
+        """``scope:`` of a drill or period: one ``PROV[/COMMUNE]`` or a list of them."""
+        node = f.given("scope")
+        if node is None:
+            return ()
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        found = []
+        for item in items:
+            scope = self.scope(item, "scope")
+            if scope is not None:
+                self.check_scope_known(scope, item, provinces, communes)
+                found.append(scope)
+        return tuple(found)
+
+    def named_window(self, item: Node, what: str, keys: tuple[str, ...],
+                     ids: dict[str, int]) -> tuple[_Fields, str, str] | None:
+        """The common part of drills and periods: a unique id, a title, from and to."""
+        f = self.fields(item, what, keys, required=("id", "title", "from", "to"))
+        if f is None:
+            return None
+        ident = self.optional(f, "id", self.raw, f"{what} id")
+        if ident is not None:
+            self.unique(ids, ident, f.values["id"], f"duplicate {what} '{ident}'")
+        title = self.optional(f, "title", self.text, "title")
+        return f, ident or "", title or ""
+
+    def read_drills(self, node: Node | None, provinces: set[str],
+                    communes: set[str]) -> list[Drill]:
+        ids: dict[str, int] = {}
+        drills = []
+        for item in self.items(node, "drills"):
+            named = self.named_window(item, "drill", DRILL_KEYS, ids)
+            if named is None:
+                continue
+            f, ident, title = named
+            start, end = self.window(f)
+            drills.append(Drill(ident, title, start, end,  # type: ignore[arg-type]
+                                self.scopes(f, provinces, communes), _line(item)))
+        return drills
+
+    def read_periods(self, node: Node | None, provinces: set[str],
+                     communes: set[str]) -> list[Period]:
+        ids: dict[str, int] = {}
+        periods = []
+        for item in self.items(node, "periods"):
+            named = self.named_window(item, "period", PERIOD_KEYS, ids)
+            if named is None:
+                continue
+            f, ident, title = named
+            start, end = self.window(f)
+            periods.append(Period(
+                ident, title, start, end,  # type: ignore[arg-type]
+                interval=self.optional(f, "interval", self.duration, "interval"),
+                escalate_after=self.optional(f, "escalate_after", self.duration,
+                                             "escalate_after"),
+                scope=self.scopes(f, provinces, communes),
+                line=_line(item),
+            ))
+        return periods
 
     def scope(self, node: Node, what: str) -> str | None:
         text = self.raw(node, what)
@@ -821,10 +902,7 @@ def to_data(inventory: Inventory) -> dict[str, Any]:
     if inventory.targets:
         data["targets"] = [_target_data(t) for t in inventory.targets]
     if inventory.milestones:
-        data["milestones"] = [
-            {"id": m.id, "title": m.title, "due": m.due, "requires": list(m.requires)}
-            for m in inventory.milestones
-        ]
+        data["milestones"] = [_milestone_data(m) for m in inventory.milestones]
     data["provinces"] = [
         {"code": p.code, "name": p.name,
          "communes": [_commune_data(c, defaults.tcp_ports) for c in p.communes]}
@@ -834,6 +912,31 @@ def to_data(inventory: Inventory) -> dict[str, Any]:
         data["maintenance"] = [
             {"scope": m.scope, "from": m.start, "to": m.end} for m in inventory.maintenance
         ]
+    if inventory.drills:
+        data["drills"] = [_window_data(d) for d in inventory.drills]
+    if inventory.periods:
+        data["periods"] = [_window_data(p) for p in inventory.periods]
+    return data
+
+
+def _milestone_data(m: Milestone) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": m.id, "title": m.title, "due": m.due,
+                            "requires": list(m.requires)}
+    if m.warn_days != WARN_DAYS:
+        data["warn_days"] = m.warn_days
+    return data
+
+
+def _window_data(window: Drill | Period) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": window.id, "title": window.title, "from": window.start,
+                            "to": window.end}
+    if isinstance(window, Period):
+        for key, seconds in (("interval", window.interval),
+                             ("escalate_after", window.escalate_after)):
+            if seconds is not None:
+                data[key] = format_duration(seconds)
+    if window.scope:
+        data["scope"] = list(window.scope)
     return data
 
 

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: The checks a milestone may require (contract section 2, ``milestones[].requires``).
-CHECKS = ("link", "ip_config", "target")
+#: The checks a milestone may require (contract section 2, ``milestones[].requires``);
+#: ``inspection``: every host has its police security scan and stamp (``hosts[].inspection``).
+CHECKS = ("link", "ip_config", "target", "inspection")
+#: Days before a milestone's due day that its deadline warning goes out, unless it sets its own.
+WARN_DAYS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,47 @@ class Milestone:
     title: str
     due: dt.date
     requires: tuple[str, ...]
+    warn_days: int = WARN_DAYS  # a warning this many days before ``due`` (0: none)
     line: int = field(default=0, compare=False)  # where it is in the file: not content
+
+
+@dataclass(frozen=True, slots=True)
+class Drill:
+    """A connection drill ("diễn tập"): every commune in scope is expected online in the window."""
+
+    id: str
+    title: str
+    start: dt.datetime
+    end: dt.datetime
+    scope: tuple[str, ...] = ()  # "PROV" / "PROV/COMMUNE" scopes; empty: the whole inventory
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
+
+    def covers(self, province: str, commune: str) -> bool:
+        return not self.scope or any(in_scope(s, province, commune) for s in self.scope)
+
+    def active(self, at: dt.datetime) -> bool:
+        return self.start <= at < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A named period of closer watch (election day, the general drill): a shorter probe
+    interval, and escalation of communes that stay down longer than ``escalate_after``."""
+
+    id: str
+    title: str
+    start: dt.datetime
+    end: dt.datetime
+    interval: float | None = None  # seconds between cycles inside the period
+    escalate_after: float | None = None  # seconds a commune may stay down before escalation
+    scope: tuple[str, ...] = ()  # empty: the whole inventory
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
+
+    def covers(self, province: str, commune: str) -> bool:
+        return not self.scope or any(in_scope(s, province, commune) for s in self.scope)
+
+    def active(self, at: dt.datetime) -> bool:
+        return self.start <= at < self.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +171,8 @@ class Inventory:
     milestones: tuple[Milestone, ...] = ()
     maintenance: tuple[Maintenance, ...] = ()
     source: str = field(default="<memory>", compare=False)
+    drills: tuple[Drill, ...] = ()  # after ``source``: older positional callers keep working
+    periods: tuple[Period, ...] = ()
     _communes: dict[str, Commune] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
@@ -174,4 +219,6 @@ class Inventory:
             self.milestones,
             self.maintenance,
             self.source,
+            self.drills,
+            self.periods,
         )

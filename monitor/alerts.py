@@ -33,7 +33,13 @@ SEVERITY: dict[str, str] = {
     "target_unreachable": "warning",
     "agent_silent": "warning",
     "deadline": "warning",
+    "uninspected_host": "warning",
+    "escalation": "critical",
 }
+
+#: Events raised by the calendar (:mod:`monitor.operations`, which words their messages),
+#: not by the state engine.
+OPERATIONS_EVENTS = frozenset({"deadline", "uninspected_host", "escalation"})
 
 #: Message bodies per event and state, (Vietnamese, English); fields filled by ``format``.
 _MESSAGES: dict[str, tuple[str, str]] = {

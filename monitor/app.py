@@ -20,6 +20,7 @@ from monitor import config as config_mod
 from monitor.config import Config, ConfigError
 from monitor.observation import CycleReport
 from monitor.pipeline import Pipeline
+from monitor.schedule import start_report_schedule
 from monitor.scheduler import Scheduler, SchedulerOptions
 from monitor.web.auth import TokenFileError, TokenStore
 from monitor.web.server import WebContext, build_app, serve
@@ -33,10 +34,13 @@ def settings_from_args(args: argparse.Namespace) -> Config:
     cfg = config_mod.load(getattr(args, "config", None))
     overrides = {
         key: value
-        for key in ("inventory", "listen", "state")
+        for key in ("inventory", "listen", "state", "report_schedule", "report_dir",
+                    "report_webhook")
         if (value := getattr(args, key, None)) is not None
     }
     cfg = replace(cfg, **overrides)
+    if cfg.report_schedule is not None:
+        config_mod.check_report_schedule(cfg.report_schedule, "--report-schedule")
     cfg.listen_host_port  # noqa: B018 - validates the flag too
     return cfg
 
@@ -94,8 +98,10 @@ class InventoryWatch:
         return inventory
 
 
-async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None) -> AppRunner:
-    """The status page, API and /metrics of ``run`` and ``collector``, over the pipeline."""
+async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,
+                    ready: Callable[[], bool] | None = None) -> AppRunner:
+    """The status page, API and /metrics of ``run`` and ``collector``, over the pipeline;
+    ``ready`` for /healthz (default: a first cycle ran)."""
     ctx = WebContext(
         inventory=lambda: pipeline.inventory,
         state=pipeline.engine.state,
@@ -104,7 +110,8 @@ async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None) 
         history=lambda prov, comm: pipeline.store.history(prov, comm),
         samples=pipeline.samples,
         tokens=tokens,
-        ready=lambda: pipeline.cycles > 0,
+        ready=ready or (lambda: pipeline.cycles > 0),
+        drills=pipeline.operations.drills,
     )
     host, port = cfg.listen_host_port
     return await serve(build_app(ctx), host, port, cfg.tls_cert, cfg.tls_key)
@@ -122,6 +129,7 @@ class Monitor:
     async def run(self) -> None:
         await self.pipeline.start()
         runner = await serve_web(self.pipeline, self.cfg, self.tokens)
+        reports = start_report_schedule(self.pipeline, self.cfg)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,6 +145,8 @@ class Monitor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await probing
         finally:
+            if reports is not None:
+                reports.cancel()
             await runner.cleanup()
             await self.pipeline.stop()
             log.info("monitor_stopped")

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 DEFAULT_LISTEN = "127.0.0.1:9750"
+ESCALATION_TOPIC = "tslcd/v1/escalations"
+REPORT_DIR = "reports"
 
 
 class ConfigError(Exception):
@@ -27,6 +29,12 @@ class Config:
     inventory: str | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
     alerts_mqtt_url: str | None = None
+    escalation_webhooks: tuple[WebhookConfig, ...] = ()  # a commune down too long (periods)
+    escalation_mqtt_url: str | None = None
+    escalation_mqtt_topic: str = ESCALATION_TOPIC  # published on TOPIC/PROV
+    report_schedule: str | None = None  # cron, Vietnam time: e.g. "0 7 * * 1"
+    report_dir: str = REPORT_DIR
+    report_webhook: str | None = None
     tokens_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -40,7 +48,9 @@ _SCHEMA: dict[str, Any] = {
     "listen": str,
     "state": str,
     "inventory": str,
-    "alerts": {"webhooks": list, "mqtt": {"url": str}},
+    "alerts": {"webhooks": list, "mqtt": {"url": str},
+               "escalation": {"webhooks": list, "mqtt": {"url": str, "topic": str}}},
+    "reports": {"schedule": str, "dir": str, "webhook": str},
     "web": {"tokens_file": str, "tls_cert": str, "tls_key": str},
 }
 
@@ -70,23 +80,49 @@ def load(path: str | Path | None) -> Config:
     _check_keys(path, data, _SCHEMA, "")
     alerts = data.get("alerts") or {}
     web = data.get("web") or {}
-    hooks = []
-    for item in alerts.get("webhooks") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            raise ConfigError(f"{path}: alerts.webhooks: each item needs a url")
-        hooks.append(WebhookConfig(item["url"]))
+    escalation = alerts.get("escalation") or {}
+    escalation_mqtt = escalation.get("mqtt") or {}
+    reports = data.get("reports") or {}
     config = Config(
         listen=data.get("listen", DEFAULT_LISTEN),
         state=data.get("state"),
         inventory=data.get("inventory"),
-        webhooks=tuple(hooks),
+        webhooks=_webhooks(path, alerts.get("webhooks"), "alerts.webhooks"),
         alerts_mqtt_url=(alerts.get("mqtt") or {}).get("url"),
+        escalation_webhooks=_webhooks(path, escalation.get("webhooks"),
+                                      "alerts.escalation.webhooks"),
+        escalation_mqtt_url=escalation_mqtt.get("url"),
+        escalation_mqtt_topic=escalation_mqtt.get("topic") or ESCALATION_TOPIC,
+        report_schedule=reports.get("schedule"),
+        report_dir=reports.get("dir") or REPORT_DIR,
+        report_webhook=reports.get("webhook"),
         tokens_file=web.get("tokens_file"),
         tls_cert=web.get("tls_cert"),
         tls_key=web.get("tls_key"),
     )
     parse_listen(config.listen)
+    if config.report_schedule is not None:
+        check_report_schedule(config.report_schedule, f"{path}: reports.schedule")
     return config
+
+
+def check_report_schedule(cron: str, where: str) -> None:
+    """A malformed ``reports.schedule`` (or ``--report-schedule``) is a ConfigError."""
+    from monitor.schedule import ScheduleError, parse_cron
+
+    try:
+        parse_cron(cron)
+    except ScheduleError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _webhooks(path: Path, items: list[Any] | None, where: str) -> tuple[WebhookConfig, ...]:
+    hooks = []
+    for item in items or []:
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            raise ConfigError(f"{path}: {where}: each item needs a url")
+        hooks.append(WebhookConfig(item["url"]))
+    return tuple(hooks)
 
 
 def _check_keys(path: Path, data: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:

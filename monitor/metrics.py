@@ -244,6 +244,12 @@ class Exposition:
             PlatformCollector(registry=self._registry)
             GCCollector(registry=self._registry)
 
+    @property
+    def registry(self) -> CollectorRegistry:
+        """prometheus-client metrics of the command serving this exposition (e.g. the
+        collector's counters): appended to every render."""
+        return self._registry
+
     def body(self) -> bytes:
         return self._published[0]
 

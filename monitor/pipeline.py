@@ -19,9 +19,10 @@ from monitor.config import Config
 from monitor.history import RttHistory
 from monitor.metrics import CycleStats, Exposition
 from monitor.observation import CommuneObservation, CycleReport
-from monitor.sinks import Dispatcher, sinks_from_config
+from monitor.operations import Operations
+from monitor.sinks import Dispatcher, escalation_sinks_from_config, sinks_from_config
 from monitor.state import StateEngine
-from monitor.store import Store
+from monitor.store import Batch, Store
 from probes.result import ProbeResult
 
 log = structlog.get_logger("pipeline")
@@ -34,6 +35,8 @@ class Pipeline:
         self.exposition = Exposition()
         self.samples = RttHistory()
         self.dispatcher = Dispatcher(sinks_from_config(config), store=self.store)
+        self.operations = Operations(state_path)
+        self.escalation = Dispatcher(escalation_sinks_from_config(config))
         self.agents_heard: dict[str, float] = {}
         self.cycles = 0
 
@@ -43,16 +46,20 @@ class Pipeline:
 
     async def start(self) -> None:
         await self.dispatcher.start()
+        await self.escalation.start()
         await self.refresh_metrics()
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
+        await self.escalation.stop()
+        self.operations.close()
         self.store.close()
 
     async def ingest_cycle(self, report: CycleReport) -> None:
         """A whole local cycle: one store transaction, then one render of /metrics."""
         events = self.engine.apply_cycle(report.communes, report.targets, report.vantage)
         self._publish(events)
+        self.run_operations()
         for obs in report.communes:
             self.samples.record(obs)
         self.cycles += 1
@@ -68,6 +75,15 @@ class Pipeline:
 
     def ingest_targets(self, results: Iterable[ProbeResult], vantage: str) -> None:
         self._publish(self.engine.apply_targets(results, vantage))
+
+    def run_operations(self, now: float | None = None) -> None:
+        """The calendar's events (deadlines, inspections, escalation) and drill sampling;
+        after each local cycle, and on the collector's timer."""
+        outcome = self.operations.evaluate(self.inventory, self.engine.state, now)
+        if outcome.alerts:  # through the outbox, like the engine's: sent again after a crash
+            self.store.write(Batch(outbox=outcome.alerts))
+        self._publish(outcome.alerts)
+        self.escalation.publish_all(outcome.escalations)
 
     def reload(self, inventory: Inventory) -> None:
         self._publish(self.engine.set_inventory(inventory))

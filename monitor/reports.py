@@ -18,7 +18,7 @@ import io
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,7 @@ def commune_rows(report: ReadinessReport) -> Iterator[list[Any]]:
         row: list[Any] = [r.province, r.province_name, r.commune, r.commune_name, r.isp,
                           r.circuit or None]
         for m in r.results:
-            row += [YES if m.met else NO, _local(m.met_at), LATE if m.late else None]
+            row += [YES if m.met else NO, local_time(m.met_at), LATE if m.late else None]
         yield row
 
 
@@ -178,13 +178,14 @@ def totals_rows(report: ReadinessReport) -> Iterator[list[Any]]:
         yield row
 
 
-def _local(at: float | None) -> dt.datetime | None:
+def local_time(at: float | None) -> dt.datetime | None:
+    """Unix time as a naive Vietnam-time datetime, as a spreadsheet shows it."""
     if at is None:
         return None
     return dt.datetime.fromtimestamp(round(at), VIETNAM).replace(tzinfo=None)
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
@@ -193,35 +194,35 @@ def _text(value: Any) -> str:
 
 
 def _generated_line(report: ReadinessReport) -> str:
-    return f"Thời điểm lập báo cáo: {_text(_local(report.generated))} (giờ Việt Nam)"
+    return f"Thời điểm lập báo cáo: {cell_text(local_time(report.generated))} (giờ Việt Nam)"
 
 
 # --- writers --------------------------------------------------------------------------------
 
 
-def to_csv(report: ReadinessReport) -> bytes:
-    """UTF-8 with a BOM (Excel then shows the diacritics); communes, a blank line, totals."""
+Table = tuple[list[str], Iterable[list[Any]]]  # (headings, rows of cell values)
+
+
+def csv_bytes(tables: Iterable[Table]) -> bytes:
+    """UTF-8 with a BOM (Excel then shows the diacritics); tables separated by a blank line."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(commune_headings(report))
-    writer.writerows([_text(v) for v in row] for row in commune_rows(report))
-    writer.writerow([])
-    writer.writerow(totals_headings(report))
-    writer.writerows([_text(v) for v in row] for row in totals_rows(report))
+    for i, (heads, rows) in enumerate(tables):
+        if i:
+            writer.writerow([])
+        writer.writerow(heads)
+        writer.writerows([cell_text(v) for v in row] for row in rows)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def to_xlsx(report: ReadinessReport) -> bytes:
-    """Two sheets, "Theo xã" and "Tổng hợp"; times are real date cells."""
+def xlsx_bytes(title: str, sheets: Iterable[tuple[str, Table]]) -> bytes:
+    """One sheet per (name, table), bold frozen headings; times are real date cells."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
     book = Workbook()
-    sheets = (
-        (book.active, "Theo xã", commune_headings(report), commune_rows(report)),
-        (book.create_sheet(), "Tổng hợp", totals_headings(report), totals_rows(report)),
-    )
-    for sheet, name, heads, rows in sheets:
+    for i, (name, (heads, rows)) in enumerate(sheets):
+        sheet = book.active if i == 0 else book.create_sheet()
         sheet.title = name
         sheet.append(heads)
         for cell in sheet[1]:
@@ -233,10 +234,22 @@ def to_xlsx(report: ReadinessReport) -> bytes:
             for cell in column:
                 if isinstance(cell.value, dt.datetime):
                     cell.number_format = "dd/mm/yyyy hh:mm"
-    book.properties.title = TITLE
+    book.properties.title = title
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def to_csv(report: ReadinessReport) -> bytes:
+    """Communes, a blank line, totals."""
+    return csv_bytes([(commune_headings(report), commune_rows(report)),
+                      (totals_headings(report), totals_rows(report))])
+
+
+def to_xlsx(report: ReadinessReport) -> bytes:
+    """Two sheets, "Theo xã" and "Tổng hợp"."""
+    return xlsx_bytes(TITLE, [("Theo xã", (commune_headings(report), commune_rows(report))),
+                              ("Tổng hợp", (totals_headings(report), totals_rows(report)))])
 
 
 def to_html(report: ReadinessReport) -> str:
@@ -252,7 +265,7 @@ def to_html(report: ReadinessReport) -> str:
         head = f"<tr>{top}</tr><tr>{sub}</tr>" if report.milestones else f"<tr>{top}</tr>"
         body = []
         for row in rows:
-            cells = "".join(f"<td>{html.escape(_text(v))}</td>" for v in row)
+            cells = "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in row)
             cls = ' class="late"' if late_col and LATE in row else ""
             body.append(f"<tr{cls}>{cells}</tr>")
         return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
@@ -288,7 +301,7 @@ WRITERS: dict[str, Callable[[ReadinessReport], bytes]] = {
 
 
 def register(sub: Any) -> None:
-    """Add ``report readiness`` to the ``tslcd-monitor`` subcommands."""
+    """Add ``report readiness`` (and ``report drill``) to the ``tslcd-monitor`` subcommands."""
     report = sub.add_parser("report", help="reports against the inventory's milestones")
     kinds = report.add_subparsers(dest="report", required=True, metavar="REPORT")
     p = kinds.add_parser("readiness", help="per commune: each milestone met, when, late or not")
@@ -297,6 +310,9 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=sorted(WRITERS), default="csv")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     p.set_defaults(handler=cmd_report_readiness)
+    from monitor import cli_ops  # imports this module: registered here, imported late
+
+    cli_ops.register(kinds)
 
 
 def cmd_report_readiness(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from monitor.observation import (
     answered,
     observe_host,
 )
+from monitor.operations import interval_at
 from monitor.pacing import Pacer
 from probes import target, tcp
 from probes.icmp import Pinger
@@ -58,10 +59,11 @@ class Scheduler:
         inv = self.inventory
         started = time.time()
         t0 = time.monotonic()
-        budget = max(inv.defaults.interval * 0.9, inv.defaults.icmp.timeout + 1.0)
+        interval = interval_at(inv, started)  # shorter inside a period such as election day
+        budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
         segment_task = asyncio.create_task(self._scan_segments(inv))
         target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
-        icmp = await self._ping_all(inv, budget)
+        icmp = await self._ping_all(inv, budget, interval)
         def remaining() -> float:
             return t0 + budget - time.monotonic()
 
@@ -89,7 +91,7 @@ class Scheduler:
                 raise
             except Exception:  # a broken cycle must not end the monitor
                 log.exception("cycle_failed")
-            interval = self.inventory.defaults.interval
+            interval = interval_at(self.inventory, time.time())
             next_start += interval
             now = time.monotonic()
             if now > next_start:
@@ -98,13 +100,14 @@ class Scheduler:
                 next_start += skipped * interval
             await asyncio.sleep(next_start - now)
 
-    async def _ping_all(self, inv: Inventory, budget: float) -> dict[IPAddress, ProbeResult]:
+    async def _ping_all(self, inv: Inventory, budget: float,
+                        interval: float) -> dict[IPAddress, ProbeResult]:
         groups: dict[IPAddress, str] = {}
         for commune in inv.communes():
             for ip in _commune_addresses(commune):
                 groups[ip] = commune.key
         opts = self.options
-        spread = opts.spread if opts.spread is not None else inv.defaults.interval / 2
+        spread = opts.spread if opts.spread is not None else interval / 2
         icmp = inv.defaults.icmp
         # the last echo of a host must be answered before the budget ends
         spread = max(0.0, min(spread, budget - icmp.count * icmp.timeout - 1.0))

@@ -129,11 +129,13 @@ class WebhookSink:
 
 class MqttSink:
     """QoS 1, not retained, on ``tslcd/v1/alerts/PROV`` (``central`` for events without a
-    province, e.g. the election system unreachable from the central monitor)."""
+    province, e.g. the election system unreachable from the central monitor); another
+    ``topic`` prefix for the escalation sink (``tslcd/v1/escalations/PROV``)."""
 
     def __init__(self, url: str, *, backoff: Backoff = Backoff(), timeout: float = 10.0,
-                 identifier: str | None = None) -> None:
+                 identifier: str | None = None, topic: str = ALERT_TOPIC) -> None:
         self.broker = parse_mqtt_url(url)
+        self.topic = topic
         self.name = f"mqtt {self.broker.redacted()}"
         self.backoff = backoff
         self.timeout = timeout
@@ -144,7 +146,7 @@ class MqttSink:
         await with_retries(self.name, event, self.backoff, lambda: self._publish(event))
 
     async def _publish(self, event: AlertEvent) -> None:
-        topic = f"{ALERT_TOPIC}/{event.province or 'central'}"
+        topic = f"{self.topic}/{event.province or 'central'}"
         try:
             client = await self._connected()
             await client.publish(topic, event.to_json().encode("utf-8"), qos=1, retain=False,
@@ -175,6 +177,14 @@ def sinks_from_config(config: Config) -> list[Sink]:
     sinks += [WebhookSink(hook.url) for hook in config.webhooks]
     if config.alerts_mqtt_url:
         sinks.append(MqttSink(config.alerts_mqtt_url))
+    return sinks
+
+
+def escalation_sinks_from_config(config: Config) -> list[Sink]:
+    """``alerts.escalation``: the supervisors' webhooks and MQTT topic (empty: none)."""
+    sinks: list[Sink] = [WebhookSink(hook.url) for hook in config.escalation_webhooks]
+    if config.escalation_mqtt_url:
+        sinks.append(MqttSink(config.escalation_mqtt_url, topic=config.escalation_mqtt_topic))
     return sinks
 
 

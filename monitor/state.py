@@ -29,12 +29,14 @@ Rules (the why is in each docstring below; the summary is here for operators):
   down): hosts down are already reported one by one as ``host_down``, so a commune-level
   duplicate would only add noise (the status is DEGRADED in both cases). ``unknown_device``
   fires once per unknown MAC, immediately.
-* First passes (``CommuneState.first_passed``, for milestones): ``link`` when the gateway
-  and every host are up; ``ip_config`` when every host's ARP shows exactly one MAC, the
-  expected one where the inventory has one (without an ARP vantage on the segment it cannot
-  pass: the check is never guessed); ``target`` when every inventory target was reached in
-  the latest result from the commune's own vantage (an agent whose scope covers it), or
-  from ``central`` when the commune is observed centrally (no agent covers it).
+* First passes (``CommuneState.first_passed``, for milestones): ``inspection`` when every
+  computer has its police inspection record in the inventory (at the latest stamp's day);
+  ``link`` when the gateway and every host are up; ``ip_config`` when every host's ARP
+  shows exactly one MAC, the expected one where the inventory has one (without an ARP
+  vantage on the segment it cannot pass: the check is never guessed); ``target`` when every
+  inventory target was reached in the latest result from the commune's own vantage (an
+  agent whose scope covers it), or from ``central`` when the commune is observed centrally
+  (no agent covers it).
 * ``target_unreachable`` carries the vantage's province/commune (both null for ``central``;
   the MQTT sink publishes those on ``tslcd/v1/alerts/central``). ``agent_silent`` (from
   :meth:`StateEngine.mark_silent`) is per ``PROV`` or ``PROV/COMMUNE`` as the agent's scope;
@@ -328,11 +330,13 @@ class StateEngine:
                 h.last is not None and _arp_verdict(h.last.arp, host.mac) == "ok"
                 for h, host in zip(hosts, commune.hosts, strict=True)),
             "target": self._target_reached(commune, obs.vantage),
+            "inspection": (stamped := _inspected_on(commune)) is not None,
         }
         for check, ok in passed.items():
             if ok and check not in cs.first_passed:
-                cs.first_passed[check] = obs.at
-                self._pending.first_passed.append((cs.province, cs.commune, check, obs.at))
+                at = min(obs.at, stamped) if check == "inspection" and stamped else obs.at
+                cs.first_passed[check] = at
+                self._pending.first_passed.append((cs.province, cs.commune, check, at))
 
     def _target_reached(self, commune: Commune, vantage: str) -> bool:
         targets = self._inventory.targets
@@ -662,6 +666,15 @@ def _down_reason(cs: CommuneState) -> str:
 
 def _has_gateway(commune: Commune) -> bool:
     return getattr(commune, "gateway", None) is not None
+
+
+def _inspected_on(commune: Commune) -> float | None:
+    """When the last of the commune's computers was stamped (the start of that day, Vietnam
+    time), or None while any computer lacks its inspection record."""
+    dates = [h.inspection.date for h in commune.hosts if h.inspection is not None]
+    if not commune.hosts or len(dates) < len(commune.hosts):
+        return None
+    return dt.datetime.combine(max(dates), dt.time(), VN_TZ).timestamp()
 
 
 def _tracker_names(commune: Commune) -> list[tuple[str, str]]:

@@ -61,3 +61,15 @@ class TargetState:
 class MonitorState:
     communes: dict[str, CommuneState] = field(default_factory=dict)  # "PROV/COMMUNE" ->
     targets: dict[tuple[str, str], TargetState] = field(default_factory=dict)  # (target, vantage)
+
+
+def carrying_line(cs: CommuneState | None) -> str | None:
+    """Which line carries the commune: ``primary``, ``backup`` (the primary is down, the
+    backup up) or ``none`` (down); None while nothing is known."""
+    if cs is None or cs.status == CommuneStatus.UNKNOWN:
+        return None
+    if cs.on_backup:
+        return "backup"
+    if cs.gateway_up is False or cs.status == CommuneStatus.DOWN:
+        return "none"
+    return "primary"

@@ -29,14 +29,14 @@ WAIT = 40.0  # seconds: generous for a loaded CI machine; cycles are 1 s
 
 
 def _small_demo(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
-    """Three demo communes, 1 s cycles, down after 2, up after 2."""
+    """Three demo communes, 1 s cycles, down after 2, up after 2, no milestones."""
     demo = load(demo_path()).scoped("75")
     province = demo.provinces[0]
     province = dataclasses.replace(province, communes=province.communes[:3])
     defaults = dataclasses.replace(demo.defaults, interval=1.0, down_after=2, up_after=2,
                                    icmp=dataclasses.replace(demo.defaults.icmp, timeout=0.3))
     inventory = dataclasses.replace(demo, provinces=(province,), defaults=defaults,
-                                    targets=())
+                                    targets=(), milestones=())  # no deadline events
     path.write_text(dump(inventory), encoding="utf-8")
     hosts = [(c.code, h.name, str(h.ip)) for c in province.communes for h in c.hosts]
     gateways = [(c.code, "gateway", str(c.gateway)) for c in province.communes]

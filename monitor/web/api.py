@@ -21,7 +21,14 @@ from inventory.model import Commune, Host, Inventory, Milestone
 from inventory.official import fold, province_code
 from monitor.history import RttHistory
 from monitor.reports import judge
-from monitor.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
+from monitor.status import (
+    CommuneState,
+    CommuneStatus,
+    HostState,
+    MonitorState,
+    TargetState,
+    carrying_line,
+)
 from monitor.web.auth import Scope
 from probes.result import TargetDetail
 
@@ -132,7 +139,7 @@ def commune_list(view: ScopedView, state: MonitorState, flt: ListFilter) -> dict
 def _live_fields(live: CommuneState | None, status: CommuneStatus) -> dict[str, Any]:
     if live is None:
         return {"status": STATUS_NAMES[status], "status_code": int(status), "since": None,
-                "last_seen": None, "hosts_up": 0, "on_backup": False}
+                "last_seen": None, "hosts_up": 0, "on_backup": False, "line": None}
     return {
         "status": STATUS_NAMES[status],
         "status_code": int(status),
@@ -140,6 +147,7 @@ def _live_fields(live: CommuneState | None, status: CommuneStatus) -> dict[str, 
         "last_seen": _ms(live.last_seen),
         "hosts_up": sum(1 for h in live.hosts.values() if h.up),
         "on_backup": live.on_backup,
+        "line": carrying_line(live),
     }
 
 
@@ -211,6 +219,8 @@ def _host(commune: Commune, host: Host, live: HostState | None,
             "mac_ok": arp.mac_ok,
         },
         "ip_config_ok": None if arp is None else (arp.mac_ok and not arp.conflict),
+        "inspection": None if host.inspection is None else {
+            "stamp": host.inspection.stamp, "date": host.inspection.date.isoformat()},
         "samples": samples.samples(commune.province, commune.code, host.name),
     }
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from inventory.model import Inventory
 from inventory.official import commune_code, province_code
-from monitor import reports
+from monitor import drills, reports
 from monitor.history import RttHistory
 from monitor.status import MonitorState
 from monitor.web import api
@@ -56,6 +56,7 @@ class WebContext:
     tokens: TokenStore | None = None  # None: no access control (local demo)
     metrics_token: str | None = None  # a token only for scraping /metrics
     ready: Callable[[], bool] = field(default=lambda: True)
+    drills: drills.DrillTracker | None = None  # drill spans and live counts (operations)
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -78,6 +79,8 @@ def build_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/api/v1/communes", list_communes)
     app.router.add_get("/api/v1/communes/{province}/{commune}", get_commune)
     app.router.add_get("/report/readiness.{fmt:csv|xlsx|html}", readiness_report)
+    app.router.add_get("/api/v1/drills", list_drills)
+    app.router.add_get("/report/drill/{drill}.{fmt:csv|xlsx|html}", drill_report)
     app.router.add_static("/static/", str(static), append_version=False)
     return app
 
@@ -300,4 +303,47 @@ async def readiness_report(request: web.Request) -> web.Response:
         day = dt.datetime.now(reports.VIETNAM).strftime("%Y%m%d")
         headers["Content-Disposition"] = (
             f'attachment; filename="bao-cao-san-sang-{day}.{fmt}"')
+    return web.Response(body=body, headers=headers)
+
+
+# --- drills ---------------------------------------------------------------------------------
+
+
+def _drill_reports(request: web.Request) -> list[drills.DrillReport]:
+    """Every drill that has started, over the caller's communes (none without a tracker)."""
+    ctx = request.app[CTX]
+    if ctx.drills is None:
+        return []
+    view = request.app[VIEWS].get(scope_of(request))
+    now = time.time()
+    at = dt.datetime.fromtimestamp(now, dt.UTC)
+    return [
+        drills.drill_report(d, view.inventory, ctx.drills.spans(d.id), now,
+                            ctx.drills.live.get(d.id))
+        for d in ctx.inventory().drills if d.start <= at
+    ]
+
+
+async def list_drills(request: web.Request) -> web.Response:
+    """Drills that started, newest first; ``connected`` is live while the drill runs."""
+    rows = [
+        {"id": r.drill.id, "title": r.drill.title, "from": r.drill.start.isoformat(),
+         "to": r.drill.end.isoformat(), "active": r.live is not None,
+         "connected": r.live.connected if r.live else None,
+         "appeared": r.appeared, "total": len(r.communes)}
+        for r in await asyncio.to_thread(_drill_reports, request)
+    ]
+    rows.sort(key=lambda r: r["from"], reverse=True)
+    return api.json_response(request, {"drills": rows})
+
+
+async def drill_report(request: web.Request) -> web.Response:
+    fmt, ident = request.match_info["fmt"], request.match_info["drill"]
+    found = [r for r in await asyncio.to_thread(_drill_reports, request) if r.drill.id == ident]
+    if not found:
+        return api.error(request, 404, "no such drill (or it has not started)")
+    body: Any = await asyncio.to_thread(drills.WRITERS[fmt], found[0])
+    headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}
+    if fmt != "html":
+        headers["Content-Disposition"] = f'attachment; filename="dien-tap-{ident}.{fmt}"'
     return web.Response(body=body, headers=headers)

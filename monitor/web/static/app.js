@@ -26,6 +26,10 @@ const I18N = {
     no_samples: 'chưa có số đo', flapping: 'chập chờn', not_found: 'Không tìm thấy xã, phường này.',
     expected_mac: 'MAC mong đợi', seen_macs: 'MAC trả lời', alive_by: 'phát hiện qua',
     scope: 'Phạm vi', offline: 'Không kết nối được tới máy chủ giám sát; sẽ thử lại.',
+    line: 'Đường đang dùng', line_primary: 'đường chính', line_backup: 'đường dự phòng',
+    line_none: 'không có đường nào', drill_live: 'Đang diễn tập', drill_done: 'Đã diễn tập',
+    connected_of: 'đã kết nối', appeared_of: 'đã tham gia', inspection: 'Tem kiểm định',
+    uninspected: 'CHƯA KIỂM ĐỊNH',
   },
   en: {
     title: 'Election data network monitor', report: 'Readiness report', logout: 'Log out',
@@ -46,6 +50,10 @@ const I18N = {
     no_samples: 'no measurements yet', flapping: 'flapping', not_found: 'No such commune.',
     expected_mac: 'expected MAC', seen_macs: 'MACs answering', alive_by: 'seen by',
     scope: 'Scope', offline: 'Cannot reach the monitor; retrying.',
+    line: 'Carried by', line_primary: 'primary line', line_backup: 'backup line',
+    line_none: 'no line', drill_live: 'Drill running', drill_done: 'Drill held',
+    connected_of: 'connected', appeared_of: 'took part', inspection: 'Inspection stamp',
+    uninspected: 'NOT INSPECTED',
   },
 };
 
@@ -184,7 +192,7 @@ function renderList() {
 function rowHtml(c) {
   return `<tr class="commune st-${esc(c.status)}" data-key="${esc(c.province)}/${esc(c.commune)}">`
     + `<td><a href="#/${esc(c.province)}/${esc(c.commune)}">${esc(c.name)}</a><small>${esc(c.commune)}</small></td>`
-    + `<td>${badge(c.status)}</td><td>${esc(c.isp)}</td><td class="opt">${esc(c.circuit)}</td>`
+    + `<td>${badge(c.status)}${c.line === 'backup' ? ` <small class="line-backup">${esc(t('line_backup'))}</small>` : ''}</td><td>${esc(c.isp)}</td><td class="opt">${esc(c.circuit)}</td>`
     + `<td>${c.hosts_up}/${c.hosts_total}</td><td class="opt">${esc(fmtTime(c.since))}</td></tr>`;
 }
 
@@ -193,6 +201,19 @@ function renderSummary(counts, active) {
     + `${cls ? `<span class="badge ${cls}">&nbsp;</span>` : ''}<span>${esc(label)}</span><b>${counts[key || 'total']}</b></button>`;
   $('summary').innerHTML = item('', t('total'), '')
     + STATUSES.map((s) => item(s, t('st_' + s), s)).join('');
+}
+
+// --- drills: a live count while one runs, the reports of those held --------------------------
+
+async function loadDrills() {
+  const res = await getJSON('/api/v1/drills');
+  if (!res || res.status !== 200) return;
+  const links = (d) => ['html', 'xlsx', 'csv'].map((f) => `<a href="/report/drill/${encodeURIComponent(d.id)}.${f}">${f}</a>`).join(' ');
+  $('drills').innerHTML = res.body.drills.slice(0, 3).map((d) => d.active
+    ? `<p class="drill live" data-drill="${esc(d.id)}"><b>${esc(t('drill_live'))}: ${esc(d.title)}</b> — `
+      + `${esc(t('connected_of'))} <b class="count">${d.connected}/${d.total}</b> · ${links(d)}</p>`
+    : `<p class="drill" data-drill="${esc(d.id)}">${esc(t('drill_done'))}: ${esc(d.title)} — `
+      + `${esc(t('appeared_of'))} ${d.appeared}/${d.total} · ${links(d)}</p>`).join('');
 }
 
 // --- one commune ----------------------------------------------------------------------------
@@ -219,6 +240,7 @@ function detailHtml(c) {
     facts.push([t('backup_gateway'), `${esc(c.backup_gateway)} ${upText(c.backup_gateway_up)}`
       + (c.on_backup ? ` <b>(${esc(t('on_backup'))})</b>` : '')]);
   }
+  if (c.line) facts.push([t('line'), `<span class="line-${esc(c.line)}">${esc(t('line_' + c.line))}</span>`]);
   facts.push([t('last_seen'), esc(fmtTime(c.last_seen)) || '—'], [t('vantage'), esc(c.vantage) || '—']);
   return `<div class="detail"><p><a href="#">${esc(t('back'))}</a></p>`
     + `<h2>${esc(c.name)} <small class="muted">${esc(c.commune)} · ${esc(c.province_name)}</small></h2>`
@@ -240,7 +262,9 @@ function hostHtml(h) {
     + `<div class="muted">${esc(t('rtt'))} ${fmtMs(h.rtt)} · ${esc(t('loss'))} ${fmtPct(h.loss)}`
     + (h.alive_by ? ` · ${esc(t('alive_by'))} ${esc(h.alive_by)}` : '')
     + (h.flapping ? ` · <b class="no">${esc(t('flapping'))}</b>` : '') + '</div>'
-    + chartSvg(h.samples) + `<div>${esc(t('ip_config'))}: ${ipConfigText(h)}</div></div>`;
+    + chartSvg(h.samples) + `<div>${esc(t('ip_config'))}: ${ipConfigText(h)}</div>`
+    + `<div>${esc(t('inspection'))}: ${h.inspection ? `${esc(h.inspection.stamp)} (${esc(fmtDate(h.inspection.date))})`
+      : `<b class="no">${esc(t('uninspected'))}</b>`}</div></div>`;
 }
 
 function ipConfigText(h) {
@@ -324,6 +348,7 @@ function route() {
     window.scrollTo(0, 0);
   } else {
     loadList().catch(offline);
+    loadDrills().catch(offline);
   }
 }
 
@@ -375,7 +400,11 @@ function start() {
   window.addEventListener('hashchange', route);
   route();
   showWho().catch(offline);
-  setInterval(() => { if (!document.hidden && $('detail-view').hidden) loadList().catch(offline); }, REFRESH_MS);
+  setInterval(() => {
+    if (document.hidden || !$('detail-view').hidden) return;
+    loadList().catch(offline);
+    loadDrills().catch(offline);
+  }, REFRESH_MS);
 }
 
 start();
