@@ -48,15 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="probe on schedule; serve /metrics, the status page and the API")
-    p.add_argument("--config", help="monitor configuration (YAML)")
-    p.add_argument("--inventory", help="inventory (YAML); default: the bundled demo inventory")
-    p.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:9750)")
-    p.add_argument("--state", help="SQLite state database (default: in memory)")
-    p.add_argument("--report-schedule", metavar="CRON",
-                   help='scheduled reports, cron in Vietnam time (e.g. "0 7 * * 1": Mondays '
-                        "07:00)")
-    p.add_argument("--report-dir", metavar="DIR", help="folder of the scheduled reports")
-    p.add_argument("--report-webhook", metavar="URL", help="POST the scheduled reports there")
+    cli_agents.add_service_flags(p)
     p.set_defaults(handler=_cmd_run)
 
 

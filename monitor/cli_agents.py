@@ -38,6 +38,20 @@ def register(sub: Any) -> None:
     _add_trial(sub)
 
 
+def add_service_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the commands that keep state and serve the web (``run``, ``collector``,
+    ``trial``); each overrides its key of the configuration file (contract section 6)."""
+    p.add_argument("--config", help="monitor configuration (YAML)")
+    p.add_argument("--inventory", help="inventory (YAML); default: the bundled demo inventory")
+    p.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:9750)")
+    p.add_argument("--state", help="SQLite state database (default: in memory)")
+    p.add_argument("--report-schedule", metavar="CRON",
+                   help='scheduled reports, cron in Vietnam time (e.g. "0 7 * * 1": Mondays '
+                        "07:00)")
+    p.add_argument("--report-dir", metavar="DIR", help="folder of the scheduled reports")
+    p.add_argument("--report-webhook", metavar="URL", help="POST the scheduled reports there")
+
+
 def _add_agent(sub: Any) -> None:
     p = sub.add_parser("agent", help="probe a scope of the inventory, publish results over MQTT")
     p.add_argument("--inventory", required=True)
@@ -55,11 +69,8 @@ def _add_agent(sub: Any) -> None:
 
 def _add_collector(sub: Any) -> None:
     p = sub.add_parser("collector", help="take agents' results from MQTT; state, metrics, web")
-    p.add_argument("--config", help="monitor configuration (YAML)")
-    p.add_argument("--inventory", help="inventory (YAML); default: the bundled demo inventory")
+    add_service_flags(p)
     _add_broker(p)
-    p.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:9750)")
-    p.add_argument("--state", help="SQLite state database (default: in memory)")
     p.add_argument("--agents", help="YAML 'agents: {agent-id: PROV[/COMMUNE]}': who may "
                    "speak for what (default: a batch's vantage must cover its commune)")
     p.add_argument("--silent-after", type=float, default=3.0,
@@ -71,11 +82,9 @@ def _add_collector(sub: Any) -> None:
 def _add_trial(sub: Any) -> None:
     p = sub.add_parser("trial", help="agents (one per province) and a collector in one process, "
                        "against a broker on loopback")
-    p.add_argument("--inventory", help="inventory (YAML); default: the bundled demo inventory")
+    add_service_flags(p)
     _add_broker(p)
     p.add_argument("--agents", type=int, help="at most this many agents (first provinces)")
-    p.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:9750)")
-    p.add_argument("--state", help="SQLite state database (default: in memory)")
     p.add_argument("--spool-dir", help="directory of the agents' spools (default: temporary)")
     p.add_argument("--icmp", choices=["auto", "raw", "dgram", "off"], default="auto")
     p.set_defaults(handler=_cmd_trial)
@@ -177,6 +186,7 @@ async def serve_collector(cfg: Any, inventory_path: Path, inventory: Inventory,
     from monitor.app import InventoryWatch, serve_web
     from monitor.collector import Collector
     from monitor.pipeline import Pipeline
+    from monitor.schedule import start_report_schedule
 
     pipeline = Pipeline(inventory, cfg, cfg.state)
     await pipeline.start()
@@ -184,9 +194,12 @@ async def serve_collector(cfg: Any, inventory_path: Path, inventory: Inventory,
     runner = await serve_web(pipeline, cfg, _tokens(cfg), ready=lambda: collector.accepted > 0)
     log.info("collector_started", listen=cfg.listen, broker=options.broker.redacted(),
              communes=sum(1 for _ in inventory.communes()))
+    reports = start_report_schedule(pipeline, cfg)
     try:
         await collector.run(stop)
     finally:
+        if reports is not None:
+            reports.cancel()
         await runner.cleanup()
         await pipeline.stop()
         log.info("collector_stopped")

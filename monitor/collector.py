@@ -12,9 +12,15 @@ Who may speak for what: with an agents file (``agent id: PROV[/COMMUNE]``) an ag
 report only inside its scope and unknown agents are refused; without one, a batch's vantage
 must cover the commune of its topic (the broker's ACLs then decide who may use which topic).
 
-Agents that fall silent for ``silent_after`` intervals, or whose last will says ``offline``,
-have their scope marked silent: its communes go to unknown (never to up) and one
-``agent_silent`` alert fires; their next batch resolves it. Every ``refresh`` seconds the
+Agents that fall silent for ``silent_after`` intervals, or that say ``offline`` (their own
+last word, or their last will) and are not back within ``offline_grace`` seconds, have their
+scope marked silent: its communes go to unknown (never to up) and one ``agent_silent`` alert
+fires; their next batch resolves it. A broker restart must not raise that alert for every
+agent: the broker then publishes every agent's will, live just before it goes or queued in
+the collector's session for just after it is back. So ``offline`` waits out the grace, is
+forgotten when the collector itself loses the broker, and is not believed in the first
+``settle`` seconds after a (re)connection; the silence timer, restarted at each connection,
+still finds an agent that does not come back. Every ``refresh`` seconds the
 collector re-renders /metrics, checks for silence and publishes the retained status of the
 communes that changed (:mod:`monitor.status_mqtt`).
 """
@@ -86,6 +92,8 @@ class CollectorOptions:
     refresh: float = 5.0  # seconds between renders of /metrics, silence and status checks
     client_id: str = "tslcd-collector"  # stable: the broker keeps its session across restarts
     retry_max: float = 30.0
+    offline_grace: float = 5.0  # seconds an "offline" agent has to say "online" again
+    settle: float = 10.0  # seconds after a connection in which "offline" is not believed
 
 
 @dataclass(slots=True)
@@ -93,6 +101,7 @@ class AgentSeen:
     scope: str | None  # None until its first batch (no agents file)
     last: float
     silent: bool = False
+    offline_at: float | None = None  # when it said "offline", until it is back
     seq: int = 0
     queued: int = 0
     dropped: int = 0
@@ -117,6 +126,7 @@ class Collector:
         self._probes: Tally[tuple[str, str]] = Tally()
         self._client: aiomqtt.Client | None = None
         self._subscribed: set[str] = set()  # provinces whose results topics are subscribed
+        self._connected_at: float | None = None
         registry = pipeline.exposition.registry
         self.rejected = Counter("tslcd_collector_rejected", "Results batches refused, by reason.",
                                 ["reason"], registry=registry)
@@ -131,12 +141,12 @@ class Collector:
 
     # ------------------------------------------------------------------ messages
 
-    def handle(self, topic: str, payload: bytes) -> bool:
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> bool:
         """One MQTT message: a results batch or an agent's state. True when accepted."""
         parts = topic.split("/")
         if len(parts) == 5 and topic.startswith(envelope.AGENTS_TOPIC + "/") and \
                 parts[4] == "state":
-            self._agent_state(parts[3], payload)
+            self._agent_state(parts[3], payload, retained)
             return True
         try:
             obs, batch = self._validate(topic, parts, payload)
@@ -194,7 +204,7 @@ class Collector:
             log.warning("batches_missing", agent=batch.agent, after=seen.seq, next=batch.seq,
                         missing=batch.seq - seen.seq - 1, dropped_by_agent=batch.dropped)
         seen.scope = seen.scope or obs.vantage
-        seen.last, seen.silent = now, False
+        seen.last, seen.silent, seen.offline_at = now, False, None
         seen.seq = max(seen.seq, batch.seq)
         seen.queued, seen.dropped = batch.queued, batch.dropped
         self.pipeline.ingest_commune(obs, obs.vantage)
@@ -202,12 +212,24 @@ class Collector:
         self.accepted += 1
         self.batches.inc()
 
-    def _agent_state(self, agent: str, payload: bytes) -> None:
+    def _agent_state(self, agent: str, payload: bytes, retained: bool) -> None:
+        """``online`` cancels a pending ``offline``; a live ``offline`` starts the grace. A
+        retained one (an old word) or one just after a connection (wills of a broker
+        restart) is left to the silence timer."""
         state = envelope.loads_state(payload)
         seen = self.agents.get(agent)
-        log.info("agent_state", agent=agent, state=state or "invalid")
-        if state == "offline" and seen is not None and not seen.silent:
-            self._mark_silent(agent, seen, "offline")
+        now = time.time()
+        settling = self._connected_at is not None and \
+            now - self._connected_at < self.options.settle
+        believed = state == "offline" and not retained and not settling
+        log.info("agent_state", agent=agent, state=state or "invalid", retained=retained,
+                 believed=believed if state == "offline" else None)
+        if seen is None or seen.silent:
+            return
+        if state == "online":
+            seen.offline_at = None
+        elif believed and seen.offline_at is None:
+            seen.offline_at = now
 
     # ------------------------------------------------------------------- silence
 
@@ -217,13 +239,19 @@ class Collector:
         limit = self.options.silent_after * self.pipeline.inventory.defaults.interval
         marked = []
         for agent, seen in self.agents.items():
-            if not seen.silent and seen.scope and now - seen.last > limit:
+            if seen.silent or not seen.scope:
+                continue
+            if seen.offline_at is not None and now - seen.offline_at > self.options.offline_grace:
+                self._mark_silent(agent, seen, "offline")
+            elif now - seen.last > limit:
                 self._mark_silent(agent, seen, "silent")
-                marked.append(agent)
+            else:
+                continue
+            marked.append(agent)
         return marked
 
     def _mark_silent(self, agent: str, seen: AgentSeen, why: str) -> None:
-        seen.silent = True
+        seen.silent, seen.offline_at = True, None
         if not seen.scope:
             return
         province, _, commune = seen.scope.partition("/")
@@ -255,6 +283,7 @@ class Collector:
                     await self._subscribe_provinces(client)
                     log.info("collector_connected", broker=self.options.broker.redacted())
                     self._client, failures = client, 0
+                    self._restart_silence_timers()
                     await self._consume(client, stop)
             except aiomqtt.MqttError as exc:
                 failures += 1
@@ -263,10 +292,26 @@ class Collector:
                                 error=str(exc))
             finally:
                 self._client = None
+                self._forget_offline()
             if not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(),
                                            min(self.options.retry_max, 0.5 * 2 ** failures))
+
+    def _restart_silence_timers(self) -> None:
+        """Agents could not be heard while the collector had no broker: from now, each has
+        its full silence window again (their spooled batches arrive within it)."""
+        now = self._connected_at = time.time()
+        for seen in self.agents.values():
+            if not seen.silent:
+                seen.last = max(seen.last, now)
+
+    def _forget_offline(self) -> None:
+        """The broker is gone: "offline" heard just before is most likely its shutdown's
+        wills, not the agents' doing."""
+        self._connected_at = None
+        for seen in self.agents.values():
+            seen.offline_at = None
 
     async def _subscribe_provinces(self, client: aiomqtt.Client) -> None:
         """Results of the inventory's provinces only: collectors sharded by province (each
@@ -309,7 +354,7 @@ class Collector:
         elif not isinstance(payload, bytes | bytearray):
             payload = b""
         try:
-            self.handle(str(message.topic), bytes(payload))
+            self.handle(str(message.topic), bytes(payload), bool(message.retain))
         except Exception:  # whatever a payload does, the collector goes on
             self.rejected.labels("error").inc()
             log.exception("batch_failed", topic=str(message.topic)[:200])

@@ -61,7 +61,7 @@ class Scheduler:
         t0 = time.monotonic()
         interval = interval_at(inv, started)  # shorter inside a period such as election day
         budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
-        segment_task = asyncio.create_task(self._scan_segments(inv))
+        segment_task = asyncio.create_task(self._scan_segments(inv, budget))
         target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
         icmp = await self._ping_all(inv, budget, interval)
         def remaining() -> float:
@@ -146,8 +146,9 @@ class Scheduler:
         )
         return {h.ip: r for h, r in zip(silent, results, strict=True)}
 
-    async def _scan_segments(self, inv: Inventory) -> dict[str, Any]:
-        """ARP-scan the commune segments this vantage is attached to (needs CAP_NET_RAW)."""
+    async def _scan_segments(self, inv: Inventory, budget: float) -> dict[str, Any]:
+        """ARP-scan the commune segments this vantage is attached to (needs CAP_NET_RAW),
+        within the cycle's budget: a short cycle shortens the listening, never the scan."""
         if not self.options.arp:
             return {}
         from probes import arp
@@ -157,7 +158,8 @@ class Scheduler:
         if not local or not arp.arp_permitted():
             return {}
         scans = await asyncio.gather(
-            *(arp.scan_segment(c, window=self.options.arp_window) for c in local),
+            *(arp.scan_segment(c, window=self.options.arp_window, budget=budget - 0.1)
+              for c in local),
             return_exceptions=True,
         )
         found = {}

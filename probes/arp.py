@@ -34,6 +34,7 @@ ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent
 BROADCAST = b"\xff" * 6
 MAX_SCAN_ADDRESSES = 1024  # a /22: larger subnets are scanned at their listed addresses only
+MIN_WINDOW = 0.2  # seconds: the shortest listening after the last request
 _FRAME = struct.Struct("!6s6sH HHBBH6s4s6s4s")  # Ethernet header + ARP for IPv4 over Ethernet
 _ARP_REQUEST, _ARP_REPLY = 1, 2
 
@@ -99,17 +100,22 @@ async def scan_segment(
     interface: str | None = None,
     window: float = 1.5,
     rate: float = 500.0,
+    budget: float | None = None,
 ) -> SegmentScan | None:
     """ARP-scan the commune's subnet; None when the commune has no (IPv4) subnet to scan.
 
     ``window``: seconds to keep listening after the last request; ``rate``: requests per
-    second. Raises :class:`ArpScanError` when the segment cannot be scanned from here.
+    second; ``budget``: seconds the whole scan may take, the window shrinking to fit (down
+    to 0.2 s: replies on a segment come within milliseconds). Raises :class:`ArpScanError`
+    when the segment cannot be scanned from here.
     """
     subnet = commune.subnet
     if subnet is None or subnet.version != 4:
         return None
     vantage = _vantage(subnet, interface)
     targets = _scan_targets(commune, subnet)
+    if budget is not None:
+        window = max(MIN_WINDOW, min(window, budget - len(targets) / rate))
     if subnet.num_addresses > MAX_SCAN_ADDRESSES:
         log.warning("arp_subnet_truncated", commune=commune.key, subnet=str(subnet))
     started = time.time()

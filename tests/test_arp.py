@@ -222,3 +222,15 @@ def test_lab_is_removed_even_when_the_test_fails(netns_ready: None) -> None:
     assert netns.sweep(built.prefix) == []  # nothing of it was left to sweep
     assert f"{built.prefix}-" not in netns.ip_cmd("netns", "list")
     assert not list(netns.NETNS_ETC.glob(f"{built.prefix}-*"))
+
+
+@pytest.mark.netns
+def test_a_short_budget_shortens_the_listening_not_the_scan(commune_lab) -> None:
+    """A 1.5 s cycle cannot wait out a 5 s window: the scan fits the budget and still hears
+    every machine (replies on a segment come within milliseconds)."""
+    built, _, _ = commune_lab
+    result = scan_in(built.nodes["vantage"], SPEC, window=5.0, budget=0.5)
+    assert result is not None
+    assert result.hosts["198.18.1.2"].ok
+    assert len(result.hosts["198.18.1.4"].detail.macs) == 2
+    assert result.hosts["198.18.1.2"].duration < 5.0  # the 5 s window was not waited out

@@ -144,14 +144,47 @@ async def test_a_silent_agent_makes_its_communes_unknown_and_raises_one_alert(
     assert "agent_silent:resolved" in published
 
 
-async def test_a_last_will_offline_marks_the_agent_silent_at_once(
+async def test_offline_marks_the_agent_silent_after_the_grace(
         pipeline: Pipeline, inventory: Inventory) -> None:
-    collector = Collector(pipeline, CollectorOptions(BROKER))
+    collector = Collector(pipeline, CollectorOptions(BROKER, offline_grace=1.0))
     key = first_key(inventory, "75")
     collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
     collector.handle("tslcd/v1/agents/agent-75/state", b"offline")
+    assert collector.check_silence() == []  # within the grace: it may come back
+    assert collector.check_silence(time.time() + 1.5) == ["agent-75"]  # before 3 intervals
     assert pipeline.engine.state.communes[key].status == CommuneStatus.UNKNOWN
     assert collector.agents["agent-75"].silent
+
+
+@pytest.mark.parametrize("back", [b"online", "batch"])
+async def test_an_agent_back_within_the_grace_is_not_silent(
+        pipeline: Pipeline, inventory: Inventory, back: bytes | str) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER, offline_grace=1.0))
+    key = first_key(inventory, "75")
+    collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    collector.handle("tslcd/v1/agents/agent-75/state", b"offline")
+    if isinstance(back, bytes):
+        collector.handle("tslcd/v1/agents/agent-75/state", back)
+    else:
+        collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key, seq=2))
+    assert collector.check_silence(time.time() + 1.5) == []
+    assert pipeline.engine.state.communes[key].status != CommuneStatus.UNKNOWN
+
+
+async def test_offline_that_is_old_or_from_a_broker_restart_is_left_to_the_silence_timer(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    collector = Collector(pipeline, CollectorOptions(BROKER, offline_grace=1.0))
+    key = first_key(inventory, "75")
+    collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    collector.handle("tslcd/v1/agents/agent-75/state", b"offline", retained=True)
+    assert collector.agents["agent-75"].offline_at is None
+    collector.handle("tslcd/v1/agents/agent-75/state", b"offline")
+    collector._forget_offline()  # the collector lost the broker: its shutdown's wills
+    collector._restart_silence_timers()  # ... and is back: wills queued for it follow
+    collector.handle("tslcd/v1/agents/agent-75/state", b"offline")
+    assert collector.check_silence(time.time() + 1.5) == []
+    interval = inventory.defaults.interval
+    assert collector.check_silence(time.time() + 3 * interval + 1) == ["agent-75"]
 
 
 async def test_agents_file_agents_never_heard_become_silent(

@@ -349,10 +349,6 @@ def test_collector_keeps_working_across_a_broker_restart(run: Run) -> None:
                        detail=run.statuses)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector: mosquitto publishes every connected agent's last will when it shuts down "
-    "gracefully, and the collector marks each agent silent at once (reason offline): a "
-    "broker restart raises agent_silent for every agent, resolved seconds later"))
 def test_a_broker_restart_raises_no_alert(run: Run) -> None:
     place = _agents_through_a_broker_restart(run)
     assert observe.fired(run.events()) == [("wrong_mac", place.code, "may-01")], run.events()
