@@ -64,7 +64,9 @@ _COOKIE_LEN = 8
 PACKET_LEN = _HEADER.size + _COOKIE_LEN
 _WORDS = struct.Struct(f"!{PACKET_LEN // 2}H")
 _RECV_SIZE = 2048
-_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+# Windows has no CMSG_SPACE (nor raw ICMP for us): the module must still import there, for
+# the agent, which never opens a Pinger on Windows.
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _TIMESTAMP_SLACK_NS = 100_000
 
 

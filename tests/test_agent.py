@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,3 +101,13 @@ def test_without_icmp_the_gateway_is_judged_by_tcp_and_silence_is_unknown(lab: L
     alive = json.loads(out)
     assert alive[ON_SEGMENT.code] is True  # 127.75.8.1 refuses: it is there
     assert alive[LOOPBACK.code] is None  # silence proves nothing: unjudged, not down
+
+
+def test_the_agent_imports_where_the_socket_module_lacks_unix_only_calls() -> None:
+    """Windows' socket module has no CMSG_SPACE: importing the agent must not need it."""
+    script = ("import socket\n"
+              "del socket.CMSG_SPACE\n"
+              "import monitor.agent, monitor.cli_agents\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
