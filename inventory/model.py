@@ -104,16 +104,13 @@ class Milestone:
     line: int = field(default=0, compare=False)  # where it is in the file: not content
 
 
-@dataclass(frozen=True, slots=True)
-class Drill:
-    """A connection drill ("diễn tập"): every commune in scope is expected online in the window."""
+class _Window:
+    """A time window over a scope of the inventory (a drill, a period)."""
 
-    id: str
-    title: str
+    __slots__ = ()
+    scope: tuple[str, ...]
     start: dt.datetime
     end: dt.datetime
-    scope: tuple[str, ...] = ()  # "PROV" / "PROV/COMMUNE" scopes; empty: the whole inventory
-    line: int = field(default=0, compare=False)  # where it is in the file: not content
 
     def covers(self, province: str, commune: str) -> bool:
         return not self.scope or any(in_scope(s, province, commune) for s in self.scope)
@@ -123,7 +120,19 @@ class Drill:
 
 
 @dataclass(frozen=True, slots=True)
-class Period:
+class Drill(_Window):
+    """A connection drill ("diễn tập"): every commune in scope is expected online in the window."""
+
+    id: str
+    title: str
+    start: dt.datetime
+    end: dt.datetime
+    scope: tuple[str, ...] = ()  # "PROV" / "PROV/COMMUNE" scopes; empty: the whole inventory
+    line: int = field(default=0, compare=False)  # where it is in the file: not content
+
+
+@dataclass(frozen=True, slots=True)
+class Period(_Window):
     """A named period of closer watch (election day, the general drill): a shorter probe
     interval, and escalation of communes that stay down longer than ``escalate_after``."""
 
@@ -135,12 +144,6 @@ class Period:
     escalate_after: float | None = None  # seconds a commune may stay down before escalation
     scope: tuple[str, ...] = ()  # empty: the whole inventory
     line: int = field(default=0, compare=False)  # where it is in the file: not content
-
-    def covers(self, province: str, commune: str) -> bool:
-        return not self.scope or any(in_scope(s, province, commune) for s in self.scope)
-
-    def active(self, at: dt.datetime) -> bool:
-        return self.start <= at < self.end
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from inventory.model import Commune, Drill, Inventory, Target, in_scope
 from monitor.ops_store import OpsStore, Span
-from monitor.reports import VIETNAM, cell_text, csv_bytes, local_time, xlsx_bytes
+from monitor.reports import HTML_STYLE, VIETNAM, cell_text, csv_bytes, local_time, xlsx_bytes
 from monitor.status import CommuneState, CommuneStatus, MonitorState
 
 GAP_CYCLES = 3  # a longer silence between connected samples splits the span
@@ -252,7 +252,7 @@ def to_html(report: DrillReport) -> str:
     return (
         '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{TITLE}</title><style>{_STYLE}</style></head><body>"
+        f"<title>{TITLE}</title><style>{HTML_STYLE % 'never'}</style></head><body>"
         f"<h1>{TITLE}</h1>{summary}"
         f"<h2>Xã, phường chưa kết nối ({len(report.never)})</h2>"
         f"{table(NEVER_HEADINGS, never_rows(report), False)}"
@@ -260,13 +260,6 @@ def to_html(report: DrillReport) -> str:
         "</body></html>"
     )
 
-
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:1rem}"
-    "table{border-collapse:collapse;font-size:.85rem;margin-bottom:1.5rem}"
-    "th,td{border:1px solid #bbb;padding:.25rem .4rem;text-align:left}"
-    "th{background:#eef}tr.never td{background:#fde8e8}"
-)
 
 WRITERS: dict[str, Callable[[DrillReport], bytes]] = {
     "csv": to_csv,

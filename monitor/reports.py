@@ -273,7 +273,7 @@ def to_html(report: ReadinessReport) -> str:
     return (
         '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{TITLE}</title><style>{_HTML_STYLE}</style></head><body>"
+        f"<title>{TITLE}</title><style>{HTML_STYLE % 'late'}</style></head><body>"
         f"<h1>{TITLE}</h1><p>{html.escape(_generated_line(report))}</p>"
         f"<h2>Tổng hợp theo tỉnh, thành phố</h2>"
         f"{table(TOTALS_HEADINGS, TOTALS_MILESTONE_COLUMNS, totals_rows(report), False)}"
@@ -283,11 +283,12 @@ def to_html(report: ReadinessReport) -> str:
     )
 
 
-_HTML_STYLE = (
+#: The HTML reports' common look; a row of the given class is highlighted (late, never).
+HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;margin:1rem}"
     "table{border-collapse:collapse;font-size:.85rem;margin-bottom:1.5rem}"
     "th,td{border:1px solid #bbb;padding:.25rem .4rem;text-align:left}"
-    "th{background:#eef}tr.late td{background:#fde8e8}"
+    "th{background:#eef}tr.%s td{background:#fde8e8}"
 )
 
 WRITERS: dict[str, Callable[[ReadinessReport], bytes]] = {
