@@ -45,17 +45,37 @@ def settings_from_args(args: argparse.Namespace) -> Config:
     return cfg
 
 
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What ``run``, ``collector`` and ``trial`` read before starting: the configuration with
+    the flags applied, the inventory it names (the bundled demo by default), the tokens."""
+
+    cfg: Config
+    inventory_path: Path
+    inventory: Inventory
+    tokens: TokenStore | None
+
+
+SERVICE_ERRORS = (ConfigError, InventoryError, TokenFileError)
+
+
+def service_from_args(args: argparse.Namespace) -> Service:
+    """Raises one of :data:`SERVICE_ERRORS`, each naming its file (and line)."""
+    cfg = settings_from_args(args)
+    path = Path(cfg.inventory) if cfg.inventory else demo_path()
+    inventory = load(path)
+    tokens = TokenStore.load(cfg.tokens_file) if cfg.tokens_file else None
+    return Service(cfg, path, inventory, tokens)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     try:
-        cfg = settings_from_args(args)
-        inventory_path = Path(cfg.inventory) if cfg.inventory else demo_path()
-        inventory = load(inventory_path)
-        tokens = TokenStore.load(cfg.tokens_file) if cfg.tokens_file else None
-    except (ConfigError, InventoryError, TokenFileError) as exc:
+        svc = service_from_args(args)
+    except SERVICE_ERRORS as exc:
         print(exc, file=sys.stderr)
         return 2
     try:
-        asyncio.run(Monitor(cfg, inventory_path, inventory, tokens).run())
+        asyncio.run(Monitor(svc.cfg, svc.inventory_path, svc.inventory, svc.tokens).run())
     except IcmpPermissionError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -16,16 +16,18 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from inventory.loader import InventoryError, demo_path, load
-from inventory.model import Inventory
+from inventory.loader import InventoryError, load
 from inventory.official import commune_code, province_code
 from monitor.config import ConfigError, parse_listen
 from monitor.mqtt_url import MqttUrl, parse_mqtt_url
 from monitor.spool import DEFAULT_LIMIT
+
+if TYPE_CHECKING:
+    from monitor.app import Service
 
 log = structlog.get_logger("cli")
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -127,39 +129,34 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
-    from monitor.app import settings_from_args
-    from monitor.collector import AgentsFileError, load_agents
+    from monitor.app import SERVICE_ERRORS, service_from_args
+    from monitor.collector import AgentsFileError, CollectorOptions, load_agents
 
     try:
-        cfg = settings_from_args(args)
-        inventory_path = Path(cfg.inventory) if cfg.inventory else demo_path()
-        inventory = load(inventory_path)
+        svc = service_from_args(args)
         broker = _broker(args.mqtt)
         agents = load_agents(args.agents) if args.agents else None
-    except (ConfigError, InventoryError, AgentsFileError, ValueError) as exc:
+    except (*SERVICE_ERRORS, AgentsFileError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    from monitor.collector import CollectorOptions
-
     options = CollectorOptions(broker=broker, ca_file=args.ca_file, agents=agents,
                                silent_after=args.silent_after, client_id=args.client_id)
-    _run_until_signal(lambda stop: serve_collector(cfg, inventory_path, inventory, options, stop))
+    _run_until_signal(lambda stop: serve_collector(svc, options, stop))
     return EXIT_OK
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
     from monitor.agent import Agent, AgentOptions
-    from monitor.app import settings_from_args
+    from monitor.app import SERVICE_ERRORS, service_from_args
     from monitor.collector import CollectorOptions
 
     try:
-        cfg = settings_from_args(args)
-        inventory_path = Path(cfg.inventory) if cfg.inventory else demo_path()
-        inventory = load(inventory_path)
+        svc = service_from_args(args)
         broker = _broker(args.mqtt)
-    except (ConfigError, InventoryError, ValueError) as exc:
+    except (*SERVICE_ERRORS, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
+    inventory = svc.inventory
     scopes = [p.code for p in inventory.provinces][: args.agents]
     spool_dir = Path(args.spool_dir or tempfile.mkdtemp(prefix="tslcd-trial-"))
     agents = [
@@ -173,27 +170,27 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
     async def trial(stop: asyncio.Event) -> None:
         log.info("trial_started", agents=len(agents), spool_dir=str(spool_dir))
-        await asyncio.gather(serve_collector(cfg, inventory_path, inventory, options, stop),
+        await asyncio.gather(serve_collector(svc, options, stop),
                              *(a.run(stop) for a in agents))
 
     _run_until_signal(trial)
     return EXIT_OK
 
 
-async def serve_collector(cfg: Any, inventory_path: Path, inventory: Inventory,
-                          options: Any, stop: asyncio.Event) -> None:
+async def serve_collector(svc: Service, options: Any, stop: asyncio.Event) -> None:
     """The collector with the web of ``run`` (status page, API, /metrics, /healthz)."""
     from monitor.app import InventoryWatch, serve_web
     from monitor.collector import Collector
     from monitor.pipeline import Pipeline
     from monitor.schedule import start_report_schedule
 
-    pipeline = Pipeline(inventory, cfg, cfg.state)
+    cfg = svc.cfg
+    pipeline = Pipeline(svc.inventory, cfg, cfg.state)
     await pipeline.start()
-    collector = Collector(pipeline, options, InventoryWatch(inventory_path))
-    runner = await serve_web(pipeline, cfg, _tokens(cfg), ready=lambda: collector.accepted > 0)
+    collector = Collector(pipeline, options, InventoryWatch(svc.inventory_path))
+    runner = await serve_web(pipeline, cfg, svc.tokens, ready=lambda: collector.accepted > 0)
     log.info("collector_started", listen=cfg.listen, broker=options.broker.redacted(),
-             communes=sum(1 for _ in inventory.communes()))
+             communes=sum(1 for _ in svc.inventory.communes()))
     reports = start_report_schedule(pipeline, cfg)
     try:
         await collector.run(stop)
@@ -235,12 +232,6 @@ def _broker(url: str) -> MqttUrl:
     if password is not None and broker.password is None:
         broker = replace(broker, password=password)
     return broker
-
-
-def _tokens(cfg: Any) -> Any:
-    from monitor.web.auth import TokenStore
-
-    return TokenStore.load(cfg.tokens_file) if cfg.tokens_file else None
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

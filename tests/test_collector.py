@@ -229,3 +229,14 @@ async def test_implausible_times_are_rejected(pipeline: Pipeline, inventory: Inv
     payload = batch(inventory, key).replace(b'"at":', b'"at":%s,"x":' % json.dumps(at).encode(), 1)
     assert not collector.handle(f"tslcd/v1/results/{key}", payload)
     assert rejected(collector, "time") == 1
+
+
+@pytest.mark.parametrize("command", ["collector", "trial"])
+def test_a_bad_tokens_file_is_bad_input_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    from monitor.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"web:\n  tokens_file: {tmp_path / 'missing.yaml'}\n", encoding="utf-8")
+    assert main([command, "--config", str(config), "--mqtt", "mqtt://127.0.0.1:1"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
