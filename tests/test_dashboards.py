@@ -20,9 +20,9 @@ from aiohttp import web
 
 from bench.bench_exposition import populated_state
 from monitor.metrics import CycleStats, Exposition
+from tests.servers import free_tcp_port, serving
 from tests.test_metrics import NOW, ODD_COMMUNE, ODD_PROVINCE, odd_inventory
 from tests.test_prometheus_scrape import (
-    free_port,
     prometheus_binary,
     query_until,
     run_prometheus,
@@ -315,14 +315,8 @@ async def webhook_receiver() -> AsyncIterator[tuple[int, dict[str, list[dict]]]]
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as port:
         yield port, received
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.contextmanager
@@ -332,7 +326,7 @@ def run_alertmanager(binary: str, hook_port: int, workdir: Path) -> Iterator[int
     text = ALERTMANAGER.read_text(encoding="utf-8")
     text = text.replace("http://127.0.0.1:9101/", f"http://127.0.0.1:{hook_port}/")
     config.write_text(text.replace("group_wait: 30s", "group_wait: 1s"), encoding="utf-8")
-    port = free_port()
+    port = free_tcp_port()
     log = (workdir / "alertmanager.log").open("wb")
     proc = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.path={workdir / 'am'}",

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +17,7 @@ from aiohttp import web
 
 from bench.bench_exposition import populated_state
 from monitor.metrics import CONTENT_TYPE, Exposition
+from tests.servers import free_tcp_port, serving
 from tests.test_metrics import NOW, ODD_COMMUNE, ODD_HOST, odd_inventory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -31,12 +31,6 @@ def prometheus_binary() -> str:
             pytest.fail("prometheus is required under CI")
         pytest.skip("prometheus not installed")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -56,14 +50,8 @@ async def serve_metrics(exposition: Exposition) -> AsyncIterator[tuple[int, list
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as port:
         yield port, served
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.contextmanager
@@ -81,7 +69,7 @@ def run_prometheus(
         + f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n",
         encoding="utf-8",
     )
-    port = free_port()
+    port = free_tcp_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
