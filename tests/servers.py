@@ -28,7 +28,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,23 @@ async def serving(app: web.Application) -> AsyncIterator[int]:
         yield port
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def daemon(argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process with its output in ``log_path``; terminated (killed if it must be)
+    after, whatever the test did."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def mosquitto_binary() -> str:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bench.bench_exposition import populated_state
 from monitor.metrics import CycleStats, Exposition
-from tests.servers import free_tcp_port, serving
+from tests.servers import daemon, free_tcp_port, serving
 from tests.test_metrics import NOW, ODD_COMMUNE, ODD_PROVINCE, odd_inventory
 from tests.test_prometheus_scrape import (
     prometheus_binary,
@@ -327,22 +327,12 @@ def run_alertmanager(binary: str, hook_port: int, workdir: Path) -> Iterator[int
     text = text.replace("http://127.0.0.1:9101/", f"http://127.0.0.1:{hook_port}/")
     config.write_text(text.replace("group_wait: 30s", "group_wait: 1s"), encoding="utf-8")
     port = free_tcp_port()
-    log = (workdir / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
+    with daemon(
         [binary, f"--config.file={config}", f"--storage.path={workdir / 'am'}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
+        workdir / "alertmanager.log",
+    ):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def am_alert(name: str, severity: str, isp: str, province: str, commune: str, **extra: str) -> dict:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from aiohttp import web
 
 from bench.bench_exposition import populated_state
 from monitor.metrics import CONTENT_TYPE, Exposition
-from tests.servers import free_tcp_port, serving
+from tests.servers import daemon, free_tcp_port, serving
 from tests.test_metrics import NOW, ODD_COMMUNE, ODD_HOST, odd_inventory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -70,22 +69,12 @@ def run_prometheus(
         encoding="utf-8",
     )
     port = free_tcp_port()
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
+    with daemon(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
+        workdir / "prometheus.log",
+    ):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 async def query_until(
