@@ -35,3 +35,21 @@ def test_secret_keys_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     structlog.get_logger("test").info("login", token="abc", Authorization="Bearer x", user="u")
     line = json.loads(out.getvalue())
     assert (line["token"], line["Authorization"], line["user"]) == ("***", "***", "u")
+
+
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_an_exception_is_logged_with_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, json_lines: bool,
+) -> None:
+    """``log.exception("cycle_failed")`` must say what failed, not only that it did."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    log.configure("info", json=json_lines)
+    try:
+        raise TypeError("_scan_segments() takes 2 positional arguments but 3 were given")
+    except TypeError:
+        structlog.get_logger("test").exception("cycle_failed")
+    text = out.getvalue()
+    assert "Traceback" in text and "takes 2 positional arguments" in text
+    if json_lines:
+        assert "Traceback" in json.loads(text)["exception"]

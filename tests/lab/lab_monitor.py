@@ -110,13 +110,13 @@ class LabScheduler(Scheduler):
         self.vantages = vantages
         self.commune_targets: dict[str, list[ProbeResult]] = {}
 
-    async def _scan_segments(self, inv: Inventory) -> dict[str, Any]:
+    async def _scan_segments(self, inv: Inventory, budget: float) -> dict[str, Any]:
         """Every commune vantage at once; one that is late (a slow or dead line) is left
         out of this cycle without holding the others back."""
         communes = [c for c in inv.communes() if c.key in self.vantages]
         self.commune_targets = {}  # a cycle cut short must not leave the previous ones
         tasks = {asyncio.ensure_future(self.vantages[c.key].run(
-            self._from_commune(c, inv.targets))): c for c in communes}
+            self._from_commune(c, inv.targets, budget))): c for c in communes}
         if not tasks:
             return {}
         done, late = await asyncio.wait(tasks, timeout=inv.defaults.interval * VANTAGE_SHARE)
@@ -131,11 +131,12 @@ class LabScheduler(Scheduler):
                 scans[commune.key], self.commune_targets[commune.key] = task.result()
         return scans
 
-    async def _from_commune(self, commune: Commune, targets: tuple[Target, ...]) -> Any:
+    async def _from_commune(self, commune: Commune, targets: tuple[Target, ...],
+                            budget: float) -> Any:
         """Runs in the commune's namespace: scan, check the targets, hand over the line."""
         opts = self.options
         scan, *checks = await asyncio.gather(
-            arp.scan_segment(commune, window=opts.arp_window),
+            arp.scan_segment(commune, window=opts.arp_window, budget=budget),
             *(target.probe(t, timeout=opts.target_timeout) for t in targets),
             return_exceptions=True)
         if isinstance(scan, BaseException):
