@@ -202,6 +202,15 @@ class Inventory:
     def host_count(self) -> int:
         return sum(len(c.hosts) for c in self.communes())
 
+    def active_periods(self, now: float) -> list[Period]:
+        at = dt.datetime.fromtimestamp(now, dt.UTC)
+        return [p for p in self.periods if p.active(at)]
+
+    def interval_at(self, now: float) -> float:
+        """The probe interval in force: the shortest of the active periods', else the default."""
+        shorter = [p.interval for p in self.active_periods(now) if p.interval is not None]
+        return min([self.defaults.interval, *shorter])
+
     def scoped(self, scope: str | None) -> Inventory:
         """The same inventory restricted to ``PROV`` or ``PROV/COMMUNE`` (None: all)."""
         if not scope:

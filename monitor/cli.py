@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from monitor import cli_agents, cli_inventory, reports
+from monitor import cli_agents, cli_inventory, cli_reports
 from monitor.observation import CycleReport
 
 EXIT_OK, EXIT_DOWN, EXIT_BAD_INPUT = 0, 1, 2
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_check(sub)
     cli_inventory.register(sub)
-    reports.register(sub)
+    cli_reports.register(sub)
     cli_agents.register(sub)
     return parser
 

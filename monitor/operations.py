@@ -24,7 +24,8 @@ the state and the inventory's calendar and returns the alert events that calenda
   no longer down, even after the period.
 * **Drills**: every active drill is sampled (see :mod:`monitor.drills`).
 
-The probe interval is the shortest ``interval`` of the periods in force (:func:`interval_at`).
+The probe interval is the shortest ``interval`` of the periods in force
+(:meth:`inventory.model.Inventory.interval_at`).
 """
 
 from __future__ import annotations
@@ -99,11 +100,6 @@ def vn_date(at: float) -> dt.date:
     return dt.datetime.fromtimestamp(at, VN_TZ).date()
 
 
-def active_periods(inventory: Inventory, now: float) -> list[Period]:
-    at = dt.datetime.fromtimestamp(now, dt.UTC)
-    return [p for p in inventory.periods if p.active(at)]
-
-
 def _met(m: Milestone, state: MonitorState, commune: Commune) -> bool:
     cs = state.communes.get(commune.key)
     return cs is not None and all(check in cs.first_passed for check in m.requires)
@@ -122,12 +118,6 @@ def stamps_required(inventory: Inventory, now: float) -> bool:
     if dues:
         return now >= min(dues)
     return any(h.inspection is not None for _, h in inventory.hosts())
-
-
-def interval_at(inventory: Inventory, now: float) -> float:
-    """The probe interval in force: the shortest of the active periods', else the default."""
-    shorter = [p.interval for p in active_periods(inventory, now) if p.interval is not None]
-    return min([inventory.defaults.interval, *shorter])
 
 
 @dataclass
@@ -301,7 +291,7 @@ class Operations:
                     else commune_key
                 events.append(self._alerts.resolve(key, now,
                                                    f"{label}: {self._text('escalation_end')}"))
-        for period in active_periods(inventory, now):
+        for period in inventory.active_periods(now):
             if period.escalate_after is not None:
                 events += self._escalate(period, period.escalate_after, inventory, state, now)
         return [e for e in events if e is not None]

@@ -10,14 +10,11 @@ only its communes. Headings are Vietnamese: the readers are the provincial commi
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import html
 import io
 import sqlite3
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,41 +293,3 @@ WRITERS: dict[str, Callable[[ReadinessReport], bytes]] = {
     "xlsx": to_xlsx,
     "html": lambda report: to_html(report).encode("utf-8"),
 }
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def register(sub: Any) -> None:
-    """Add ``report readiness`` (and ``report drill``) to the ``tslcd-monitor`` subcommands."""
-    report = sub.add_parser("report", help="reports against the inventory's milestones")
-    kinds = report.add_subparsers(dest="report", required=True, metavar="REPORT")
-    p = kinds.add_parser("readiness", help="per commune: each milestone met, when, late or not")
-    p.add_argument("--inventory", required=True)
-    p.add_argument("--state", required=True, help="the monitor's SQLite state database")
-    p.add_argument("--format", choices=sorted(WRITERS), default="csv")
-    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
-    p.set_defaults(handler=cmd_report_readiness)
-    from monitor import cli_ops  # imports this module: registered here, imported late
-
-    cli_ops.register(kinds)
-
-
-def cmd_report_readiness(args: argparse.Namespace) -> int:
-    """Exit 0 with the report written; 2 on an unreadable inventory or database."""
-    from inventory.loader import InventoryError, load
-
-    try:
-        inventory = load(args.inventory)
-        first_passed = first_passed_from_db(args.state)
-    except (InventoryError, ValueError, OSError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    data = WRITERS[args.format](readiness(inventory, first_passed, time.time()))
-    output = getattr(args, "output", "-") or "-"
-    if output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        Path(output).write_bytes(data)
-    return 0

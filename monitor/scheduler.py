@@ -25,7 +25,6 @@ from monitor.observation import (
     answered,
     observe_host,
 )
-from monitor.operations import interval_at
 from monitor.pacing import Pacer
 from probes import target, tcp
 from probes.icmp import Pinger
@@ -59,7 +58,7 @@ class Scheduler:
         inv = self.inventory
         started = time.time()
         t0 = time.monotonic()
-        interval = interval_at(inv, started)  # shorter inside a period such as election day
+        interval = inv.interval_at(started)  # shorter inside a period such as election day
         budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
         segment_task = asyncio.create_task(self._scan_segments(inv, budget))
         target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
@@ -91,7 +90,7 @@ class Scheduler:
                 raise
             except Exception:  # a broken cycle must not end the monitor
                 log.exception("cycle_failed")
-            interval = interval_at(self.inventory, time.time())
+            interval = self.inventory.interval_at(time.time())
             next_start += interval
             now = time.monotonic()
             if now > next_start:

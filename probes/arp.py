@@ -74,24 +74,28 @@ def arp_permitted() -> bool:
 
 
 def segment_interface(
-    subnet: IPNetwork | None, interfaces: dict[str, list[Any]] | None = None
+    subnet: IPNetwork | None, interfaces: list[tuple[str, ipaddress.IPv4Address]] | None = None
 ) -> str | None:
     """The interface of this machine whose IPv4 address lies inside ``subnet``, if any.
 
-    ``interfaces`` (psutil's ``net_if_addrs()``) may be read once and passed in by callers
+    ``interfaces`` (:func:`interface_addresses`) may be read once and passed in by callers
     that ask for many subnets: reading it costs about 0.1 ms, 0.3 s for the whole nation.
     """
     if subnet is None or subnet.version != 4:
         return None
-    for name, addrs in sorted((interfaces or psutil.net_if_addrs()).items()):
-        if _address_in(addrs, subnet) is not None:
+    for name, address in interface_addresses() if interfaces is None else interfaces:
+        if address in subnet:
             return name
     return None
 
 
-def interface_addresses() -> dict[str, list[Any]]:
-    """This machine's interfaces and their addresses (for :func:`segment_interface`)."""
-    return psutil.net_if_addrs()
+def interface_addresses() -> list[tuple[str, ipaddress.IPv4Address]]:
+    """This machine's IPv4 addresses with their interfaces, by interface name."""
+    return [
+        (name, ipaddress.IPv4Address(addr.address))
+        for name, addrs in sorted(psutil.net_if_addrs().items())
+        for addr in addrs if addr.family == socket.AF_INET
+    ]
 
 
 async def scan_segment(

@@ -61,7 +61,8 @@ ICMP6_FILTER = 1  # <netinet/icmp6.h>, on IPPROTO_ICMPV6
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _TIMESPEC = struct.Struct("@qq")
 _COOKIE_LEN = 8
-PACKET_LEN = _HEADER.size + _COOKIE_LEN
+_REQUEST = struct.Struct(f"!BBHHH{_COOKIE_LEN}s")  # the header, then our per-process cookie
+PACKET_LEN = _REQUEST.size
 _WORDS = struct.Struct(f"!{PACKET_LEN // 2}H")
 _RECV_SIZE = 2048
 # Windows has no CMSG_SPACE (nor raw ICMP for us): the module must still import there, for
@@ -120,7 +121,8 @@ class _Job:
             return
         self.rtts[slot] = rtt / 1e9
         self.outstanding -= 1
-        self.finish_if_complete()
+        if self.outstanding <= 0:
+            self.finish_if_complete()
 
     def finish_if_complete(self) -> None:
         if self.all_sent and self.outstanding <= 0 and not self.done.done():
@@ -174,19 +176,25 @@ class _Channel:
         """How a reply's source is compared: raw IPv4 header bytes, or recvmsg's text."""
         return ip.packed if self.raw4 else str(ip)
 
-    def destination(self, ip: IPAddress) -> Destination:
-        return (str(ip), 0) if self.v4 else (str(ip), 0, 0, 0)
+    def destination(self, ip: str) -> Destination:
+        return (ip, 0) if self.v4 else (ip, 0, 0, 0)
 
     def claim(self, job: _Job, slot: int) -> int:
         """A free sequence number for one echo, registered so its reply finds the slot."""
         pending = self.pending
-        for _ in range(0x10000):
-            self._seq = (self._seq + 1) & 0xFFFF
-            key = self.key_base | self._seq
-            if key not in pending:
-                pending[key] = (job, slot)
-                return self._seq
-        raise RuntimeError("65,536 echo requests outstanding on one ICMP socket")
+        seq = (self._seq + 1) & 0xFFFF
+        key = self.key_base | seq
+        if key in pending:  # only when thousands of echoes are still outstanding
+            for _ in range(0xFFFF):
+                seq = (seq + 1) & 0xFFFF
+                key = self.key_base | seq
+                if key not in pending:
+                    break
+            else:
+                raise RuntimeError("65,536 echo requests outstanding on one ICMP socket")
+        self._seq = seq
+        pending[key] = (job, slot)
+        return seq
 
     def release(self, key: int, job: _Job) -> None:
         entry = self.pending.get(key)
@@ -201,7 +209,7 @@ class _Channel:
             total = (total & 0xFFFF) + (total >> 16)
             total = (total & 0xFFFF) + (total >> 16)
             checksum = ~total & 0xFFFF
-        return _HEADER.pack(self.request_type, 0, checksum, self.ident, seq) + self.cookie
+        return _REQUEST.pack(self.request_type, 0, checksum, self.ident, seq, self.cookie)
 
     def drain(self) -> None:
         """Read every queued datagram; match the valid replies, ignore everything else."""
@@ -218,6 +226,8 @@ class _Channel:
             self._accept(data, ancillary, address, mono_now)
 
     def _accept(self, data: bytes, ancillary: list, address: tuple, mono_now: int) -> None:
+        """Match one datagram to its echo, or ignore it. Runs for every reply of a cycle:
+        one header unpack, no slices but the source, no call but the checksum's."""
         if self.raw4:
             if len(data) < 20:
                 return
@@ -231,19 +241,18 @@ class _Channel:
         kind, code, _checksum, ident, seq = _HEADER.unpack_from(data, offset)
         if kind != self.reply_type or code or ident != self.ident:
             return
-        if data[offset + _HEADER.size:] != self.cookie:
+        if not data.endswith(self.cookie):  # the length is exact: the cookie ends the packet
             return
         # the kernel verified the checksum of ping-socket and ICMPv6 raw-socket packets
         if self.raw4 and _ones_complement_sum(data, offset) != 0xFFFF:
             return
-        key = self.key_base | seq
-        entry = self.pending.get(key)
+        entry = self.pending.pop(self.key_base | seq, None)
         if entry is None:
             return
         job, slot = entry
         if source != job.expect[slot // job.count]:
+            self.pending[self.key_base | seq] = entry  # not ours to take: a spoofed source
             return
-        del self.pending[key]
         kernel_ns = None
         if ancillary:  # SO_TIMESTAMPNS is the only ancillary data this socket asks for
             level, kind, stamp = ancillary[0]
@@ -348,8 +357,9 @@ class Pinger:
         for ip, channel in zip(unique, channels, strict=True):
             job.expect.append(channel.expected_source(ip) if channel else "")
         groups = [group_of(ip) if group_of else None for ip in unique]
+        texts = [str(ip) for ip in unique]
         try:
-            await self._send_schedule(job, unique, channels, groups, spacing, spread, pacer)
+            await self._send_schedule(job, texts, channels, groups, spacing, spread, pacer)
             await _wait_for_replies(job, max(job.sent_mono, default=0), timeout)
             # replies the kernel stamped in time may still wait in a socket the loop was too
             # busy to read: their RTT is true, so count them before giving up on the rest
@@ -358,14 +368,14 @@ class Pinger:
         finally:
             _release_all(job, channels)
         return {
-            ip: _result(job, i, str(ip), timeout, None if channels[i] else self._no_v6_reason())
+            ip: _result(job, i, texts[i], timeout, None if channels[i] else self._no_v6_reason())
             for i, ip in enumerate(unique)
         }
 
     async def _send_schedule(
         self,
         job: _Job,
-        hosts: list[IPAddress],
+        hosts: list[str],
         channels: list[_Channel | None],
         groups: list[Hashable | None],
         spacing: float,
@@ -467,26 +477,28 @@ def _release_all(job: _Job, channels: list[_Channel | None]) -> None:
 def _result(
     job: _Job, host: int, subject: str, timeout: float, unavailable: str | None
 ) -> ProbeResult:
-    first = host * job.count
-    sent_at = [t for t in job.sent_mono[first:first + job.count] if t]
-    replies = job.rtts[first:first + job.count]
+    first, end = host * job.count, (host + 1) * job.count
+    sent_mono = job.sent_mono[first:end]
+    replies = job.rtts[first:end]
     rtts = tuple(r for r in replies if r is not None)
-    detail = IcmpDetail(sent=len(sent_at), received=len(rtts), rtts=rtts)
-    if not sent_at:
+    sent = job.count - sent_mono.count(0)
+    detail = IcmpDetail(sent=sent, received=len(rtts), rtts=rtts)
+    if not sent:
         return ProbeResult("icmp", subject, False, time.time(), 0.0,
                            unavailable or job.errors.get(host, "not sent"), detail)
-    started_real = min(t for t in job.sent_real[first:first + job.count] if t)
+    started_real = min(t for t in job.sent_real[first:end] if t)
     # until the last reply, or the last echo's timeout when it was not answered
+    timeout_ns = job.timeout_ns
     finished = max(
-        t + int((r if r is not None else timeout) * 1e9)
-        for t, r in zip(job.sent_mono[first:first + job.count], replies, strict=True) if t
+        t + (timeout_ns if r is None else int(r * 1e9))
+        for t, r in zip(sent_mono, replies, strict=True) if t
     )
     error = None
     if not rtts:
-        error = job.errors.get(host) or f"no reply to {len(sent_at)} echo requests in {timeout:g} s"
+        error = job.errors.get(host) or f"no reply to {sent} echo requests in {timeout:g} s"
     return ProbeResult(
         kind="icmp", subject=subject, ok=bool(rtts), started=started_real / 1e9,
-        duration=(finished - min(sent_at)) / 1e9, error=error, detail=detail,
+        duration=(finished - min(t for t in sent_mono if t)) / 1e9, error=error, detail=detail,
     )
 
 

@@ -462,7 +462,7 @@ def test_malformed_report_schedule_is_a_configuration_error(tmp_path: Path) -> N
 
 
 def test_report_drill_picks_the_running_drill_else_the_latest_started() -> None:
-    from monitor.cli_ops import pick_drill
+    from monitor.cli_reports import pick_drill
 
     second = """  - {id: dien-tap-2, title: "Diễn tập lần 2", from: "2026-02-20T08:00:00",
      to: "2026-02-20T11:00:00"}

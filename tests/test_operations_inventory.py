@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from inventory.loader import dump, loads, validate_text
 from inventory.model import WARN_DAYS, Drill, Period
 from monitor.alerts import VN_TZ
-from monitor.operations import interval_at
 
 BASE = """\
 version: 1
@@ -137,9 +136,9 @@ def test_scoped_inventory_keeps_the_calendar() -> None:
 def test_interval_is_the_periods_inside_it_and_the_default_outside() -> None:
     inv = loads(BASE)
     inside = dt.datetime(2026, 3, 15, 12, 0, tzinfo=VN_TZ).timestamp()
-    assert interval_at(inv, inside) == 10.0
-    assert interval_at(inv, inside - 8 * 3600) == 30.0  # 04:00, before the period
-    assert interval_at(inv, dt.datetime(2026, 3, 15, 23, 0, tzinfo=VN_TZ).timestamp()) == 30.0
+    assert inv.interval_at(inside) == 10.0
+    assert inv.interval_at(inside - 8 * 3600) == 30.0  # 04:00, before the period
+    assert inv.interval_at(dt.datetime(2026, 3, 15, 23, 0, tzinfo=VN_TZ).timestamp()) == 30.0
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 
 from inventory.model import Commune, Inventory, Milestone, Province
-from monitor import reports
+from monitor import cli_reports, drills, reports
 from monitor.reports import VIETNAM, judge, readiness
 from monitor.store import Batch, Store
 from tests import web_support as ws
@@ -132,7 +132,7 @@ def test_command_reads_inventory_and_state_database(tmp_path: Path, fmt: str, ca
     out = tmp_path / f"report.{fmt}"
     args = argparse.Namespace(inventory=str(tmp_path / "inv.yaml"),
                               state=str(tmp_path / "state.db"), format=fmt, output=str(out))
-    assert reports.cmd_report_readiness(args) == 0
+    assert cli_reports.cmd_report_readiness(args) == 0
     if fmt == "xlsx":
         rows = list(openpyxl.load_workbook(out)["Theo xã"].iter_rows(min_row=2, values_only=True))
         assert [r[6] for r in rows] == ["Chưa đạt", "Đạt", "Chưa đạt", "Chưa đạt"]
@@ -149,6 +149,10 @@ def test_command_fails_cleanly_on_a_missing_database(tmp_path: Path, capsys) -> 
     (tmp_path / "inv.yaml").write_text(dump(ws.inventory(("75",), 2)), encoding="utf-8")
     args = argparse.Namespace(inventory=str(tmp_path / "inv.yaml"),
                               state=str(tmp_path / "missing.db"), format="csv", output="-")
-    assert reports.cmd_report_readiness(args) == 2
+    assert cli_reports.cmd_report_readiness(args) == 2
     assert "missing.db" in capsys.readouterr().err
     assert not (tmp_path / "missing.db").exists()  # read-only: never creates a database
+
+
+def test_the_report_command_offers_exactly_the_formats_both_reports_write() -> None:
+    assert sorted(reports.WRITERS) == sorted(drills.WRITERS) == sorted(cli_reports.FORMATS)
