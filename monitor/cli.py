@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -67,6 +66,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from inventory.loader import gc_paused
+
+    # One cycle allocates a few hundred thousand objects and frees them at exit, with no
+    # reference cycles among them: the cyclic collector would only walk them (5 % of CPU).
+    with gc_paused():
+        return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
     from inventory.loader import InventoryError, load
     from monitor.scheduler import Scheduler, SchedulerOptions
     from probes.icmp import IcmpPermissionError, Pinger
@@ -80,8 +88,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"--scope {args.scope}: no such province or commune in {args.inventory}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-
-    gc.freeze()  # the inventory lives as long as the process: keep it out of collections
     reports: list[CycleReport] = []
 
     async def one_cycle() -> None:
@@ -137,8 +143,8 @@ def _host_rows(inventory: Any, report: CycleReport) -> Any:
 
 
 def _print_json(rows: list[dict[str, Any]], out: TextIO) -> None:
-    for row in rows:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for 10,000 lines
+    out.writelines(encode(row) + "\n" for row in rows)
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:

@@ -36,3 +36,7 @@ python=${PYTHON:-python3}
 extras=""
 [ "$mode" = test ] && extras="[test,bench]"
 .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
+# Byte-compile the project once: where PYTHONDONTWRITEBYTECODE is set, every start of
+# tslcd-monitor would otherwise compile its modules again (50 ms of each `check`).
+.venv/bin/python -m compileall -q inventory probes monitor bench \
+  .venv/lib/python3*/site-packages/__editable___*_finder.py >/dev/null

@@ -9,9 +9,19 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inventory import loader
-from inventory.loader import InventoryError, Problem, load, loads, validate, validate_text
+from inventory.loader import (
+    InventoryError,
+    Problem,
+    load,
+    loads,
+    parse_ip,
+    validate,
+    validate_text,
+)
 from monitor import cli_inventory
 
 BASE = """\
@@ -385,3 +395,17 @@ def test_console_entry_point_runs_validate(tmp_path: Path, capsys) -> None:
     bad.write_text(mutate("version: 1", "version: 2"), encoding="utf-8")
     assert main(["inventory", "validate", str(bad)]) == 2
     assert capsys.readouterr().err == f"{bad}:1: version: must be 1, not '2'\n"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789.x+- ", max_size=17))
+def test_fast_ip_parsing_accepts_exactly_what_ipaddress_does(text: str) -> None:
+    try:
+        expected = ipaddress.ip_address(text)
+    except ValueError:
+        expected = None
+    try:
+        got = parse_ip(text)
+    except ValueError:
+        got = None
+    assert got == expected
