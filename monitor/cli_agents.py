@@ -22,12 +22,11 @@ import structlog
 
 from inventory.loader import InventoryError, load
 from inventory.official import commune_code, province_code
-from monitor.config import ConfigError, parse_listen
-from monitor.mqtt_url import MqttUrl, parse_mqtt_url
 from monitor.spool import DEFAULT_LIMIT
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # and imported where used: every `check` would import them otherwise
     from monitor.app import Service
+    from monitor.mqtt_url import MqttUrl
 
 log = structlog.get_logger("cli")
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -103,6 +102,7 @@ def _add_broker(p: argparse.ArgumentParser) -> None:
 def _cmd_agent(args: argparse.Namespace) -> int:
     from monitor import envelope
     from monitor.agent import Agent, AgentOptions
+    from monitor.config import ConfigError, parse_listen
 
     try:
         broker = _broker(args.mqtt)
@@ -227,6 +227,8 @@ def default_spool(agent_id: str) -> Path:
 
 
 def _broker(url: str) -> MqttUrl:
+    from monitor.mqtt_url import parse_mqtt_url
+
     broker = parse_mqtt_url(url)
     password = os.environ.get(PASSWORD_ENV)
     if password is not None and broker.password is None:

@@ -71,10 +71,18 @@ def host_from_dict(data: dict[str, Any]) -> HostObservation:
 
 def observe_host(name: str, ip: str, results: tuple[ProbeResult, ...]) -> HostObservation:
     """Judge a host alive from its probe results: any ICMP reply, TCP answer or ARP reply."""
-    icmp = next((r.detail for r in results if isinstance(r.detail, IcmpDetail)), None)
-    arp = next((r.detail for r in results if isinstance(r.detail, ArpDetail)), None)
-    seen = [r for r in results if r.kind in _METHOD_ORDER and answered(r)]
-    method = min((r.kind for r in seen), key=_METHOD_ORDER.__getitem__, default=None)
+    icmp: IcmpDetail | None = None
+    arp: ArpDetail | None = None
+    method, rank = None, len(_METHOD_ORDER)  # the first in _METHOD_ORDER that saw it
+    for r in results:  # one pass: every host of the nation goes through here each cycle
+        detail = r.detail
+        if icmp is None and isinstance(detail, IcmpDetail):
+            icmp = detail
+        elif arp is None and isinstance(detail, ArpDetail):
+            arp = detail
+        order = _METHOD_ORDER.get(r.kind, rank)
+        if order < rank and answered(r):
+            method, rank = r.kind, order
     return HostObservation(name, ip, method is not None, method, icmp, arp, results)  # type: ignore[arg-type]
 
 

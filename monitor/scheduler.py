@@ -184,10 +184,11 @@ class Scheduler:
     ) -> CommuneObservation:
         hosts = []
         for host in commune.hosts:
-            results = [r for r in (icmp.get(host.ip), tcp_results.get(host.ip)) if r]
-            if scan is not None and str(host.ip) in scan.hosts:
-                results.append(scan.hosts[str(host.ip)])
-            hosts.append(observe_host(host.name, str(host.ip), tuple(results)))
+            ip, text = host.ip, str(host.ip)
+            results = [r for r in (icmp.get(ip), tcp_results.get(ip)) if r]
+            if scan is not None and text in scan.hosts:
+                results.append(scan.hosts[text])
+            hosts.append(observe_host(host.name, text, tuple(results)))
         return CommuneObservation(
             province=commune.province,
             commune=commune.code,
