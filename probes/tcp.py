@@ -85,7 +85,11 @@ class _Attempt:
         return self._result(False, elapsed, errors, TcpDetail(self.ports[0]))
 
     def _start(self, port: int) -> None:
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(self.family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors, most likely: this port fails
+            self._failed(port, exc.errno or errno.EMFILE)
+            return
         sock.setblocking(False)
         try:
             code = sock.connect_ex((self.subject, port))
@@ -111,6 +115,9 @@ class _Attempt:
             if not self.done.done():
                 self.done.set_result((port, code == errno.ECONNREFUSED))
             return
+        self._failed(port, code)
+
+    def _failed(self, port: int, code: int) -> None:
         self.errors[port] = f"tcp/{port}: {os.strerror(code)}"
         if len(self.errors) == len(self.ports) and not self.done.done():
             self.done.set_result(None)  # every port failed before the timeout: stop waiting

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +97,51 @@ def test_unreachable_network_is_not_alive(node: Node) -> None:
     """The namespace has no route to 198.18.0.0/15: nothing ever leaves it."""
     result = probe_in(node, "198.18.200.9", [445], 0.5)
     assert not result.ok and result.error
+
+
+EXHAUSTED = """
+import asyncio, json, os, resource
+from probes.tcp import probe_any
+from probes.result import to_dict
+
+async def main():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        return to_dict(await probe_any("127.0.0.1", [445, 3389], 0.5))
+    finally:
+        for fd in held:
+            os.close(fd)
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_no_file_descriptor_left_is_a_failed_probe_not_a_crash() -> None:
+    proc = subprocess.run([sys.executable, "-c", EXHAUSTED], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT, check=True)
+    result = from_dict(json.loads(proc.stdout.splitlines()[-1]))
+    assert not result.ok
+    assert result.error and result.error.count("Too many open files") == 2
+
+
+RAISED = """
+import resource
+from monitor.cli import raise_open_file_limit
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+raise_open_file_limit()
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+"""
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
+    proc = subprocess.run([sys.executable, "-c", RAISED], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT, check=True)
+    soft, hard = (int(v) for v in proc.stdout.split())
+    assert soft == (1 << 20 if hard == resource.RLIM_INFINITY else hard) > 256
