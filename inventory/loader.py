@@ -442,10 +442,8 @@ class _Checker:
 
     def claim_ip(self, ip: IPAddress | None, node: Node, what: str) -> None:
         """An address may appear once in the whole inventory (hosts and gateways)."""
-        if ip is not None and ip in self.ip_lines:  # the message only when it is needed
+        if ip is not None:
             self.unique(self.ip_lines, ip, node, f"{what}: IP {ip} already used")
-        elif ip is not None:
-            self.ip_lines[ip] = _line(node)
 
     def unique(self, seen: dict[Any, int], key: object, node: Node, what: str) -> None:
         """Report a second use of ``key`` at ``node``, naming where the first one is."""
@@ -633,8 +631,8 @@ class _Checker:
             return
         if ip not in subnet:
             self.error(node, f"{what}: {ip} is outside the commune's subnet {subnet}")
-        elif subnet.prefixlen < subnet.max_prefixlen - 1 and ip in (subnet.network_address,
-                                                                     subnet.broadcast_address):
+        elif subnet.num_addresses > 2 and ip in (subnet.network_address,
+                                                  subnet.broadcast_address):
             self.error(node, f"{what}: {ip} is the subnet's network or broadcast address")
 
     def check_addressing(self, f: _Fields, hosts: list[Host]) -> None:

@@ -53,7 +53,7 @@ def cmd_report_readiness(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     report = reports.readiness(inventory, first_passed, time.time())
-    _write(reports.WRITERS[args.format](report), getattr(args, "output", "-") or "-")
+    _write(reports.WRITERS[args.format](report), args.output)
     return 0
 
 

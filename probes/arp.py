@@ -19,7 +19,6 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
 import structlog
@@ -185,24 +184,18 @@ def _scan_targets(commune: Commune, subnet: ipaddress.IPv4Network) -> list[str]:
 
 
 def _vantage(subnet: ipaddress.IPv4Network, interface: str | None) -> _Vantage:
-    addrs = psutil.net_if_addrs()
-    name = interface or segment_interface(subnet)
+    local = interface_addresses()
+    name = interface or segment_interface(subnet, local)
     if name is None:
         raise ArpScanError(f"no interface of this machine has an address in {subnet}")
+    addrs = psutil.net_if_addrs()
     if name not in addrs:
         raise ArpScanError(f"no such interface: {name}")
     mac = next((a.address.lower() for a in addrs[name] if a.family == psutil.AF_LINK), None)
     if not mac or len(mac.split(":")) != 6:
         raise ArpScanError(f"{name} has no Ethernet address")
-    return _Vantage(name, mac, _address_in(addrs[name], subnet))
-
-
-def _address_in(addrs: Iterable[Any], subnet: ipaddress.IPv4Network) -> str | None:
-    """The first IPv4 address (psutil ``snicaddr``) inside ``subnet``."""
-    for addr in addrs:
-        if addr.family == socket.AF_INET and ipaddress.ip_address(addr.address) in subnet:
-            return str(addr.address)
-    return None
+    ip = next((str(a) for n, a in local if n == name and a in subnet), None)
+    return _Vantage(name, mac, ip)
 
 
 def _exchange(vantage: _Vantage, targets: list[str], window: float, rate: float) -> Replies:

@@ -227,7 +227,7 @@ class _Channel:
 
     def _accept(self, data: bytes, ancillary: list, address: tuple, mono_now: int) -> None:
         """Match one datagram to its echo, or ignore it. Runs for every reply of a cycle:
-        one header unpack, no slices but the source, no call but the checksum's."""
+        one header unpack, one dict pop, no slice but the source address."""
         if self.raw4:
             if len(data) < 20:
                 return
