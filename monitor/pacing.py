@@ -22,7 +22,7 @@ GRANULARITY = 0.002
 DEFAULT_GROUP_BURST = 4.0
 
 
-class _Bucket:
+class Bucket:
     """GCRA state of one rate: the theoretical arrival time of the next packet."""
 
     __slots__ = ("interval", "tat", "tolerance")
@@ -59,12 +59,16 @@ class Pacer:
         self.clock = clock
         self.rate = rate
         self.group_rate = group_rate
-        self._global = _Bucket(rate, burst if burst is not None else max(1.0, rate * GRANULARITY))
+        self._global = Bucket(rate, burst if burst is not None else max(1.0, rate * GRANULARITY))
         self._group_burst = group_burst
-        self._groups: dict[Hashable, _Bucket] = {}
+        self._groups: dict[Hashable, Bucket] = {}
 
     def reserve(self, group: Hashable | None = None, not_before: float | None = None) -> float:
-        """Book one packet; returns the clock time at which it may be sent (maybe now).
+        """Book one packet; returns the clock time at which it may be sent (maybe now)."""
+        return self.book(self.bucket(group), not_before)
+
+    def book(self, bucket: Bucket | None, not_before: float | None = None) -> float:
+        """:meth:`reserve` for a group whose :meth:`bucket` the sender looked up once.
 
         Called once per packet of a 30,000-echo cycle: plain comparisons, no calls.
         """
@@ -74,7 +78,6 @@ class Pacer:
         glob = self._global
         if glob.tat - glob.tolerance > at:
             at = glob.tat - glob.tolerance
-        bucket = self._group_bucket(group)
         if bucket is not None:
             if bucket.tat - bucket.tolerance > at:
                 at = bucket.tat - bucket.tolerance
@@ -88,12 +91,13 @@ class Pacer:
         if delay > GRANULARITY:
             await asyncio.sleep(delay)
 
-    def _group_bucket(self, group: Hashable | None) -> _Bucket | None:
+    def bucket(self, group: Hashable | None) -> Bucket | None:
+        """The group's budget (None: not capped), to hand to :meth:`book` per packet."""
         if self.group_rate is None or group is None:
             return None
         bucket = self._groups.get(group)
         if bucket is None:
-            bucket = self._groups[group] = _Bucket(self.group_rate, self._group_burst)
+            bucket = self._groups[group] = Bucket(self.group_rate, self._group_burst)
         return bucket
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,20 +62,23 @@ class Scheduler:
         budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
         segment_task = asyncio.create_task(self._scan_segments(inv, budget))
         target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
-        icmp = await self._ping_all(inv, budget, interval)
+        communes = list(inv.communes())
+        icmp = await self._ping_all(inv, communes, budget, interval)
+
         def remaining() -> float:
             return t0 + budget - time.monotonic()
 
-        tcp_results = await self._tcp_fallback(inv, icmp, remaining())
+        tcp_results = await self._tcp_fallback(communes, icmp, remaining())
         segments = await _bounded(segment_task, remaining(), {})
         targets = [
             await _bounded(task, remaining(), _failed("target", tgt.name, "deadline"))
             for task, tgt in zip(target_tasks, inv.targets, strict=True)
         ]
         report = CycleReport(started=started, vantage=self.options.vantage, targets=targets)
-        for c in inv.communes():
-            scan = segments.get(c.key)
-            report.communes.append(self._observe_commune(c, started, icmp, tcp_results, scan))
+        report.communes = [
+            self._observe_commune(c, started, icmp[i], tcp_results.get(i, {}), segments.get(c.key))
+            for i, c in enumerate(communes)
+        ]
         report.duration = time.monotonic() - t0
         return report
 
@@ -99,51 +102,69 @@ class Scheduler:
                 next_start += skipped * interval
             await asyncio.sleep(next_start - now)
 
-    async def _ping_all(self, inv: Inventory, budget: float,
-                        interval: float) -> dict[IPAddress, ProbeResult]:
-        groups: dict[IPAddress, str] = {}
-        for commune in inv.communes():
-            for ip in _commune_addresses(commune):
-                groups[ip] = commune.key
+    async def _ping_all(self, inv: Inventory, communes: list[Commune], budget: float,
+                        interval: float) -> list[list[ProbeResult]]:
+        """Every commune's addresses (:func:`_commune_addresses`) in one ICMP job; the
+        results per commune, in that order."""
+        addresses: list[IPAddress] = []
+        groups: list[int] = []
+        sizes: list[int] = []
+        for index, commune in enumerate(communes):
+            own = _commune_addresses(commune)
+            addresses += own
+            groups += [index] * len(own)
+            sizes.append(len(own))
         opts = self.options
         spread = opts.spread if opts.spread is not None else interval / 2
         icmp = inv.defaults.icmp
         # the last echo of a host must be answered before the budget ends
         spread = max(0.0, min(spread, budget - icmp.count * icmp.timeout - 1.0))
-        pacer = Pacer(opts.max_pps, opts.commune_pps)
         try:
-            return await self.pinger.ping_many(
-                list(groups),
+            results = await self.pinger.ping_each(
+                addresses,
                 count=icmp.count,
                 timeout=icmp.timeout,
                 spread=spread,
-                pacer=pacer,
-                group_of=groups.__getitem__,
+                pacer=Pacer(opts.max_pps, opts.commune_pps),
+                groups=groups,
             )
         except Exception as exc:
             log.exception("icmp_cycle_failed")
-            return {ip: _failed("icmp", str(ip), repr(exc)) for ip in groups}
+            results = [_failed("icmp", str(ip), repr(exc)) for ip in addresses]
+        per_commune, start = [], 0
+        for size in sizes:
+            per_commune.append(results[start:start + size])
+            start += size
+        return per_commune
 
     async def _tcp_fallback(
-        self, inv: Inventory, icmp: dict[IPAddress, ProbeResult], budget: float
-    ) -> dict[IPAddress, ProbeResult]:
-        """TCP connect for the computers that did not answer echo (Windows firewalls drop it)."""
+        self, communes: list[Commune], icmp: list[list[ProbeResult]], budget: float
+    ) -> dict[int, dict[int, ProbeResult]]:
+        """TCP connect for the computers that did not answer echo (Windows firewalls drop it):
+        results by commune and host position."""
         silent = [
-            h for _, h in inv.hosts() if h.tcp_ports and not (icmp.get(h.ip) and icmp[h.ip].ok)
+            (c, h, host)
+            for c, commune in enumerate(communes)
+            for h, host in enumerate(commune.hosts)
+            if host.tcp_ports and not icmp[c][h].ok
         ]
         if not silent:
             return {}
         gate = asyncio.Semaphore(self.options.tcp_concurrency)
         timeout = max(0.1, min(self.options.tcp_timeout, budget))
 
-        async def one(ip: IPAddress, ports: tuple[int, ...]) -> ProbeResult:
+        async def one(ip: str, ports: tuple[int, ...]) -> ProbeResult:
             async with gate:
-                return await tcp.probe_any(str(ip), ports, timeout)
+                return await tcp.probe_any(ip, ports, timeout)
 
         results = await asyncio.gather(
-            *(_isolated(one(h.ip, h.tcp_ports), "tcp", str(h.ip)) for h in silent)
+            *(_isolated(one(str(host.ip), host.tcp_ports), "tcp", str(host.ip))
+              for _, _, host in silent)
         )
-        return {h.ip: r for h, r in zip(silent, results, strict=True)}
+        found: dict[int, dict[int, ProbeResult]] = {}
+        for (c, h, _), result in zip(silent, results, strict=True):
+            found.setdefault(c, {})[h] = result
+        return found
 
     async def _scan_segments(self, inv: Inventory, budget: float) -> dict[str, Any]:
         """ARP-scan the commune segments this vantage is attached to (needs CAP_NET_RAW),
@@ -178,42 +199,49 @@ class Scheduler:
         self,
         commune: Commune,
         at: float,
-        icmp: dict[IPAddress, ProbeResult],
-        tcp_results: dict[IPAddress, ProbeResult],
+        icmp: list[ProbeResult],
+        tcp_results: dict[int, ProbeResult],
         scan: Any,
     ) -> CommuneObservation:
+        """``icmp`` holds the results for :func:`_commune_addresses`, ``tcp_results`` those
+        of the hosts that were asked by TCP, by position."""
         hosts = []
-        for host in commune.hosts:
-            ip, text = host.ip, str(host.ip)
-            results = [r for r in (icmp.get(ip), tcp_results.get(ip)) if r]
+        for position, host in enumerate(commune.hosts):
+            ping = icmp[position]
+            text = ping.subject  # the address as text, made once by the pinger
+            asked = tcp_results.get(position)
+            results = (ping,) if asked is None else (ping, asked)
             if scan is not None and text in scan.hosts:
-                results.append(scan.hosts[text])
-            hosts.append(observe_host(host.name, text, tuple(results)))
+                results += (scan.hosts[text],)
+            hosts.append(observe_host(host.name, text, results))
+        gateways = iter(icmp[len(commune.hosts):])
         return CommuneObservation(
             province=commune.province,
             commune=commune.code,
             at=at,
             vantage=self.options.vantage,
             hosts=tuple(hosts),
-            gateway_alive=_gateway_alive(commune.gateway, icmp, scan, "gateway"),
+            gateway_alive=_gateway_alive(commune.gateway, gateways, scan, "gateway"),
             backup_gateway_alive=_gateway_alive(
-                commune.backup_gateway, icmp, scan, "backup_gateway"
+                commune.backup_gateway, gateways, scan, "backup_gateway"
             ),
             unknown_devices=None if scan is None else tuple(scan.unknown),
         )
 
 
 def _gateway_alive(
-    ip: IPAddress | None, icmp: dict[IPAddress, ProbeResult], scan: Any, scan_field: str
+    ip: IPAddress | None, icmp: Iterator[ProbeResult], scan: Any, scan_field: str
 ) -> bool | None:
-    """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment."""
+    """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment.
+    ``icmp`` yields the commune's gateway results in :func:`_commune_addresses` order."""
     if ip is None:
         return None
-    results = [r for r in (icmp.get(ip), getattr(scan, scan_field, None)) if r]
+    results = [r for r in (next(icmp), getattr(scan, scan_field, None)) if r]
     return any(answered(r) for r in results)
 
 
 def _commune_addresses(commune: Commune) -> list[IPAddress]:
+    """What a commune's ICMP results are for: its hosts, then its gateway and backup."""
     extra = [ip for ip in (commune.gateway, commune.backup_gateway) if ip is not None]
     return [h.ip for h in commune.hosts] + extra
 

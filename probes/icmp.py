@@ -38,7 +38,7 @@ from typing import Literal
 
 import structlog
 
-from monitor.pacing import GRANULARITY, Pacer, interleave_groups, spread_offsets
+from monitor.pacing import GRANULARITY, Bucket, Pacer, interleave_groups, spread_offsets
 from probes.result import IcmpDetail, ProbeResult
 
 log = structlog.get_logger("icmp")
@@ -63,7 +63,6 @@ _TIMESPEC = struct.Struct("@qq")
 _COOKIE_LEN = 8
 _REQUEST = struct.Struct(f"!BBHHH{_COOKIE_LEN}s")  # the header, then our per-process cookie
 PACKET_LEN = _REQUEST.size
-_WORDS = struct.Struct(f"!{PACKET_LEN // 2}H")
 _RECV_SIZE = 2048
 # Windows has no CMSG_SPACE (nor raw ICMP for us): the module must still import there, for
 # the agent, which never opens a Pinger on Windows.
@@ -150,9 +149,10 @@ class _Channel:
             self.sock.close()
             raise
         self.key_base = self.ident << 16
-        self._checksum_base = (self.request_type << 8) + sum(
-            struct.unpack(f"!{_COOKIE_LEN // 2}H", self.cookie)
-        ) + self.ident
+        # one's complement sums of every word but the sequence number (and the checksum)
+        words = sum(struct.unpack(f"!{_COOKIE_LEN // 2}H", self.cookie)) + self.ident
+        self._request_sum = (self.request_type << 8) + words
+        self._reply_sum = (self.reply_type << 8) + words
         loop.add_reader(self.sock.fileno(), self.drain)
 
     def _configure(self) -> None:
@@ -172,15 +172,17 @@ class _Channel:
         self._loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
-    def expected_source(self, ip: IPAddress) -> bytes | str:
+    def expected_source(self, ip: str) -> bytes | str:
         """How a reply's source is compared: raw IPv4 header bytes, or recvmsg's text."""
-        return ip.packed if self.raw4 else str(ip)
+        return socket.inet_aton(ip) if self.raw4 else ip
 
     def destination(self, ip: str) -> Destination:
         return (ip, 0) if self.v4 else (ip, 0, 0, 0)
 
-    def claim(self, job: _Job, slot: int) -> int:
-        """A free sequence number for one echo, registered so its reply finds the slot."""
+    def request(self, job: _Job, slot: int) -> tuple[int, bytes]:
+        """An echo request for one slot, under a free sequence number registered so that
+        its reply finds the slot: (key, packet). The IPv4 checksum is ours to compute
+        (ICMPv6: the kernel's)."""
         pending = self.pending
         seq = (self._seq + 1) & 0xFFFF
         key = self.key_base | seq
@@ -194,22 +196,13 @@ class _Channel:
                 raise RuntimeError("65,536 echo requests outstanding on one ICMP socket")
         self._seq = seq
         pending[key] = (job, slot)
-        return seq
+        checksum = _checksum(self._request_sum + seq) if self.v4 else 0
+        return key, _REQUEST.pack(self.request_type, 0, checksum, self.ident, seq, self.cookie)
 
     def release(self, key: int, job: _Job) -> None:
         entry = self.pending.get(key)
         if entry is not None and entry[0] is job:
             del self.pending[key]
-
-    def packet(self, seq: int) -> bytes:
-        """An echo request; the IPv4 checksum is ours to compute (ICMPv6: the kernel's)."""
-        checksum = 0
-        if self.v4:
-            total = self._checksum_base + seq
-            total = (total & 0xFFFF) + (total >> 16)
-            total = (total & 0xFFFF) + (total >> 16)
-            checksum = ~total & 0xFFFF
-        return _REQUEST.pack(self.request_type, 0, checksum, self.ident, seq, self.cookie)
 
     def drain(self) -> None:
         """Read every queued datagram; match the valid replies, ignore everything else."""
@@ -238,14 +231,17 @@ class _Channel:
             source = address[0].partition("%")[0]
         if len(data) - offset != PACKET_LEN:
             return
-        kind, code, _checksum, ident, seq = _HEADER.unpack_from(data, offset)
+        kind, code, checksum, ident, seq = _HEADER.unpack_from(data, offset)
         if kind != self.reply_type or code or ident != self.ident:
             return
         if not data.endswith(self.cookie):  # the length is exact: the cookie ends the packet
             return
-        # the kernel verified the checksum of ping-socket and ICMPv6 raw-socket packets
-        if self.raw4 and _ones_complement_sum(data, offset) != 0xFFFF:
-            return
+        # Every other word is now known, so the checksum has one right value (or its other
+        # zero, 0xFFFF). The kernel verified ping-socket and ICMPv6 raw-socket packets.
+        if self.raw4:
+            expected = _checksum(self._reply_sum + seq)
+            if checksum != expected and not (expected == 0 and checksum == 0xFFFF):
+                return
         entry = self.pending.pop(self.key_base | seq, None)
         if entry is None:
             return
@@ -344,57 +340,86 @@ class Pinger:
     ) -> dict[IPAddress, ProbeResult]:
         """``count`` echoes to every host, ``spacing`` s apart, first echoes spread evenly
         over ``spread`` s, each waited for at most ``timeout`` s; one result per host."""
+        unique = list(dict.fromkeys(hosts))
+        groups = [group_of(ip) for ip in unique] if group_of is not None else None
+        results = await self.ping_each(unique, count=count, timeout=timeout, spacing=spacing,
+                                       spread=spread, pacer=pacer, groups=groups)
+        return dict(zip(unique, results, strict=True))
+
+    async def ping_each(
+        self,
+        hosts: Sequence[IPAddress],
+        *,
+        count: int = 3,
+        timeout: float = 1.0,
+        spacing: float = DEFAULT_SPACING,
+        spread: float = 0.0,
+        pacer: Pacer | None = None,
+        groups: Sequence[Hashable] | None = None,
+    ) -> list[ProbeResult]:
+        """:meth:`ping_many` for addresses known to be distinct (an inventory's): one result
+        per address, in their order, without hashing 10,000 addresses on the way.
+        ``groups[i]`` is the pacing group (commune) of ``hosts[i]``; a group's addresses are
+        sent apart from each other."""
         if count < 1 or timeout <= 0 or spacing < 0:
             raise ValueError("count must be >= 1, timeout > 0 and spacing >= 0")
         if not self._channels:
             raise RuntimeError("Pinger is not open (use `async with Pinger()` or Pinger.open)")
-        unique = list(dict.fromkeys(hosts))
-        if group_of is not None:
-            unique = interleave_groups(unique, group_of)
-        channels = [self._channel(ip.version) for ip in unique]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        job = _Job(len(unique), count, timeout, done)
-        for ip, channel in zip(unique, channels, strict=True):
-            job.expect.append(channel.expected_source(ip) if channel else "")
-        groups = [group_of(ip) if group_of else None for ip in unique]
-        texts = [str(ip) for ip in unique]
+        order = range(len(hosts))
+        if groups is not None:
+            order = interleave_groups(order, groups.__getitem__)
+        sending = _Sending(self, [hosts[i] for i in order], count, timeout)
+        buckets = None
+        if pacer is not None:
+            buckets = [pacer.bucket(groups[i]) if groups is not None else None for i in order]
         try:
-            await self._send_schedule(job, texts, channels, groups, spacing, spread, pacer)
-            await _wait_for_replies(job, max(job.sent_mono, default=0), timeout)
+            await sending.walk(_schedule(len(order), count, spacing, spread), pacer, buckets)
+            await _wait_for_replies(sending.job, max(sending.job.sent_mono, default=0), timeout)
             # replies the kernel stamped in time may still wait in a socket the loop was too
             # busy to read: their RTT is true, so count them before giving up on the rest
-            for channel in {c for c in channels if c is not None}:
+            for channel in {c for c in sending.channels if c is not None}:
                 channel.drain()
         finally:
-            _release_all(job, channels)
-        return {
-            ip: _result(job, i, texts[i], timeout, None if channels[i] else self._no_v6_reason())
-            for i, ip in enumerate(unique)
-        }
+            sending.release_unanswered()
+        results: list[ProbeResult] = [None] * len(order)  # type: ignore[list-item]
+        for position, index in enumerate(order):
+            results[index] = sending.result(position)
+        return results
 
-    async def _send_schedule(
-        self,
-        job: _Job,
-        hosts: list[str],
-        channels: list[_Channel | None],
-        groups: list[Hashable | None],
-        spacing: float,
-        spread: float,
-        pacer: Pacer | None,
-    ) -> None:
-        """Walk the schedule: sleep only when ahead of it or of the pacer, in batches."""
+
+class _Sending:
+    """One :meth:`Pinger.ping_each` call: its hosts in send order, their sockets and job."""
+
+    def __init__(self, pinger: Pinger, hosts: list[IPAddress], count: int,
+                 timeout: float) -> None:
+        self.pinger = pinger
+        self.timeout = timeout
+        self.channels = [pinger._channel(ip.version) for ip in hosts]
+        self.texts = [str(ip) for ip in hosts]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.job = _Job(len(hosts), count, timeout, done)
+        self.job.expect = [c.expected_source(text) if c else ""
+                           for c, text in zip(self.channels, self.texts, strict=True)]
+        self.destinations = [c.destination(text) if c else None
+                             for c, text in zip(self.channels, self.texts, strict=True)]
+
+    async def walk(self, schedule: Iterable[tuple[float, int]], pacer: Pacer | None,
+                   buckets: list[Bucket | None] | None) -> None:
+        """Send along the schedule: sleep only when ahead of it or of the pacer, in batches."""
+        job, channels, destinations = self.job, self.channels, self.destinations
+        count = job.count
         clock = pacer.clock if pacer is not None else time.monotonic
-        destinations = [c.destination(ip) if c else None for ip, c in zip(hosts, channels,
-                                                                          strict=True)]
+        book = pacer.book if pacer is not None else None
         start = clock()
         since_yield = 0
-        for offset, slot in _schedule(len(hosts), job.count, spacing, spread):
-            host = slot // job.count
+        for offset, slot in schedule:
+            host = slot // count
             channel = channels[host]
             if channel is None:
                 continue
-            due = start + offset
-            at = pacer.reserve(groups[host], due) if pacer is not None else due
+            at = start + offset
+            if book is not None:
+                at = book(buckets[host], at)  # type: ignore[index]
             delay = at - clock()
             if delay > GRANULARITY:
                 await asyncio.sleep(delay)
@@ -407,6 +432,19 @@ class Pinger:
             since_yield += 1
         job.all_sent = True
         job.finish_if_complete()
+
+    def release_unanswered(self) -> None:
+        """Forget the unanswered echoes: a reply arriving later matches nothing."""
+        job, channels = self.job, self.channels
+        for slot, key in enumerate(job.keys):
+            if key >= 0 and job.rtts[slot] is None:
+                channel = channels[slot // job.count]
+                if channel is not None:
+                    channel.release(key, job)
+
+    def result(self, host: int) -> ProbeResult:
+        unavailable = None if self.channels[host] else self.pinger._no_v6_reason()
+        return _result(self.job, host, self.texts[host], self.timeout, unavailable)
 
 
 async def ping(ip: IPAddress | str, count: int = 3, timeout: float = 1.0) -> ProbeResult:
@@ -430,13 +468,13 @@ def _schedule(hosts: int, count: int, spacing: float, spread: float) -> Iterable
 
 def _send_one(job: _Job, slot: int, channel: _Channel, destination: Destination) -> bool:
     """Send one echo now; False when the socket's buffer is full (retry later)."""
-    seq = channel.claim(job, slot)
-    key = job.keys[slot] = channel.key_base | seq
+    key, packet = channel.request(job, slot)
+    job.keys[slot] = key
     # send time read before sendto: on loopback the kernel stamps the reply inside the call
     job.sent_real[slot] = time.time_ns()
     job.sent_mono[slot] = time.monotonic_ns()
     try:
-        channel.sock.sendto(channel.packet(seq), destination)
+        channel.sock.sendto(packet, destination)
     except OSError as exc:
         channel.release(key, job)
         if isinstance(exc, BlockingIOError | InterruptedError) or exc.errno == errno.ENOBUFS:
@@ -465,41 +503,33 @@ async def _wait_for_replies(job: _Job, last_send_ns: int, timeout: float) -> Non
         await asyncio.wait([job.done], timeout=remaining)
 
 
-def _release_all(job: _Job, channels: list[_Channel | None]) -> None:
-    """Forget the unanswered echoes: a reply arriving later matches nothing."""
-    for slot, key in enumerate(job.keys):
-        if key >= 0 and job.rtts[slot] is None:
-            channel = channels[slot // job.count]
-            if channel is not None:
-                channel.release(key, job)
-
-
 def _result(
     job: _Job, host: int, subject: str, timeout: float, unavailable: str | None
 ) -> ProbeResult:
     first, end = host * job.count, (host + 1) * job.count
-    sent_mono = job.sent_mono[first:end]
     replies = job.rtts[first:end]
-    rtts = tuple(r for r in replies if r is not None)
-    sent = job.count - sent_mono.count(0)
-    detail = IcmpDetail(sent=sent, received=len(rtts), rtts=rtts)
-    if not sent:
+    rtts = tuple([r for r in replies if r is not None])
+    # from the first echo until the last reply, or the last echo's timeout when unanswered
+    started_real = started = finished = 0
+    for real, mono, rtt in zip(job.sent_real[first:end], job.sent_mono[first:end], replies,
+                               strict=True):
+        if not mono:  # never left
+            continue
+        if not started:
+            started_real, started = real, mono
+        last = mono + (job.timeout_ns if rtt is None else int(rtt * 1e9))
+        if last > finished:
+            finished = last
+    detail = IcmpDetail(sent=job.count - job.sent_mono[first:end].count(0), received=len(rtts),
+                        rtts=rtts)
+    if not started:
         return ProbeResult("icmp", subject, False, time.time(), 0.0,
                            unavailable or job.errors.get(host, "not sent"), detail)
-    started_real = min(t for t in job.sent_real[first:end] if t)
-    # until the last reply, or the last echo's timeout when it was not answered
-    timeout_ns = job.timeout_ns
-    finished = max(
-        t + (timeout_ns if r is None else int(r * 1e9))
-        for t, r in zip(sent_mono, replies, strict=True) if t
-    )
     error = None
     if not rtts:
-        error = job.errors.get(host) or f"no reply to {sent} echo requests in {timeout:g} s"
-    return ProbeResult(
-        kind="icmp", subject=subject, ok=bool(rtts), started=started_real / 1e9,
-        duration=(finished - min(t for t in sent_mono if t)) / 1e9, error=error, detail=detail,
-    )
+        error = job.errors.get(host) or f"no reply to {detail.sent} echo requests in {timeout:g} s"
+    return ProbeResult("icmp", subject, bool(rtts), started_real / 1e9,
+                       (finished - started) / 1e9, error, detail)
 
 
 def _open_socket(family: socket.AddressFamily, mode: Mode) -> tuple[socket.socket, bool]:
@@ -535,7 +565,8 @@ def _install_type_filter(sock: socket.socket, v4: bool, reply_type: int) -> None
     sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
 
 
-def _ones_complement_sum(data: bytes, offset: int) -> int:
-    total = sum(_WORDS.unpack_from(data, offset))
+def _checksum(total: int) -> int:
+    """The ICMP checksum field for words summing to ``total``: its one's complement."""
     total = (total & 0xFFFF) + (total >> 16)
-    return (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bench.bench_icmp import drop_echo_ruleset
-from monitor.pacing import Pacer
+from monitor.pacing import Bucket, Pacer
 from probes import icmp
 from probes.icmp import IcmpPermissionError, Pinger
 from probes.result import IcmpDetail, ProbeResult, from_dict
@@ -151,9 +151,9 @@ async def test_every_send_passes_the_pacer_with_its_group() -> None:
     booked: list[object] = []
 
     class RecordingPacer(Pacer):
-        def reserve(self, group: object = None, not_before: float | None = None) -> float:
-            booked.append(group)
-            return super().reserve(group, not_before)
+        def book(self, bucket: Bucket | None, not_before: float | None = None) -> float:
+            booked.append(next(g for g, b in self._groups.items() if b is bucket))
+            return super().book(bucket, not_before)
 
     hosts = loopback_hosts(30, second_octet=6)
     group = {ip: f"75/{int(ip) % 3}" for ip in hosts}
@@ -239,9 +239,9 @@ async def test_malformed_and_foreign_replies_are_ignored() -> None:
     try:
         channel = pinger._channels[4]
         job = icmp._Job(1, 1, 5.0, asyncio.get_running_loop().create_future())
-        job.expect.append(channel.expected_source(ipaddress.ip_address("127.0.0.1")))
-        seq = channel.claim(job, 0)
-        key = channel.key_base | seq
+        job.expect.append(channel.expected_source("127.0.0.1"))
+        key, _packet = channel.request(job, 0)
+        seq = key & 0xFFFF
         job.keys[0] = key
         job.sent_real[0], job.sent_mono[0] = 1, 1
         job.outstanding = 1
@@ -262,6 +262,38 @@ async def test_malformed_and_foreign_replies_are_ignored() -> None:
         assert job.rtts[0] is not None and key not in channel.pending
     finally:
         pinger.close()
+
+
+async def test_a_reply_whose_checksum_is_the_other_zero_is_accepted() -> None:
+    """One's complement has two zeros: a checksum computed as 0x0000 may come as 0xFFFF."""
+    pinger = await Pinger.open(mode="raw")
+    try:
+        channel = pinger._channels[4]
+        job = icmp._Job(1, 1, 5.0, asyncio.get_running_loop().create_future())
+        job.expect.append(channel.expected_source("127.0.0.1"))
+        # the sequence number that makes the reply's checksum 0x0000
+        seq = next(s for s in range(0x10000) if icmp._checksum(channel._reply_sum + s) == 0)
+        channel._seq = (seq - 1) & 0xFFFF
+        key, _packet = channel.request(job, 0)
+        assert key & 0xFFFF == seq
+        job.keys[0], job.sent_real[0], job.sent_mono[0], job.outstanding = key, 1, 1, 1
+        reply = bytearray(_forged_reply(channel, seq))
+        assert reply[22:24] == b"\x00\x00"
+        reply[22:24] = b"\xff\xff"
+        channel._accept(bytes(reply), [], ("127.0.0.1", 0), 2)
+        assert job.rtts[0] is not None
+    finally:
+        pinger.close()
+
+
+async def test_ping_each_answers_in_the_order_asked_whatever_the_send_order() -> None:
+    hosts = loopback_hosts(12, second_octet=7)
+    groups = [i % 4 for i in range(len(hosts))]  # interleaving reorders the sends
+    async with Pinger() as pinger:
+        results = await pinger.ping_each(hosts, count=1, timeout=1.0, groups=groups,
+                                         pacer=Pacer(5000.0, group_rate=1000.0))
+    assert [r.subject for r in results] == [str(ip) for ip in hosts]
+    assert all(r.ok for r in results)
 
 
 def test_kernel_timestamp_is_used_only_when_consistent_with_the_monotonic_clock() -> None:

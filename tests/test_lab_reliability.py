@@ -313,7 +313,7 @@ async def test_a_probe_that_raises_fails_alone_and_the_cycle_goes_on(
         if broken == "target":
             monkeypatch.setattr("probes.target.probe", boom)
         else:
-            monkeypatch.setattr(Pinger, "ping_many", boom)
+            monkeypatch.setattr(Pinger, "ping_each", boom)
         core = NamespaceLoop(province.core.netns)
         try:
             with capture_logs() as logs:
