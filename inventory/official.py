@@ -72,7 +72,8 @@ def _divisions_json() -> Path:
 
 
 def nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
+    # ASCII is its own NFC, and isascii() is a flag read: most of an inventory is ASCII
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def fold(text: str) -> str:
@@ -85,6 +86,8 @@ def fold(text: str) -> str:
 def same_name(given: str, official: str) -> bool:
     """Names match after NFC and case folding, with or without the unit's type prefix
     ("Đồng Nai" is "Tỉnh Đồng Nai"; "Trấn Biên" is "Phường Trấn Biên")."""
+    if given == official:
+        return True
     a, b = _plain(given), _plain(official)
     return a == b or _strip_prefix(a) == _strip_prefix(b)
 

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -146,6 +145,8 @@ def _cmd_collector(args: argparse.Namespace) -> int:
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
+    import tempfile
+
     from monitor.agent import Agent, AgentOptions
     from monitor.app import SERVICE_ERRORS, service_from_args
     from monitor.collector import CollectorOptions

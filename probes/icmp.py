@@ -28,7 +28,6 @@ import heapq
 import ipaddress
 import itertools
 import os
-import secrets
 import socket
 import struct
 import sys
@@ -139,9 +138,9 @@ class _Channel:
         self.v4 = family == socket.AF_INET
         self.raw4 = self.raw and self.v4
         self.request_type, self.reply_type = (8, 0) if self.v4 else (128, 129)
-        self.cookie = secrets.token_bytes(_COOKIE_LEN)
+        self.cookie = os.urandom(_COOKIE_LEN)
         self.pending: dict[int, tuple[_Job, int]] = {}
-        self._seq = secrets.randbelow(0x10000)
+        self._seq = _random16()
         self._loop = loop
         try:
             self._configure()
@@ -161,7 +160,7 @@ class _Channel:
         _enlarge_receive_buffer(sock)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         if self.raw:
-            self.ident = secrets.randbelow(0x10000)
+            self.ident = _random16()
             _install_type_filter(sock, self.v4, self.reply_type)
         else:  # the kernel writes the socket's "port" into every echo's identifier
             sock.bind(("0.0.0.0", 0) if self.v4 else ("::", 0))
@@ -563,6 +562,11 @@ def _install_type_filter(sock: socket.socket, v4: bool, reply_type: int) -> None
     words = [0xFFFFFFFF] * 8
     words[reply_type >> 5] &= ~(1 << (reply_type & 31)) & 0xFFFFFFFF
     sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
+
+
+def _random16() -> int:
+    """A random 16-bit number from the system's generator (as ``secrets`` would give)."""
+    return int.from_bytes(os.urandom(2), "big")
 
 
 def _checksum(total: int) -> int:

@@ -9,7 +9,6 @@ verification is switched off. Redirects are never followed: the status is what c
 from __future__ import annotations
 
 import asyncio
-import calendar
 import contextlib
 import socket
 import ssl
@@ -237,5 +236,7 @@ def _asn1_time(tag: int, text: str) -> float:
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
     elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
         raise ValueError(f"unexpected time tag {tag:#x}")
+    import calendar  # strptime imports it anyway, when a certificate is read
+
     parsed = time.strptime(text, "%Y%m%d%H%M%SZ")
     return float(calendar.timegm(parsed))

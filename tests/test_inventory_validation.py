@@ -19,6 +19,7 @@ from inventory.loader import (
     load,
     loads,
     parse_ip,
+    parse_network,
     validate,
     validate_text,
 )
@@ -406,6 +407,24 @@ def test_fast_ip_parsing_accepts_exactly_what_ipaddress_does(text: str) -> None:
         expected = None
     try:
         got = parse_ip(text)
+    except ValueError:
+        got = None
+    assert got == expected
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    st.text(alphabet="0123456789./x+- ", max_size=20),
+    st.builds("{}.{}.{}.{}/{}".format, *[st.integers(0, 255)] * 4, st.integers(0, 40)),
+))
+def test_fast_subnet_parsing_accepts_exactly_what_ipaddress_does(text: str) -> None:
+    """Strict: a subnet with host bits set is refused by both, anything else alike."""
+    try:
+        expected = ipaddress.ip_network(text)
+    except ValueError:
+        expected = None
+    try:
+        got = parse_network(text)
     except ValueError:
         got = None
     assert got == expected

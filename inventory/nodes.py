@@ -1,0 +1,266 @@
+"""The inventory's YAML as a tree of small nodes that know their line.
+
+Validation reports every problem at its line, so the file is read into nodes, not into plain
+data. libyaml composes nodes in C but calls back into Python for each one (a node class,
+tag resolution, path resolvers): a nationwide inventory's 80,000 nodes cost 0.13 s, the
+largest part of a ``check``'s start. So :func:`compose` first tries :class:`_BlockReader`:
+one regular expression per line for the plain block style that people and our own writer
+use (mappings, lists, ``- key: value`` entries, one-line flow collections of scalars,
+plain and quoted one-line scalars, comments), building tuples and resolving each distinct
+scalar once. At anything else (anchors, tags, multi-line or escaped scalars, nested flow
+collections, tabs, CR, document markers, or what may be an error) it stops, and libyaml
+composes the text, its nodes then turned into these. The result is the same either way,
+tags and lines included: the tests compare both readers on generated documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+
+import yaml
+from yaml.nodes import MappingNode as YamlMapping
+from yaml.nodes import Node as YamlNode
+from yaml.nodes import ScalarNode as YamlScalar
+from yaml.resolver import Resolver
+
+_TAG = "tag:yaml.org,2002:"
+STR, MAP, SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class Scalar(tuple):
+    """``(tag, value, line)``: the resolved tag, the text, the 1-based line."""
+
+    __slots__ = ()
+    tag: str = property(operator.itemgetter(0))  # type: ignore[assignment]
+    value: str = property(operator.itemgetter(1))  # type: ignore[assignment]
+    line: int = property(operator.itemgetter(2))  # type: ignore[assignment]
+
+
+class Mapping(tuple):
+    """``(tag, pairs, line)``: ``value`` lists the ``(key, value)`` node pairs in file
+    order, duplicates kept (the checker reports them)."""
+
+    __slots__ = ()
+    tag: str = property(operator.itemgetter(0))  # type: ignore[assignment]
+    value: list[tuple[Node, Node]] = property(operator.itemgetter(1))  # type: ignore[assignment]
+    line: int = property(operator.itemgetter(2))  # type: ignore[assignment]
+
+
+class Sequence(tuple):
+    """``(tag, items, line)``: ``value`` lists the item nodes."""
+
+    __slots__ = ()
+    tag: str = property(operator.itemgetter(0))  # type: ignore[assignment]
+    value: list[Node] = property(operator.itemgetter(1))  # type: ignore[assignment]
+    line: int = property(operator.itemgetter(2))  # type: ignore[assignment]
+
+
+Node = Scalar | Mapping | Sequence
+
+
+def compose(text: str) -> Node | None:
+    """The document's root node (None when it has none). Raises ``yaml.YAMLError``, with
+    its mark, where the text is not YAML."""
+    try:
+        return _BlockReader(text).document()
+    except _NotBlockStyle:
+        return from_yaml(yaml.compose(text, Loader=_LOADER))
+
+
+def from_yaml(node: YamlNode | None) -> Node | None:
+    """libyaml's nodes as these (a node reached twice through an alias is made once)."""
+    made: dict[int, Node] = {}
+
+    def convert(n: YamlNode) -> Node:
+        if id(n) not in made:
+            line = n.start_mark.line + 1
+            if isinstance(n, YamlScalar):
+                made[id(n)] = Scalar((n.tag, n.value, line))
+            elif isinstance(n, YamlMapping):
+                pairs: list[tuple[Node, Node]] = []
+                made[id(n)] = Mapping((n.tag, pairs, line))
+                pairs += [(convert(k), convert(v)) for k, v in n.value]
+            else:
+                items: list[Node] = []
+                made[id(n)] = Sequence((n.tag, items, line))
+                items += [convert(item) for item in n.value]
+        return made[id(n)]
+
+    return None if node is None else convert(node)
+
+
+class _NotBlockStyle(Exception):
+    """The text uses YAML the block reader leaves to libyaml (or is not YAML at all)."""
+
+
+#: Text with any other character (tab, CR, NEL, BOM, line or paragraph separator, control
+#: characters) or a document marker at the start of a line is libyaml's.
+#: (A document marker or directive is a line _LINE does not take.)
+_NOT_BLOCK_TEXT = re.compile(
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+_FIRST = r"[^\s\-?:,\[\]{}#&*!|>'\"%@`]"  # what may start a plain scalar (conservatively)
+# (possessive: every shape below is matched without backtracking, one line at a time)
+_PLAIN = _FIRST + r"[^\n:#]*+(?:(?::(?=\S)|(?<=\S)#)[^\n:#]*+)*+"  # to ": " or " #"
+_FLOW_PLAIN = _FIRST + r"[^\n:,\[\]{}#]*+"  # inside [ ] or { }: no ":" at all
+_QUOTED = r"'[^'\n]*+(?:''[^'\n]*+)*+'|\"[^\"\\\n]*+\""  # one line, no escapes
+_FLOW_SCALAR = f"(?:{_FLOW_PLAIN}|{_QUOTED})"
+_FLOW_SEQ = rf"\[ *(?:{_FLOW_SCALAR}(?: *, +{_FLOW_SCALAR})*+)? *\]"
+_FLOW_PAIR = rf"{_FLOW_SCALAR} *: +{_FLOW_SCALAR}"
+_FLOW_MAP = rf"\{{ *(?:{_FLOW_PAIR}(?: *, +{_FLOW_PAIR})*+)? *\}}"
+#: One content line: indentation, then "- " and/or "key:", then a one-line value, then an
+#: optional comment. A line it does not match is libyaml's.
+_LINE = re.compile(
+    rf"(?P<indent> *)(?P<dash>-(?: +|$))?"
+    rf"(?:(?P<key>{_FIRST}[^\n:#]*+):(?: +|$))?"
+    rf"(?P<value>{_PLAIN}|{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP})?"
+    r" *(?:(?<![^ ])#.*)?$",  # a comment starts after a space, or the line
+)
+#: the scalars of a one-line flow collection, in order (its shape checked by _LINE)
+_FLOW_ITEM = re.compile(f"{_FLOW_PLAIN}|{_QUOTED}")
+_LONGEST_KEY = 1000  # libyaml takes simple keys of up to 1,024 characters
+
+
+class _Frame:
+    """An open block mapping or list while reading: its column and its entries."""
+
+    __slots__ = ("column", "entries", "is_list", "node")
+
+    def __init__(self, column: int, is_list: bool, line: int) -> None:
+        self.column = column
+        self.is_list = is_list
+        self.entries: list = []
+        self.node: Node = (Sequence((SEQ, self.entries, line)) if is_list
+                           else Mapping((MAP, self.entries, line)))
+
+
+class _BlockReader:
+    """Block-style YAML, a line at a time: see the module's docstring for what it takes."""
+
+    def __init__(self, text: str) -> None:
+        if _NOT_BLOCK_TEXT.search(text):
+            raise _NotBlockStyle
+        self.text = text
+        self._tags: dict[str, str] = {}
+
+    def document(self) -> Node | None:
+        frames: list[_Frame] = []
+        root: Node | None = None
+        # an entry that ended at its ":" or "-": (its frame, its key or None, its line)
+        waiting: tuple[_Frame, Scalar | None, int] | None = None
+        inline_at = -1  # column of the entry whose one-line value the last line held
+        plain = self.plain
+        for number, raw in enumerate(self.text.split("\n"), 1):
+            match = _LINE.match(raw)
+            if match is None:
+                raise _NotBlockStyle
+            indent, dash, key, value = match.groups()
+            if dash is None and key is None and value is None:
+                continue  # blank or comment
+            column = len(indent)
+            if column > inline_at >= 0:
+                raise _NotBlockStyle  # continues a one-line value (multi-line scalar)
+            inline_at = -1
+            if waiting is not None:
+                frame, wkey, wline = waiting
+                waiting = None
+                if column > frame.column or (column == frame.column and dash is not None
+                                             and wkey is not None and not frame.is_list):
+                    # the waiting entry's value is the block that starts here
+                    child = _Frame(column, dash is not None, number)
+                    _attach(frame, wkey, child.node)
+                    frames.append(child)
+                else:
+                    _attach(frame, wkey, plain("", wline))
+            while frames and (frames[-1].column > column or (
+                    frames[-1].column == column and frames[-1].is_list and dash is None
+                    and len(frames) > 1 and frames[-2].column == column)):
+                frames.pop()  # blocks this line is left of, and an indentless list it ends
+            if not frames:
+                if root is not None or (value is not None and key is None and dash is None):
+                    raise _NotBlockStyle  # a second root, or a lone scalar
+                top = _Frame(column, dash is not None, number)
+                root = top.node
+                frames.append(top)
+            top = frames[-1]
+            if top.column != column or top.is_list != (dash is not None):
+                raise _NotBlockStyle
+            if dash is not None:
+                if key is None:
+                    if value is None:
+                        waiting = (top, None, number)
+                    else:
+                        top.entries.append(self.inline(value, number))
+                        inline_at = column
+                    continue
+                # "- key: ...": a mapping opens inside the entry, at the key's column
+                inner = _Frame(column + len(dash), False, number)
+                top.entries.append(inner.node)
+                frames.append(inner)
+                top = inner
+            elif key is None:
+                raise _NotBlockStyle  # a value where a key belongs
+            if len(key) > _LONGEST_KEY:
+                raise _NotBlockStyle
+            key_node = plain(key.rstrip(" "), number)
+            if value is None:
+                waiting = (top, key_node, number)
+            else:
+                top.entries.append((key_node, self.inline(value, number)))
+                inline_at = top.column
+        if waiting is not None:
+            frame, wkey, wline = waiting
+            _attach(frame, wkey, plain("", wline))
+        return root
+
+    def inline(self, text: str, number: int) -> Node:
+        """A one-line value: a plain or quoted scalar, or a flow collection of them."""
+        first = text[0]
+        if first == "[":
+            return Sequence((SEQ, [self.scalar(t, number) for t in _FLOW_ITEM.findall(text)],
+                             number))
+        if first == "{":
+            items = [self.scalar(t, number) for t in _FLOW_ITEM.findall(text)]
+            return Mapping((MAP, list(zip(items[::2], items[1::2], strict=True)), number))
+        return self.scalar(text, number)
+
+    def scalar(self, text: str, number: int) -> Scalar:
+        first = text[0]
+        if first == "'":
+            return Scalar((STR, text[1:-1].replace("''", "'"), number))
+        if first == '"':
+            return Scalar((STR, text[1:-1], number))
+        return self.plain(text.rstrip(" "), number)
+
+    def plain(self, value: str, number: int) -> Scalar:
+        """A plain scalar, its tag resolved as YAML 1.1 (PyYAML's SafeLoader) resolves it."""
+        tag = self._tags.get(value)
+        if tag is None:
+            tag = self._tags[value] = resolve(value)
+        return Scalar((tag, value, number))
+
+
+def resolve(value: str) -> str:
+    """A plain scalar's tag, as PyYAML's resolver gives it: its expressions for the value's
+    first character tried in its order, as one alternation (one match, not one each)."""
+    pattern, tags = _resolvers(value[:1])
+    match = pattern.match(value) if pattern is not None else None
+    return tags[match.lastindex - 1] if match else STR
+
+
+@functools.cache
+def _resolvers(first: str) -> tuple[re.Pattern[str] | None, list[str]]:
+    found = Resolver.yaml_implicit_resolvers.get(first, [])
+    if not found:
+        return None, []
+    alternatives = "|".join(
+        f"({'(?x:' if p.flags & re.VERBOSE else '(?:'}{p.pattern}))" for _, p in found
+    )
+    return re.compile(alternatives), [tag for tag, _ in found]
+
+
+def _attach(frame: _Frame, key: Scalar | None, value: Node) -> None:
+    frame.entries.append(value if frame.is_list else (key, value))
