@@ -9,7 +9,6 @@ half-loaded one.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gc
 import ipaddress
 import re
@@ -24,9 +23,9 @@ from urllib.parse import urlsplit
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import ScalarNode as YamlScalar
 
-from inventory import official
+from inventory import nodes, official
 from inventory.model import (
     CHECKS,
     WARN_DAYS,
@@ -45,23 +44,15 @@ from inventory.model import (
     Province,
     Target,
 )
+from inventory.nodes import Mapping as MappingNode
+from inventory.nodes import Node
+from inventory.nodes import Scalar as ScalarNode
+from inventory.nodes import Sequence as SequenceNode
 
 #: Ports used to judge liveness by TCP connect when neither host nor commune sets its own.
 DEFAULT_TCP_PORTS = (445, 3389)
 #: Naive datetimes in the file are local time in Vietnam (no daylight saving time).
 VIETNAM_TZ = dt.timezone(dt.timedelta(hours=7))
-
-_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
-    """libyaml's composer with each distinct scalar's tag resolved once: the resolver is
-    Python, run for every key and value of the file (80,000 in a nationwide one)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.resolve = functools.lru_cache(maxsize=None)(self.resolve)
-
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _TAG = "tag:yaml.org,2002:"
@@ -190,7 +181,7 @@ def _validate_text(
     text: str, source: str, rows: Mapping[int, int] | None
 ) -> tuple[Inventory | None, list[Problem]]:
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = nodes.compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -229,7 +220,12 @@ def parse_network(text: str) -> IPNetwork:
 
 
 def _line(node: Node) -> int:
-    return node.start_mark.line + 1
+    return node.line
+
+
+def _yaml_scalar(node: ScalarNode) -> YamlScalar:
+    """PyYAML's constructors (YAML 1.1 integers, booleans, timestamps) take its own nodes."""
+    return YamlScalar(node.tag, node.value)
 
 
 def _is_null(node: Node | None) -> bool:
@@ -390,7 +386,7 @@ class _Checker:
         if not (isinstance(node, ScalarNode) and node.tag == _INT):
             self.error(node, f"{what}: expected a whole number, got {_kind(node)}")
             return None
-        value = _CONSTRUCT.construct_yaml_int(node)
+        value = _CONSTRUCT.construct_yaml_int(_yaml_scalar(node))
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             self.error(node, f"{what}: {value} must be {bound}")
@@ -399,7 +395,7 @@ class _Checker:
 
     def boolean(self, node: Node, what: str) -> bool | None:
         if isinstance(node, ScalarNode) and node.tag == _BOOL:
-            return _CONSTRUCT.construct_yaml_bool(node)
+            return _CONSTRUCT.construct_yaml_bool(_yaml_scalar(node))
         self.error(node, f"{what}: expected true or false, got {_kind(node)}")
         return None
 
@@ -468,7 +464,7 @@ class _Checker:
     def moment(self, node: Node, what: str) -> dt.datetime | None:
         value: Any = None
         if isinstance(node, ScalarNode) and node.tag == _TIME:
-            value = _CONSTRUCT.construct_yaml_timestamp(node)
+            value = _CONSTRUCT.construct_yaml_timestamp(_yaml_scalar(node))
         elif isinstance(node, ScalarNode) and node.tag == _STR:
             try:
                 value = dt.datetime.fromisoformat(node.value.strip())
@@ -522,7 +518,7 @@ class _Checker:
         version = top.given("version")
         if version is not None and not (
             isinstance(version, ScalarNode) and version.tag == _INT
-            and _CONSTRUCT.construct_yaml_int(version) == 1
+            and _CONSTRUCT.construct_yaml_int(_yaml_scalar(version)) == 1
         ):
             written = version.value if isinstance(version, ScalarNode) else _kind(version)
             self.error(version, f"version: must be 1, not '{written}'")

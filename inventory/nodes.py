@@ -27,7 +27,16 @@ from yaml.resolver import Resolver
 
 _TAG = "tag:yaml.org,2002:"
 STR, MAP, SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """libyaml's composer with each distinct scalar's tag resolved once (the resolver is
+    Python, asked for every key and value)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.resolve = functools.lru_cache(maxsize=None)(self.resolve)
 
 
 class Scalar(tuple):
@@ -67,7 +76,7 @@ def compose(text: str) -> Node | None:
     try:
         return _BlockReader(text).document()
     except _NotBlockStyle:
-        return from_yaml(yaml.compose(text, Loader=_LOADER))
+        return from_yaml(yaml.compose(text, Loader=_Loader))
 
 
 def from_yaml(node: YamlNode | None) -> Node | None:
@@ -96,11 +105,11 @@ class _NotBlockStyle(Exception):
     """The text uses YAML the block reader leaves to libyaml (or is not YAML at all)."""
 
 
-#: Text with any other character (tab, CR, NEL, BOM, line or paragraph separator, control
-#: characters) or a document marker at the start of a line is libyaml's.
-#: (A document marker or directive is a line _LINE does not take.)
+#: Text with any of these characters (tab, CR, other control characters, NEL, line and
+#: paragraph separators, BOM, non-characters, lone surrogates) is libyaml's. (A document
+#: marker or a directive is a line that _LINE does not take.)
 _NOT_BLOCK_TEXT = re.compile(
-    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]"
 )
 _FIRST = r"[^\s\-?:,\[\]{}#&*!|>'\"%@`]"  # what may start a plain scalar (conservatively)
 # (possessive: every shape below is matched without backtracking, one line at a time)
@@ -116,7 +125,7 @@ _FLOW_MAP = rf"\{{ *(?:{_FLOW_PAIR}(?: *, +{_FLOW_PAIR})*+)? *\}}"
 _LINE = re.compile(
     rf"(?P<indent> *)(?P<dash>-(?: +|$))?"
     rf"(?:(?P<key>{_FIRST}[^\n:#]*+):(?: +|$))?"
-    rf"(?P<value>{_PLAIN}|{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP})?"
+    rf"(?:(?P<plain>{_PLAIN})|(?P<other>{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP}))?"
     r" *(?:(?<![^ ])#.*)?$",  # a comment starts after a space, or the line
 )
 #: the scalars of a one-line flow collection, in order (its shape checked by _LINE)
@@ -147,53 +156,43 @@ class _BlockReader:
         self._tags: dict[str, str] = {}
 
     def document(self) -> Node | None:
-        frames: list[_Frame] = []
-        root: Node | None = None
+        frames: list[_Frame] = []  # the open blocks, innermost last (top)
+        top: _Frame | None = None
         # an entry that ended at its ":" or "-": (its frame, its key or None, its line)
         waiting: tuple[_Frame, Scalar | None, int] | None = None
         inline_at = -1  # column of the entry whose one-line value the last line held
-        plain = self.plain
+        tags = self._tags
         for number, raw in enumerate(self.text.split("\n"), 1):
             match = _LINE.match(raw)
             if match is None:
                 raise _NotBlockStyle
-            indent, dash, key, value = match.groups()
-            if dash is None and key is None and value is None:
+            indent, dash, key, plain, other = match.groups()
+            if dash is None and key is None and plain is None and other is None:
                 continue  # blank or comment
             column = len(indent)
             if column > inline_at >= 0:
-                raise _NotBlockStyle  # continues a one-line value (multi-line scalar)
-            inline_at = -1
-            if waiting is not None:
-                frame, wkey, wline = waiting
+                raise _NotBlockStyle  # continues a one-line value (a multi-line scalar)
+            if waiting is not None or top is None or column != top.column:
+                top = self.open_or_close(frames, waiting, column, dash is not None, number)
                 waiting = None
-                if column > frame.column or (column == frame.column and dash is not None
-                                             and wkey is not None and not frame.is_list):
-                    # the waiting entry's value is the block that starts here
-                    child = _Frame(column, dash is not None, number)
-                    _attach(frame, wkey, child.node)
-                    frames.append(child)
-                else:
-                    _attach(frame, wkey, plain("", wline))
-            while frames and (frames[-1].column > column or (
-                    frames[-1].column == column and frames[-1].is_list and dash is None
-                    and len(frames) > 1 and frames[-2].column == column)):
-                frames.pop()  # blocks this line is left of, and an indentless list it ends
-            if not frames:
-                if root is not None or (value is not None and key is None and dash is None):
-                    raise _NotBlockStyle  # a second root, or a lone scalar
-                top = _Frame(column, dash is not None, number)
-                root = top.node
-                frames.append(top)
-            top = frames[-1]
-            if top.column != column or top.is_list != (dash is not None):
+            elif top.is_list and dash is None and len(frames) > 1 and frames[-2].column == column:
+                frames.pop()  # the key after an indentless list ends it
+                top = frames[-1]
+            if top.is_list != (dash is not None):
                 raise _NotBlockStyle
+            if plain is not None:
+                plain = plain.rstrip(" ")
+                tag = tags.get(plain) or self.tag(plain)
+                value: Node | None = Scalar((tag, plain, number))
+            else:
+                value = None if other is None else self.other(other, number)
             if dash is not None:
                 if key is None:
                     if value is None:
                         waiting = (top, None, number)
+                        inline_at = -1
                     else:
-                        top.entries.append(self.inline(value, number))
+                        top.entries.append(value)
                         inline_at = column
                     continue
                 # "- key: ...": a mapping opens inside the entry, at the key's column
@@ -201,23 +200,48 @@ class _BlockReader:
                 top.entries.append(inner.node)
                 frames.append(inner)
                 top = inner
-            elif key is None:
-                raise _NotBlockStyle  # a value where a key belongs
-            if len(key) > _LONGEST_KEY:
-                raise _NotBlockStyle
-            key_node = plain(key.rstrip(" "), number)
+            elif key is None or len(key) > _LONGEST_KEY:
+                raise _NotBlockStyle  # a value where a key belongs, or a monster key
+            key = key.rstrip(" ")
+            key_node = Scalar((tags.get(key) or self.tag(key), key, number))
             if value is None:
                 waiting = (top, key_node, number)
+                inline_at = -1
             else:
-                top.entries.append((key_node, self.inline(value, number)))
+                top.entries.append((key_node, value))
                 inline_at = top.column
         if waiting is not None:
             frame, wkey, wline = waiting
-            _attach(frame, wkey, plain("", wline))
-        return root
+            _attach(frame, wkey, Scalar((self.tag(""), "", wline)))
+        return frames[0].node if frames else None
 
-    def inline(self, text: str, number: int) -> Node:
-        """A one-line value: a plain or quoted scalar, or a flow collection of them."""
+    def open_or_close(self, frames: list[_Frame], waiting: tuple[_Frame, Scalar | None, int]
+                      | None, column: int, is_list: bool, number: int) -> _Frame:
+        """The block a line at ``column`` belongs to: the waiting entry's new block, or an
+        open one (closing those it is left of); the root block for the first line."""
+        if waiting is not None:
+            frame, key, line = waiting
+            if column > frame.column or (column == frame.column and is_list
+                                         and key is not None and not frame.is_list):
+                child = _Frame(column, is_list, number)  # indented, or a list at its key
+                _attach(frame, key, child.node)
+                frames.append(child)
+                return child
+            _attach(frame, key, Scalar((self.tag(""), "", line)))  # nothing: null
+        if not frames:
+            root = _Frame(column, is_list, number)
+            frames.append(root)
+            return root
+        while len(frames) > 1 and (frames[-1].column > column or (
+                frames[-1].column == column and frames[-1].is_list and not is_list
+                and frames[-2].column == column)):
+            frames.pop()  # blocks this line is left of, and an indentless list it ends
+        if frames[-1].column != column:
+            raise _NotBlockStyle  # between two indentations, or left of the root
+        return frames[-1]
+
+    def other(self, text: str, number: int) -> Node:
+        """A quoted scalar, or a one-line flow collection of scalars."""
         first = text[0]
         if first == "[":
             return Sequence((SEQ, [self.scalar(t, number) for t in _FLOW_ITEM.findall(text)],
@@ -233,14 +257,13 @@ class _BlockReader:
             return Scalar((STR, text[1:-1].replace("''", "'"), number))
         if first == '"':
             return Scalar((STR, text[1:-1], number))
-        return self.plain(text.rstrip(" "), number)
+        text = text.rstrip(" ")
+        return Scalar((self._tags.get(text) or self.tag(text), text, number))
 
-    def plain(self, value: str, number: int) -> Scalar:
-        """A plain scalar, its tag resolved as YAML 1.1 (PyYAML's SafeLoader) resolves it."""
-        tag = self._tags.get(value)
-        if tag is None:
-            tag = self._tags[value] = resolve(value)
-        return Scalar((tag, value, number))
+    def tag(self, plain: str) -> str:
+        """A plain scalar's tag, resolved once per distinct text."""
+        tag = self._tags[plain] = resolve(plain)
+        return tag
 
 
 def resolve(value: str) -> str:
