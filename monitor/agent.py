@@ -80,10 +80,10 @@ class AgentMetrics:
 
 class NoIcmp:
     """Stands in for the pinger when no ICMP socket may be opened: every host gets no ICMP
-    result, so the scheduler asks them all by TCP."""
+    result (None), so the scheduler asks them all by TCP."""
 
-    async def ping_many(self, hosts: Sequence[Any], **_: Any) -> dict[Any, ProbeResult]:
-        return {}
+    async def ping_each(self, hosts: Sequence[Any], **_: Any) -> list[ProbeResult | None]:
+        return [None] * len(hosts)
 
 
 class Agent:

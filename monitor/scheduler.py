@@ -103,9 +103,9 @@ class Scheduler:
             await asyncio.sleep(next_start - now)
 
     async def _ping_all(self, inv: Inventory, communes: list[Commune], budget: float,
-                        interval: float) -> list[list[ProbeResult]]:
+                        interval: float) -> list[list[ProbeResult | None]]:
         """Every commune's addresses (:func:`_commune_addresses`) in one ICMP job; the
-        results per commune, in that order."""
+        results per commune, in that order (None: no ICMP from this vantage)."""
         addresses: list[IPAddress] = []
         groups: list[int] = []
         sizes: list[int] = []
@@ -138,7 +138,7 @@ class Scheduler:
         return per_commune
 
     async def _tcp_fallback(
-        self, communes: list[Commune], icmp: list[list[ProbeResult]], budget: float
+        self, communes: list[Commune], icmp: list[list[ProbeResult | None]], budget: float
     ) -> dict[int, dict[int, ProbeResult]]:
         """TCP connect for the computers that did not answer echo (Windows firewalls drop it):
         results by commune and host position."""
@@ -146,7 +146,7 @@ class Scheduler:
             (c, h, host)
             for c, commune in enumerate(communes)
             for h, host in enumerate(commune.hosts)
-            if host.tcp_ports and not icmp[c][h].ok
+            if host.tcp_ports and not _answered_echo(icmp[c][h])
         ]
         if not silent:
             return {}
@@ -199,7 +199,7 @@ class Scheduler:
         self,
         commune: Commune,
         at: float,
-        icmp: list[ProbeResult],
+        icmp: list[ProbeResult | None],
         tcp_results: dict[int, ProbeResult],
         scan: Any,
     ) -> CommuneObservation:
@@ -208,9 +208,9 @@ class Scheduler:
         hosts = []
         for position, host in enumerate(commune.hosts):
             ping = icmp[position]
-            text = ping.subject  # the address as text, made once by the pinger
-            asked = tcp_results.get(position)
-            results = (ping,) if asked is None else (ping, asked)
+            # the address as text, made once by the pinger
+            text = str(host.ip) if ping is None else ping.subject
+            results = tuple(r for r in (ping, tcp_results.get(position)) if r is not None)
             if scan is not None and text in scan.hosts:
                 results += (scan.hosts[text],)
             hosts.append(observe_host(host.name, text, results))
@@ -229,8 +229,12 @@ class Scheduler:
         )
 
 
+def _answered_echo(result: ProbeResult | None) -> bool:
+    return result is not None and result.ok
+
+
 def _gateway_alive(
-    ip: IPAddress | None, icmp: Iterator[ProbeResult], scan: Any, scan_field: str
+    ip: IPAddress | None, icmp: Iterator[ProbeResult | None], scan: Any, scan_field: str
 ) -> bool | None:
     """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment.
     ``icmp`` yields the commune's gateway results in :func:`_commune_addresses` order."""
