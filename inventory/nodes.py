@@ -76,29 +76,58 @@ def compose(text: str) -> Node | None:
     try:
         return _BlockReader(text).document()
     except _NotBlockStyle:
-        return from_yaml(yaml.compose(text, Loader=_Loader))
+        pass
+    _refuse_deep_nesting(text)
+    return from_yaml(yaml.compose(text, Loader=_Loader))
 
 
 def from_yaml(node: YamlNode | None) -> Node | None:
-    """libyaml's nodes as these (a node reached twice through an alias is made once)."""
+    """libyaml's nodes as these, without recursion (a node reached twice through an alias
+    is made once)."""
+    if node is None:
+        return None
     made: dict[int, Node] = {}
+    collections: list[YamlNode] = []
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if id(n) in made:
+            continue
+        line = n.start_mark.line + 1
+        if isinstance(n, YamlScalar):
+            made[id(n)] = Scalar((n.tag, n.value, line))
+            continue
+        if isinstance(n, YamlMapping):
+            made[id(n)] = Mapping((n.tag, [], line))
+            todo += [part for pair in n.value for part in pair]
+        else:
+            made[id(n)] = Sequence((n.tag, [], line))
+            todo += n.value
+        collections.append(n)
+    for n in collections:
+        if isinstance(n, YamlMapping):
+            made[id(n)].value.extend((made[id(k)], made[id(v)]) for k, v in n.value)
+        else:
+            made[id(n)].value.extend(made[id(item)] for item in n.value)
+    return made[id(node)]
 
-    def convert(n: YamlNode) -> Node:
-        if id(n) not in made:
-            line = n.start_mark.line + 1
-            if isinstance(n, YamlScalar):
-                made[id(n)] = Scalar((n.tag, n.value, line))
-            elif isinstance(n, YamlMapping):
-                pairs: list[tuple[Node, Node]] = []
-                made[id(n)] = Mapping((n.tag, pairs, line))
-                pairs += [(convert(k), convert(v)) for k, v in n.value]
-            else:
-                items: list[Node] = []
-                made[id(n)] = Sequence((n.tag, items, line))
-                items += [convert(item) for item in n.value]
-        return made[id(n)]
 
-    return None if node is None else convert(node)
+#: libyaml's composer recurses in C: tens of thousands of nested brackets crash the process.
+MAX_NESTING = 500
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _refuse_deep_nesting(text: str) -> None:
+    """A clear error, not a crash, for flow collections nested absurdly deep (brackets in
+    quoted text count too: an inventory has no reason for hundreds of them)."""
+    depth = 0
+    for bracket in _BRACKET.finditer(text):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > MAX_NESTING:
+            line = text.count("\n", 0, bracket.start())
+            mark = yaml.Mark("<text>", bracket.start(), line, 0, None, None)
+            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_NESTING} levels deep",
+                                       problem_mark=mark)
 
 
 class _NotBlockStyle(Exception):

@@ -301,3 +301,24 @@ def test_what_libyaml_rejects_is_rejected_with_its_line() -> None:
     with pytest.raises(yaml.MarkedYAMLError) as caught:
         nodes.compose("a: 1\nb: [1, 2\nc: 3\n")
     assert caught.value.problem_mark is not None
+
+
+def test_absurdly_deep_brackets_are_an_error_with_a_line_not_a_crash() -> None:
+    """libyaml's composer recurses in C: 50,000 nested lists crashed the process."""
+    from inventory.loader import validate_text
+
+    deep = "version: 1\nprovinces: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    inventory, problems = validate_text(deep, "deep.yaml")
+    assert inventory is None
+    assert [str(p) for p in problems] == [
+        f"deep.yaml:2: YAML syntax error: nested more than {nodes.MAX_NESTING} levels deep"]
+
+
+def test_libyaml_nodes_convert_once_per_node_aliases_included() -> None:
+    text = "a: &x [1, {b: c}]\nd: *x\n"
+    tree = nodes.compose(text)
+    (_, first), (_, second) = tree.value
+    assert first is second and as_data(first) == ("seq", nodes.SEQ, 1, [
+        ("scalar", "tag:yaml.org,2002:int", "1", 1),
+        ("map", nodes.MAP, 1, [(("scalar", nodes.STR, "b", 1), ("scalar", nodes.STR, "c", 1))]),
+    ])
