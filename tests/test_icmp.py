@@ -234,17 +234,20 @@ def _forged_reply(channel: Any, seq: int, *, source: bytes = bytes([127, 0, 0, 1
     return header + bytes([127, 0, 0, 1]) + bytes(body)
 
 
+def _pending_echo(channel: Any) -> tuple[icmp._Job, int, int]:
+    """One echo to 127.0.0.1 registered on a real channel as if sent: (job, key, sequence)."""
+    job = icmp._Job(1, 1, 5.0, asyncio.get_running_loop().create_future())
+    job.expect.append(channel.expected_source("127.0.0.1"))
+    key, _packet = channel.request(job, 0)
+    job.keys[0], job.sent_real[0], job.sent_mono[0], job.outstanding = key, 1, 1, 1
+    return job, key, key & 0xFFFF
+
+
 async def test_malformed_and_foreign_replies_are_ignored() -> None:
     pinger = await Pinger.open(mode="raw")
     try:
         channel = pinger._channels[4]
-        job = icmp._Job(1, 1, 5.0, asyncio.get_running_loop().create_future())
-        job.expect.append(channel.expected_source("127.0.0.1"))
-        key, _packet = channel.request(job, 0)
-        seq = key & 0xFFFF
-        job.keys[0] = key
-        job.sent_real[0], job.sent_mono[0] = 1, 1
-        job.outstanding = 1
+        job, key, seq = _pending_echo(channel)
         bad = [
             _forged_reply(channel, seq, corrupt_checksum=True),
             _forged_reply(channel, seq, source=bytes([127, 0, 0, 9])),  # not who we asked
@@ -269,14 +272,11 @@ async def test_a_reply_whose_checksum_is_the_other_zero_is_accepted() -> None:
     pinger = await Pinger.open(mode="raw")
     try:
         channel = pinger._channels[4]
-        job = icmp._Job(1, 1, 5.0, asyncio.get_running_loop().create_future())
-        job.expect.append(channel.expected_source("127.0.0.1"))
-        # the sequence number that makes the reply's checksum 0x0000
-        seq = next(s for s in range(0x10000) if icmp._checksum(channel._reply_sum + s) == 0)
-        channel._seq = (seq - 1) & 0xFFFF
-        key, _packet = channel.request(job, 0)
-        assert key & 0xFFFF == seq
-        job.keys[0], job.sent_real[0], job.sent_mono[0], job.outstanding = key, 1, 1, 1
+        # the next sequence number makes the reply's checksum 0x0000
+        zero = next(s for s in range(0x10000) if icmp._checksum(channel._reply_sum + s) == 0)
+        channel._seq = (zero - 1) & 0xFFFF
+        job, _key, seq = _pending_echo(channel)
+        assert seq == zero
         reply = bytearray(_forged_reply(channel, seq))
         assert reply[22:24] == b"\x00\x00"
         reply[22:24] = b"\xff\xff"
