@@ -112,22 +112,30 @@ def from_yaml(node: YamlNode | None) -> Node | None:
     return made[id(node)]
 
 
-#: libyaml's composer recurses in C: tens of thousands of nested brackets crash the process.
+#: libyaml's composer recurses in C: tens of thousands of nested brackets, or of "- " on
+#: one line, crash the process.
 MAX_NESTING = 500
 _BRACKET = re.compile(r"[\[\]{}]")
+_DASHES = re.compile(f"(?:- +){{{MAX_NESTING}}}")
 
 
 def _refuse_deep_nesting(text: str) -> None:
-    """A clear error, not a crash, for flow collections nested absurdly deep (brackets in
-    quoted text count too: an inventory has no reason for hundreds of them)."""
+    """A clear error, not a crash, for collections nested absurdly deep (brackets in quoted
+    text count too: an inventory has no reason for hundreds of them)."""
     depth = 0
     for bracket in _BRACKET.finditer(text):
         depth += 1 if bracket.group() in "[{" else -1
         if depth > MAX_NESTING:
-            line = text.count("\n", 0, bracket.start())
-            mark = yaml.Mark("<text>", bracket.start(), line, 0, None, None)
-            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_NESTING} levels deep",
-                                       problem_mark=mark)
+            _too_deep(text, bracket.start())
+    dashes = _DASHES.search(text)
+    if dashes:
+        _too_deep(text, dashes.start())
+
+
+def _too_deep(text: str, at: int) -> None:
+    mark = yaml.Mark("<text>", at, text.count("\n", 0, at), 0, None, None)
+    raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_NESTING} levels deep",
+                               problem_mark=mark)
 
 
 class _NotBlockStyle(Exception):

@@ -307,11 +307,12 @@ def test_absurdly_deep_brackets_are_an_error_with_a_line_not_a_crash() -> None:
     """libyaml's composer recurses in C: 50,000 nested lists crashed the process."""
     from inventory.loader import validate_text
 
-    deep = "version: 1\nprovinces: " + "[" * 50_000 + "]" * 50_000 + "\n"
-    inventory, problems = validate_text(deep, "deep.yaml")
-    assert inventory is None
-    assert [str(p) for p in problems] == [
-        f"deep.yaml:2: YAML syntax error: nested more than {nodes.MAX_NESTING} levels deep"]
+    for deep in ("[" * 50_000 + "]" * 50_000, "\n  " + "- " * 50_000 + "x"):
+        inventory, problems = validate_text(f"version: 1\nprovinces: {deep}\n", "deep.yaml")
+        assert inventory is None
+        assert [str(p) for p in problems] == [
+            f"deep.yaml:{2 + deep.startswith(chr(10))}: YAML syntax error: nested more than "
+            f"{nodes.MAX_NESTING} levels deep"]
 
 
 def test_libyaml_nodes_convert_once_per_node_aliases_included() -> None:
