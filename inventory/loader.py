@@ -55,11 +55,10 @@ DEFAULT_TCP_PORTS = (445, 3389)
 VIETNAM_TZ = dt.timezone(dt.timedelta(hours=7))
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL, _TIME = (
-    _TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")
+    nodes.TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")
 )
-_MERGE = _TAG + "merge"
+_MERGE = nodes.TAG + "merge"
 _CONSTRUCT = SafeConstructor()
 
 TOP_KEYS = ("version", "defaults", "targets", "milestones", "provinces", "maintenance", "drills",
@@ -229,7 +228,7 @@ def _yaml_scalar(node: ScalarNode) -> YamlScalar:
 
 
 def _is_null(node: Node | None) -> bool:
-    return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
+    return node is None or (node.tag == _NULL and isinstance(node, ScalarNode))
 
 
 def _kind(node: Node) -> str:
@@ -285,9 +284,7 @@ class _Fields:
     def given(self, key: str) -> Node | None:
         """The value node, or None when the key is absent or null."""
         node = self.values.get(key)
-        if node is None or (node.tag == _NULL and isinstance(node, ScalarNode)):
-            return None
-        return node
+        return None if _is_null(node) else node
 
 
 class _Checker:

@@ -25,8 +25,8 @@ from yaml.nodes import Node as YamlNode
 from yaml.nodes import ScalarNode as YamlScalar
 from yaml.resolver import Resolver
 
-_TAG = "tag:yaml.org,2002:"
-STR, MAP, SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
+TAG = "tag:yaml.org,2002:"
+STR, MAP, SEQ = TAG + "str", TAG + "map", TAG + "seq"
 _BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -198,7 +198,6 @@ class _BlockReader:
         # an entry that ended at its ":" or "-": (its frame, its key or None, its line)
         waiting: tuple[_Frame, Scalar | None, int] | None = None
         inline_at = -1  # column of the entry whose one-line value the last line held
-        tags = self._tags
         for number, raw in enumerate(self.text.split("\n"), 1):
             match = _LINE.match(raw)
             if match is None:
@@ -218,9 +217,7 @@ class _BlockReader:
             if top.is_list != (dash is not None):
                 raise _NotBlockStyle
             if plain is not None:
-                plain = plain.rstrip(" ")
-                tag = tags.get(plain) or self.tag(plain)
-                value: Node | None = Scalar((tag, plain, number))
+                value: Node | None = self.scalar(plain, number)
             else:
                 value = None if other is None else self.other(other, number)
             if dash is not None:
@@ -239,8 +236,7 @@ class _BlockReader:
                 top = inner
             elif key is None or len(key) > _LONGEST_KEY:
                 raise _NotBlockStyle  # a value where a key belongs, or a monster key
-            key = key.rstrip(" ")
-            key_node = Scalar((tags.get(key) or self.tag(key), key, number))
+            key_node = self.scalar(key, number)
             if value is None:
                 waiting = (top, key_node, number)
                 inline_at = -1
@@ -295,11 +291,13 @@ class _BlockReader:
         if first == '"':
             return Scalar((STR, text[1:-1], number))
         text = text.rstrip(" ")
-        return Scalar((self._tags.get(text) or self.tag(text), text, number))
+        return Scalar((self.tag(text), text, number))
 
     def tag(self, plain: str) -> str:
         """A plain scalar's tag, resolved once per distinct text."""
-        tag = self._tags[plain] = resolve(plain)
+        tag = self._tags.get(plain)
+        if tag is None:
+            tag = self._tags[plain] = resolve(plain)
         return tag
 
 

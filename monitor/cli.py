@@ -183,8 +183,8 @@ def _host_rows(inventory: Any, report: CycleReport) -> Any:
 
 def _print_json(rows: list[dict[str, Any]], out: TextIO) -> None:
     encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for 10,000 lines
-    out.write("".join([encode(row) + "\n" for row in rows]))  # one write: stdout may be
-    # unbuffered (PYTHONUNBUFFERED), and 10,000 writes are 10,000 system calls
+    # one write: stdout may be unbuffered (PYTHONUNBUFFERED), 10,000 writes 10,000 syscalls
+    out.write("".join([encode(row) + "\n" for row in rows]))
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:

@@ -157,10 +157,11 @@ class Scheduler:
             async with gate:
                 return await tcp.probe_any(ip, ports, timeout)
 
-        results = await asyncio.gather(
-            *(_isolated(one(str(host.ip), host.tcp_ports), "tcp", str(host.ip))
-              for _, _, host in silent)
-        )
+        texts = [str(host.ip) for _, _, host in silent]
+        results = await asyncio.gather(*(
+            _isolated(one(text, host.tcp_ports), "tcp", text)
+            for text, (_, _, host) in zip(texts, silent, strict=True)
+        ))
         found: dict[int, dict[int, ProbeResult]] = {}
         for (c, h, _), result in zip(silent, results, strict=True):
             found.setdefault(c, {})[h] = result

@@ -509,18 +509,18 @@ def _result(
     replies = job.rtts[first:end]
     rtts = tuple([r for r in replies if r is not None])
     # from the first echo until the last reply, or the last echo's timeout when unanswered
-    started_real = started = finished = 0
+    started_real = started = finished = sent = 0
     for real, mono, rtt in zip(job.sent_real[first:end], job.sent_mono[first:end], replies,
                                strict=True):
         if not mono:  # never left
             continue
+        sent += 1
         if not started:
             started_real, started = real, mono
         last = mono + (job.timeout_ns if rtt is None else int(rtt * 1e9))
         if last > finished:
             finished = last
-    detail = IcmpDetail(sent=job.count - job.sent_mono[first:end].count(0), received=len(rtts),
-                        rtts=rtts)
+    detail = IcmpDetail(sent=sent, received=len(rtts), rtts=rtts)
     if not started:
         return ProbeResult("icmp", subject, False, time.time(), 0.0,
                            unavailable or job.errors.get(host, "not sent"), detail)
