@@ -23,13 +23,15 @@ import re
 import secrets
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
+from inventory import nodes, official
+from inventory.loader import Problem
 from inventory.model import Commune, Inventory, Province
 from monitor.reports import VIETNAM
 
@@ -38,7 +40,12 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class TokenFileError(Exception):
-    """The tokens file is unreadable or malformed (message names the file and entry)."""
+    """The tokens file is unreadable or malformed; ``problems`` lists every problem, each
+    naming the file and line."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +134,21 @@ class TokenStore:
 
     @classmethod
     def load(cls, path: str | Path) -> TokenStore:
+        """Raises :class:`TokenFileError` listing every problem as ``FILE:LINE: message``."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise TokenFileError(f"{path}: cannot read tokens: {exc}") from exc
-        items = data.get("tokens") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise TokenFileError(f"{path}: expected a mapping with a list 'tokens'")
-        return cls([_entry(path, i, item) for i, item in enumerate(items, 1)])
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TokenFileError([Problem(str(path), 1, f"cannot read tokens: {exc}")]) from None
+        return cls.loads(text, str(path))
+
+    @classmethod
+    def loads(cls, text: str, source: str = "<tokens>") -> TokenStore:
+        reader = _TokensReader(source)
+        entries = reader.read(text)
+        if reader.problems:
+            raise TokenFileError(sorted(reader.problems, key=lambda p: p.line))
+        return cls(entries)
 
     def authenticate(self, token: str | None, now: dt.datetime | None = None) -> TokenEntry | None:
         """The entry whose hash matches ``token`` and has not expired, else None.
@@ -155,37 +168,144 @@ class TokenStore:
         return found
 
 
-def _entry(path: Path, index: int, item: Any) -> TokenEntry:
-    where = f"{path}: tokens[{index}]"
-    if not isinstance(item, dict):
-        raise TokenFileError(f"{where}: expected a mapping")
-    if "token" in item:
-        raise TokenFileError(f"{where}: store token_sha256 (the hash), never the token itself")
-    unknown = set(item) - {"name", "token_sha256", "scope", "expires"}
-    if unknown:
-        raise TokenFileError(f"{where}: unknown keys {sorted(unknown)}")
-    digest = str(item.get("token_sha256", "")).strip().lower()
-    if not _HEX64.match(digest):
-        raise TokenFileError(f"{where}: token_sha256 must be 64 hex digits")
-    try:
-        scope = Scope.parse(str(item.get("scope", "")))
-        expires = _expiry(item.get("expires"))
-    except ValueError as exc:
-        raise TokenFileError(f"{where}: {exc}") from exc
-    return TokenEntry(str(item.get("name") or f"token-{index}"), bytes.fromhex(digest), scope,
-                      expires)
+_KEYS = ("name", "token_sha256", "scope", "expires")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 
 
-def _expiry(value: Any) -> dt.datetime | None:
+class _TokensReader:
+    """Checks the tokens file node by node, so every problem is reported at its line and
+    all of them in one run (as the inventory is); a value is never echoed when it may be
+    a token."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+        self.seen: dict[bytes, int] = {}  # digest -> line of its first entry
+
+    def error(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.source, line, message))
+
+    def read(self, text: str) -> list[TokenEntry]:
+        try:
+            root = nodes.compose(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            self.error(mark.line + 1 if mark else 1,
+                       f"YAML syntax error: {exc.problem or exc.context}")
+            return []
+        except (yaml.YAMLError, RecursionError) as exc:
+            self.error(1, f"YAML error: {type(exc).__name__}")
+            return []
+        items = self.token_list(root)
+        entries = [self.entry(i, item) for i, item in enumerate(items, 1)]
+        return [e for e in entries if e is not None]
+
+    def token_list(self, root: nodes.Node | None) -> list[nodes.Node]:
+        if not isinstance(root, nodes.Mapping):
+            self.error(root.line if root else 1, "expected a mapping with a list 'tokens'")
+            return []
+        found: list[nodes.Node] = []
+        for key, value in root.value:
+            if key.value != "tokens":
+                self.error(key.line, f"unknown key {str(key.value)!r}: expected 'tokens'")
+            elif not isinstance(value, nodes.Sequence):
+                self.error(value.line, "'tokens' must be a list of entries")
+            else:
+                found.extend(value.value)
+        if not found and not self.problems:
+            self.error(root.line, "expected a mapping with a list 'tokens'")
+        return found
+
+    def entry(self, index: int, item: nodes.Node) -> TokenEntry | None:
+        if not isinstance(item, nodes.Mapping):
+            self.error(item.line, f"token entry {index}: expected a mapping")
+            return None
+        before = len(self.problems)
+        fields: dict[str, nodes.Node] = {}
+        for key, value in item.value:
+            name = key.value if isinstance(key, nodes.Scalar) else None
+            if name == "token":
+                self.error(key.line, "store token_sha256 (the hash), never the token itself")
+            elif name not in _KEYS:
+                shown = repr(name) if isinstance(name, str) and len(name) < 40 else "?"
+                self.error(key.line, f"unknown key {shown}: expected one of {', '.join(_KEYS)}")
+            elif name in fields:
+                self.error(key.line, f"duplicate key {name!r}")
+            else:
+                fields[name] = value
+        digest = self.digest(item, fields.get("token_sha256"))
+        scope = self.scope(item, fields.get("scope"))
+        expires = self.expires(fields.get("expires"))
+        name = self.name(fields.get("name"), index)
+        if len(self.problems) > before or digest is None or scope is None:
+            return None
+        return TokenEntry(name, digest, scope, expires)
+
+    def scalar(self, node: nodes.Node, what: str) -> str | None:
+        if not isinstance(node, nodes.Scalar):
+            self.error(node.line, f"{what} must be a single value, not a list or mapping")
+            return None
+        return str(node.value).strip()
+
+    def name(self, node: nodes.Node | None, index: int) -> str:
+        text = self.scalar(node, "name") if node is not None else None
+        return text or f"token-{index}"
+
+    def digest(self, item: nodes.Mapping, node: nodes.Node | None) -> bytes | None:
+        if node is None:
+            self.error(item.line, "token_sha256 is missing (64 hex digits)")
+            return None
+        text = self.scalar(node, "token_sha256")
+        if text is None:
+            return None
+        if not _HEX64.match(text.lower()):
+            self.error(node.line, "token_sha256 must be 64 hex digits")
+            return None
+        digest = bytes.fromhex(text)
+        first = self.seen.setdefault(digest, node.line)
+        if first != node.line:
+            self.error(node.line, f"the same token_sha256 as the entry at line {first}")
+            return None
+        return digest
+
+    def scope(self, item: nodes.Mapping, node: nodes.Node | None) -> Scope | None:
+        if node is None:
+            self.error(item.line, "scope is missing (admin, metrics, isp:NAME or province:CODE)")
+            return None
+        text = self.scalar(node, "scope")
+        if text is None:
+            return None
+        try:
+            scope = Scope.parse(text)
+        except ValueError as exc:
+            self.error(node.line, str(exc))
+            return None
+        if scope.kind == "province" and scope.value not in official.provinces():
+            self.error(node.line, f"scope {text!r}: no province with code {scope.value!r} "
+                                  "in the official list")
+            return None
+        return scope
+
+    def expires(self, node: nodes.Node | None) -> dt.datetime | None:
+        if node is None or (isinstance(node, nodes.Scalar) and node.tag == nodes.TAG + "null"):
+            return None
+        text = self.scalar(node, "expires")
+        if text is None:
+            return None
+        try:
+            return _expiry(text)
+        except ValueError as exc:
+            self.error(node.line, f"expires {text[:40]!r}: not a date or time ({exc})")
+            return None
+
+
+def _expiry(value: str) -> dt.datetime:
     """A timestamp; a date means the end of that day, and no offset means Vietnam time."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime.combine(value + dt.timedelta(days=1), dt.time())
+    if _DATE_ONLY.match(value):
+        day = dt.date(*(int(part) for part in value.split("-")))
+        moment = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
     else:
-        moment = dt.datetime.fromisoformat(str(value))
+        moment = dt.datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=VIETNAM)
 
 
