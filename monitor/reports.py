@@ -182,6 +182,21 @@ def local_time(at: float | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(round(at), VIETNAM).replace(tzinfo=None)
 
 
+#: What makes a spreadsheet program read a text cell as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: Any) -> Any:
+    """A text cell no spreadsheet evaluates: text starting with one of :data:`FORMULA_STARTS`
+    gets a leading ``'`` (OWASP's advice). Commune names, circuits and milestone or drill
+    titles come from operators' spreadsheets, and a report is opened in Excel by the
+    provincial committee: ``=HYPERLINK(...)`` must stay text. Other values pass unchanged
+    (the reports' numbers are never negative)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def cell_text(value: Any) -> str:
     if value is None:
         return ""
@@ -207,13 +222,15 @@ def csv_bytes(tables: Iterable[Table]) -> bytes:
     for i, (heads, rows) in enumerate(tables):
         if i:
             writer.writerow([])
-        writer.writerow(heads)
-        writer.writerows([cell_text(v) for v in row] for row in rows)
+        writer.writerow([inert(cell_text(h)) for h in heads])
+        writer.writerows([inert(v) if isinstance(v, str) else cell_text(v) for v in row]
+                         for row in rows)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def xlsx_bytes(title: str, sheets: Iterable[tuple[str, Table]]) -> bytes:
-    """One sheet per (name, table), bold frozen headings; times are real date cells."""
+    """One sheet per (name, table), bold frozen headings; times are real date cells; text
+    always a string cell, never a formula (see :func:`xlsx_row`)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -221,20 +238,35 @@ def xlsx_bytes(title: str, sheets: Iterable[tuple[str, Table]]) -> bytes:
     for i, (name, (heads, rows)) in enumerate(sheets):
         sheet = book.active if i == 0 else book.create_sheet()
         sheet.title = name
-        sheet.append(heads)
+        sheet.append(xlsx_row(sheet, heads))
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            sheet.append(row)
+            sheet.append(xlsx_row(sheet, row))
         sheet.freeze_panes = "A2"
-        for column in sheet.iter_cols(min_row=2):
-            for cell in column:
-                if isinstance(cell.value, dt.datetime):
-                    cell.number_format = "dd/mm/yyyy hh:mm"
     book.properties.title = title
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def xlsx_row(sheet: Any, values: Iterable[Any]) -> list[Any]:
+    """Cells for ``sheet.append``. openpyxl makes a formula of any text starting with "="
+    (and an error cell of "#N/A"), so text goes in as a cell forced to a string, made
+    :func:`inert`, without the control characters xlsx cannot hold; times get a date format."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+
+    cells: list[Any] = []
+    for value in values:
+        if isinstance(value, str):
+            cell = Cell(sheet, value=inert(ILLEGAL_CHARACTERS_RE.sub("", value)))
+            cell.data_type = "s"  # never "f" (formula) nor "e" (error)
+            value = cell
+        elif isinstance(value, dt.datetime):
+            value = Cell(sheet, value=value)
+            value.number_format = "dd/mm/yyyy hh:mm"
+        cells.append(value)
+    return cells
 
 
 def to_csv(report: ReadinessReport) -> bytes:

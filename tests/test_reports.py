@@ -11,8 +11,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from inventory.model import Commune, Inventory, Milestone, Province
+from inventory.model import Commune, Drill, Inventory, Milestone, Province
 from monitor import cli_reports, drills, reports
+from monitor.cli import main
 from monitor.reports import VIETNAM, judge, readiness
 from monitor.store import Batch, Store
 from tests import web_support as ws
@@ -156,3 +157,110 @@ def test_command_fails_cleanly_on_a_missing_database(tmp_path: Path, capsys) -> 
 
 def test_the_report_command_offers_exactly_the_formats_both_reports_write() -> None:
     assert sorted(reports.WRITERS) == sorted(drills.WRITERS) == sorted(cli_reports.FORMATS)
+
+
+# --- reports are inert: no formula from operators' texts (issue 13) -------------------------
+
+EVIL = ('=HYPERLINK("http://198.18.0.1/x","bấm vào đây")', "+1+cmd|' /C calc'!A0", "-2+3",
+        "@SUM(1+1)", "\t=1+1", "\r=1+1")
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def evil_inventory() -> Inventory:
+    """Every operator-supplied text of the reports starting with a formula character: commune
+    names, circuits, operators, milestone titles (column headers) and the drill's title."""
+    inv = ws.inventory(("75",), per_province=len(EVIL))
+    province = inv.provinces[0]
+    communes = tuple(
+        Commune(c.province, c.code, text, text, c.subnet, c.gateway, c.hosts, circuit=text)
+        for c, text in zip(province.communes, EVIL, strict=True))
+    milestones = tuple(Milestone(f"m{i}", text, DUE, ("link",)) for i, text in enumerate(EVIL))
+    drills_ = tuple(Drill(f"d{i}", text, dt.datetime(2026, 2, 6, 7, tzinfo=VIETNAM),
+                          dt.datetime(2026, 2, 6, 11, tzinfo=VIETNAM))
+                    for i, text in enumerate(EVIL))
+    return Inventory(1, inv.defaults, (Province("75", "Đồng Nai", communes),),
+                     milestones=milestones, drills=drills_)
+
+
+def every_report(inv: Inventory, fmt: str) -> list[bytes]:
+    now = vn(2026, 2, 10)
+    return [reports.WRITERS[fmt](readiness(inv, {}, now)),
+            *(drills.WRITERS[fmt](drills.drill_report(d, inv, {}, now)) for d in inv.drills)]
+
+
+def assert_inert_csv(data: bytes) -> list[str]:
+    cells = [cell for row in csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+             for cell in row]
+    assert cells and not [c for c in cells if c.startswith(TRIGGERS)]
+    return cells
+
+
+def assert_inert_xlsx(data: bytes) -> list[str]:
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    cells = [cell for sheet in book for row in sheet.iter_rows() for cell in row
+             if cell.value is not None]
+    assert cells and not [c.coordinate for c in cells if c.data_type == "f"]
+    texts = [c.value for c in cells if isinstance(c.value, str)]
+    assert not [t for t in texts if t.startswith(TRIGGERS)]
+    return texts
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@x", "\t=1", "\r=1"])
+def test_inert_prefixes_a_quote_to_formula_text_only(text: str) -> None:
+    assert reports.inert(text) == "'" + text
+    assert reports.inert("Phường 1 - Biên Hòa") == "Phường 1 - Biên Hòa"
+    assert reports.inert(-1) == -1 and reports.inert(None) is None
+
+
+def test_csv_reports_hold_no_cell_a_spreadsheet_would_evaluate() -> None:
+    for data in every_report(evil_inventory(), "csv"):
+        cells = assert_inert_csv(data)
+        assert any(c.startswith("'=HYPERLINK(") for c in cells)
+    readiness_cells = assert_inert_csv(every_report(evil_inventory(), "csv")[0])
+    for text in EVIL:  # names, circuits, operators and headers kept, behind the quote
+        assert readiness_cells.count("'" + text) == 3
+        assert f"'{text} (hạn 29/01/2026): kết quả" in readiness_cells
+    drill_cells = assert_inert_csv(every_report(evil_inventory(), "csv")[1])
+    assert any(c.startswith("'" + EVIL[0] + " (d0)") for c in drill_cells)
+
+
+def test_xlsx_reports_have_no_formula_cell_and_keep_the_text() -> None:
+    for data in every_report(evil_inventory(), "xlsx"):
+        texts = assert_inert_xlsx(data)
+        assert "'" + EVIL[0] in texts
+    texts = assert_inert_xlsx(every_report(evil_inventory(), "xlsx")[0])
+    for text in EVIL:  # a header is a string cell too (XML reads a CR back as LF)
+        assert f"'{text} (hạn 29/01/2026): kết quả".replace("\r", "\n") in texts
+
+
+def test_xlsx_text_that_looks_like_an_error_code_or_has_control_characters_is_a_string() -> None:
+    data = reports.xlsx_bytes("t", [("s", (["#N/A", "=A1"], [["#DIV/0!", "a\x01=b\x02"]]))])
+    sheet = openpyxl.load_workbook(io.BytesIO(data))["s"]
+    assert [(c.value, c.data_type) for row in sheet.iter_rows() for c in row] == [
+        ("#N/A", "s"), ("'=A1", "s"), ("#DIV/0!", "s"), ("a=b", "s")]
+
+
+def test_html_reports_stay_escaped_and_unprefixed() -> None:
+    inv = evil_inventory()
+    for page in every_report(inv, "html"):
+        text = page.decode("utf-8")
+        assert "HYPERLINK(&quot;http://198.18.0.1/x&quot;" in text
+        assert 'HYPERLINK("' not in text and "'=" not in text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_report_commands_on_an_inventory_file_with_formula_names_write_inert_files(
+        tmp_path: Path, fmt: str) -> None:
+    """Through the inventory file (names off the official list only warn) and the CLI."""
+    from inventory.loader import dump, load
+
+    (tmp_path / "inv.yaml").write_text(dump(evil_inventory()), encoding="utf-8")
+    inv = load(tmp_path / "inv.yaml")  # loads: only warnings
+    assert [m.title for m in inv.milestones][:4] == list(EVIL[:4])
+    Store(tmp_path / "state.db").close()
+    check = assert_inert_csv if fmt == "csv" else assert_inert_xlsx
+    for command, extra in (("readiness", []), ("drill", ["--drill", "d0"])):
+        out = tmp_path / f"{command}.{fmt}"
+        assert main(["report", command, "--inventory", str(tmp_path / "inv.yaml"), "--state",
+                     str(tmp_path / "state.db"), "--format", fmt, "-o", str(out), *extra]) == 0
+        assert any(t.startswith("'=HYPERLINK(") for t in check(out.read_bytes()))
