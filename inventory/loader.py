@@ -15,7 +15,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,9 +27,15 @@ from yaml.nodes import ScalarNode as YamlScalar
 
 from inventory import nodes, official
 from inventory.model import (
+    AUTH_PROTOCOLS,
     CHECKS,
+    PRIV_PROTOCOLS,
+    RETRY_INTERVAL,
+    VIETNAM_TZ,
     WARN_DAYS,
+    WEEKDAYS,
     Commune,
+    Contact,
     Defaults,
     Drill,
     Host,
@@ -42,7 +48,9 @@ from inventory.model import (
     Milestone,
     Period,
     Province,
+    Snmp,
     Target,
+    WorkingHours,
 )
 from inventory.nodes import Mapping as MappingNode
 from inventory.nodes import Node
@@ -51,8 +59,6 @@ from inventory.nodes import Sequence as SequenceNode
 
 #: Ports used to judge liveness by TCP connect when neither host nor commune sets its own.
 DEFAULT_TCP_PORTS = (445, 3389)
-#: Naive datetimes in the file are local time in Vietnam (no daylight saving time).
-VIETNAM_TZ = dt.timezone(dt.timedelta(hours=7))
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _STR, _INT, _FLOAT, _BOOL, _NULL, _TIME = (
@@ -63,15 +69,22 @@ _CONSTRUCT = SafeConstructor()
 
 TOP_KEYS = ("version", "defaults", "targets", "milestones", "provinces", "maintenance", "drills",
             "periods")
-DEFAULTS_KEYS = ("interval", "icmp", "down_after", "up_after", "tcp_ports")
+DEFAULTS_KEYS = ("interval", "icmp", "down_after", "up_after", "tcp_ports", "retry_interval",
+                 "working_hours", "holidays", "snmp", "upstream")
+WORKING_HOURS_KEYS = ("days", "from", "to")
+SNMP_KEYS = ("version", "community", "user", "auth", "auth_key_file", "priv", "priv_key_file")
+SNMP_V3_KEYS = ("user", "auth", "auth_key_file", "priv", "priv_key_file")
+COMMUNE_SNMP_KEYS = (*SNMP_KEYS, "address")
+CONTACT_KEYS = ("name", "role", "phone", "email")
 ICMP_KEYS = ("count", "timeout")
 TARGET_KEYS = ("name", "url", "addresses", "ca_file", "verify_tls", "expected_first_hop")
 MILESTONE_KEYS = ("id", "title", "due", "requires", "warn_days")
 PROVINCE_KEYS = ("code", "name", "communes")
 COMMUNE_KEYS = (
-    "code", "name", "isp", "circuit", "subnet", "gateway", "backup_gateway", "tcp_ports", "hosts",
+    "code", "name", "isp", "circuit", "subnet", "gateway", "backup_gateway", "backup_isp",
+    "backup_circuit", "contacts", "snmp", "tcp_ports", "hosts",
 )
-HOST_KEYS = ("name", "ip", "mac", "tcp_ports", "inspection")
+HOST_KEYS = ("name", "ip", "mac", "tcp_ports", "inspection", "always_on")
 INSPECTION_KEYS = ("stamp", "date")
 MAINTENANCE_KEYS = ("scope", "from", "to")
 DRILL_KEYS = ("id", "title", "from", "to", "scope")
@@ -81,6 +94,17 @@ _MAC_SEPARATED = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}",
 _MAC_DOTTED = re.compile(r"[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}", re.IGNORECASE)
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+#: Drill, milestone and period ids end up in file names, URLs and MQTT payloads.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_PHONE = re.compile(r"\+?[0-9][0-9 .()-]{4,20}[0-9]")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DAY_NAMES = {*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+              "sunday"}
+_PROTOCOL_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA224": "SHA-224", "SHA256": "SHA-256",
+                     "SHA384": "SHA-384", "SHA512": "SHA-512", "AES128": "AES-128",
+                     "AES192": "AES-192", "AES256": "AES-256", "AES-CFB": "AES",
+                     "DES3": "3DES", "TRIPLEDES": "3DES"}
 
 NO_IPS_YET = "chưa có địa chỉ IP / no IPs assigned yet"
 NO_ISP = "chưa có nhà mạng / no operator (isp) given"
@@ -472,6 +496,43 @@ class _Checker:
             return None
         return value if value.tzinfo else value.replace(tzinfo=VIETNAM_TZ)
 
+    def identifier(self, node: Node, what: str) -> str | None:
+        """An id that becomes part of file names, URLs and topics: a safe character set."""
+        text = self.raw(node, what)
+        if text is None:
+            return None
+        if not SAFE_ID.fullmatch(text) or ".." in text:
+            self.error(node, f"{what}: '{text}' is not a safe id: 1-64 letters, digits, '.', "
+                             "'_' or '-', starting with a letter or digit, no '..' "
+                             "(e.g. dien-tap-1)")
+            return None
+        return text
+
+    def clock(self, node: Node, what: str) -> dt.time | None:
+        """"07:00" (YAML 1.1 reads an unquoted 07:00 as a number: the text is what counts)."""
+        text = self.raw(node, what)
+        if text is None:
+            return None
+        match = _CLOCK.fullmatch(text)
+        if not match:
+            self.error(node, f"{what}: expected a time of day like \"07:30\", got '{text}'")
+            return None
+        return dt.time(int(match.group(1)), int(match.group(2)))
+
+    def phone(self, node: Node, what: str) -> str | None:
+        text = self.raw(node, what)
+        if text is not None and not _PHONE.fullmatch(text):
+            self.error(node, f"{what}: '{text}' is not a phone number (e.g. 0912 345 678)")
+            return None
+        return text
+
+    def email(self, node: Node, what: str) -> str | None:
+        text = self.text(node, what)
+        if text is not None and not _EMAIL.fullmatch(text):
+            self.error(node, f"{what}: '{text}' is not an e-mail address")
+            return None
+        return text
+
     def ports(self, node: Node, what: str) -> tuple[int, ...] | None:
         if not isinstance(node, SequenceNode):
             self.error(node, f"{what}: expected a list of TCP ports, got {_kind(node)}")
@@ -561,7 +622,128 @@ class _Checker:
             up_after=_or(self.optional(f, "up_after", self.at_least_one, "up_after"),
                          base.up_after),
             tcp_ports=_or(self.optional(f, "tcp_ports", self.ports, "tcp_ports"), base.tcp_ports),
+            retry_interval=_or(self.optional(f, "retry_interval", self.duration,
+                                             "retry_interval"), RETRY_INTERVAL),
+            working_hours=self.optional(f, "working_hours", self.working_hours, "working_hours"),
+            holidays=self.holidays(f.get("holidays")),
+            snmp=self.optional(f, "snmp", self.snmp, "snmp"),
+            upstream=self.addresses(f.get("upstream"), "upstream"),
         )
+
+    def working_hours(self, node: Node, what: str) -> WorkingHours | None:
+        f = self.fields(node, what, WORKING_HOURS_KEYS, required=("days", "from", "to"))
+        if f is None:
+            return None
+        days = self.weekdays(f.given("days"))
+        start = self.optional(f, "from", self.clock, f"{what} from")
+        end = self.optional(f, "to", self.clock, f"{what} to")
+        if start is not None and end is not None and start >= end:
+            self.error(f.values["to"], f"{what} to: must be after 'from' ({start:%H:%M}); "
+                                       "hours over midnight are not supported")
+            return None
+        if days is None or start is None or end is None:
+            return None
+        return WorkingHours(days, start, end)
+
+    def weekdays(self, node: Node | None) -> tuple[int, ...] | None:
+        if node is None:
+            return None
+        found: set[int] = set()
+        items = self.items(node, "working_hours days")
+        for item in items:
+            day = self.raw(item, "working_hours days")
+            if day is None:
+                return None
+            if day.lower() not in _DAY_NAMES:
+                self.error(item, f"working_hours days: unknown day '{day}' "
+                                 f"(one of: {', '.join(WEEKDAYS)})")
+                return None
+            found.add(WEEKDAYS.index(day.lower()[:3]))
+        if not found:
+            self.error(node, "working_hours days: at least one day")
+            return None
+        return tuple(sorted(found))
+
+    def holidays(self, node: Node | None) -> tuple[dt.date, ...]:
+        seen: dict[dt.date, int] = {}
+        for item in self.items(node, "holidays"):
+            day = self.date(item, "holidays")
+            if day is not None:
+                self.unique(seen, day, item, f"holidays: duplicate date {day}")
+        return tuple(sorted(seen))
+
+    def addresses(self, node: Node | None, what: str) -> tuple[IPAddress, ...]:
+        found = [self.ip(item, what) for item in self.items(node, what)]
+        return tuple(a for a in found if a is not None)
+
+    def snmp(self, node: Node, what: str) -> Snmp | None:
+        f = self.fields(node, what, SNMP_KEYS, required=("version",))
+        return None if f is None else self.snmp_settings(f, what)
+
+    def snmp_settings(self, f: _Fields, what: str) -> Snmp | None:
+        """``{version: 2c, community}`` or ``{version: 3, user, auth, auth_key_file, priv,
+        priv_key_file}``; v3 may go without privacy (authNoPriv) or without both (noAuth)."""
+        if f.given("version") is None:
+            return None
+        version = self.raw(f.values["version"], f"{what} version")
+        if version is not None and version.lower().removeprefix("v") in ("2c", "3"):
+            version = version.lower().removeprefix("v")
+        elif version is not None:
+            self.error(f.values["version"], f"{what} version: '{version}' is not 2c or 3")
+            return None
+        if version == "2c":
+            return self.snmp_v2c(f, what)
+        return self.snmp_v3(f, what) if version == "3" else None
+
+    def snmp_v2c(self, f: _Fields, what: str) -> Snmp | None:
+        for key in SNMP_V3_KEYS:
+            if f.given(key) is not None:
+                self.error(f.values[key], f"{what} {key}: only for SNMP version 3")
+        if f.given("community") is None:
+            self.error(f.values.get("community", f.node), f"{what}: missing 'community'")
+            return None
+        community = self.raw(f.values["community"], f"{what} community")
+        return None if community is None else Snmp("2c", community=community)
+
+    def snmp_v3(self, f: _Fields, what: str) -> Snmp | None:
+        if f.given("community") is not None:
+            self.error(f.values["community"], f"{what} community: only for SNMP version 2c")
+        user = self.optional(f, "user", self.raw, f"{what} user")
+        if f.given("user") is None:
+            self.error(f.values.get("user", f.node), f"{what}: missing 'user'")
+        auth = self.protocol(f, "auth", AUTH_PROTOCOLS, what)
+        priv = self.protocol(f, "priv", PRIV_PROTOCOLS, what)
+        if f.given("priv") is not None and f.given("auth") is None:
+            self.error(f.values["priv"], f"{what} priv: needs 'auth' too (authPriv)")
+        if user is None or (auth is None) != (f.given("auth") is None) or (
+            (priv is None) != (f.given("priv") is None)
+        ):
+            return None
+        return Snmp("3", user=user, auth=auth, priv=priv,
+                    auth_key_file=self.optional(f, "auth_key_file", self.text, "auth_key_file"),
+                    priv_key_file=self.optional(f, "priv_key_file", self.text, "priv_key_file"))
+
+    def protocol(self, f: _Fields, key: str, known: tuple[str, ...], what: str) -> str | None:
+        """``auth``/``priv`` and its key file: both or neither (the key file is only a path,
+        read when used: it may not exist on the machine that validates)."""
+        node, key_file = f.given(key), f.given(f"{key}_key_file")
+        if node is None:
+            if key_file is not None:
+                self.error(key_file, f"{what} {key}_key_file: given without '{key}'")
+            return None
+        text = self.raw(node, f"{what} {key}")
+        if text is None:
+            return None
+        name = _PROTOCOL_ALIASES.get(text.upper().replace("_", "-"), text.upper())
+        if name not in known:
+            self.error(node, f"{what} {key}: unknown protocol '{text}' (one of: "
+                             f"{', '.join(known)})")
+            return None
+        if key_file is None:
+            self.error(f.values.get(f"{key}_key_file", f.node),
+                       f"{what}: missing '{key}_key_file' (a file holding the {key} key)")
+            return None
+        return name
 
     def at_least_one(self, node: Node, what: str) -> int | None:
         return self.integer(node, what, 1)
@@ -630,16 +812,64 @@ class _Checker:
             self.subnets.append((subnet, _line(f.values["subnet"]), f"{province}/{code}"))
         block = None if subnet is None else _Block(subnet)
         gateway = self.address_in(f, "gateway", block)
-        backup = self.address_in(f, "backup_gateway", block)
+        backup = self.address_in(f, "backup_gateway", block, outside_ok=True)
         own_ports = self.optional(f, "tcp_ports", self.ports, "tcp_ports")
         hosts = self.read_hosts(f.get("hosts"), block, own_ports or self.defaults.tcp_ports)
         self.check_addressing(f, hosts)
         isp = self.optional(f, "isp", self.raw, "isp")
         if isp is None and f.given("subnet") is not None:
             self.warn(node, NO_ISP)
+        if subnet is not None and len(hosts) < 2:
+            self.warn(node, f"commune {code}: {len(hosts)} computer(s) listed, at least two are "
+                            "expected / xã cần ít nhất hai máy tính")
         circuit = self.optional(f, "circuit", self.raw, "circuit")
-        return Commune(province, code, name, isp or "", subnet, gateway, tuple(hosts),
-                       circuit or None, backup, _line(node))
+        return Commune(
+            province, code, name, isp or "", subnet, gateway, tuple(hosts), circuit or None,
+            backup, _line(node),
+            backup_isp=self.optional(f, "backup_isp", self.raw, "backup_isp"),
+            backup_circuit=self.optional(f, "backup_circuit", self.raw, "backup_circuit"),
+            contacts=self.contacts(f.get("contacts")),
+            snmp=self.commune_snmp(f.given("snmp"), gateway),
+        )
+
+    def contacts(self, node: Node | None) -> tuple[Contact, ...]:
+        found = []
+        for item in self.items(node, "contacts"):
+            f = self.fields(item, "contact", CONTACT_KEYS, required=("name",))
+            name = None if f is None else self.optional(f, "name", self.text, "contact name")
+            if f is None or name is None:
+                continue
+            found.append(Contact(
+                name,
+                role=self.optional(f, "role", self.text, "contact role"),
+                phone=self.optional(f, "phone", self.phone, "contact phone"),
+                email=self.optional(f, "email", self.email, "contact email"),
+            ))
+        return tuple(found)
+
+    def commune_snmp(self, node: Node | None, gateway: IPAddress | None) -> Snmp | None:
+        """The commune's effective SNMP settings: its own, or the defaults' credentials (all
+        of them, when it gives only ``address``), asked of ``address`` or else the gateway."""
+        inherited = self.defaults.snmp
+        if node is None:
+            return None if inherited is None or gateway is None else replace(
+                inherited, address=gateway)
+        if isinstance(node, MappingNode) and all(
+            isinstance(k, ScalarNode) and k.value == "address" for k, _ in node.value
+        ):
+            f = self.fields(node, "snmp", ("address",))
+            own = None
+            if inherited is None:
+                self.error(node, "snmp: only an address here, and no credentials in "
+                                 "defaults.snmp to use with it")
+        else:
+            f = self.fields(node, "snmp", COMMUNE_SNMP_KEYS, required=("version",))
+            own = None if f is None else self.snmp_settings(f, "snmp")
+            if own is None:
+                return None
+        address = (self.optional(f, "address", self.ip, "snmp address") if f else None) or gateway
+        base = own or inherited
+        return None if base is None or address is None else replace(base, address=address)
 
     def commune_name(self, f: _Fields, province: str, code: str) -> str:
         given = self.optional(f, "name", self.text, "commune name")
@@ -663,7 +893,11 @@ class _Checker:
                                         f"'{official_commune.name}', not '{given}'")
         return given
 
-    def address_in(self, f: _Fields, key: str, block: _Block | None) -> IPAddress | None:
+    def address_in(
+        self, f: _Fields, key: str, block: _Block | None, *, outside_ok: bool = False
+    ) -> IPAddress | None:
+        """An address of the commune, used once in the inventory, inside its subnet (unless
+        ``outside_ok``: the backup router may be addressed by its WAN side or loopback)."""
         node = f.given(key)
         if node is None:
             return None
@@ -671,7 +905,7 @@ class _Checker:
         self.claim_ip(address, node, key)
         if address is not None and block is not None:
             problem = block.misplaced(address)
-            if problem:
+            if problem and not (outside_ok and problem.startswith("is outside")):
                 self.error(node, f"{key}: {address} {problem}")
         return address
 
@@ -706,6 +940,7 @@ class _Checker:
                 tcp_ports=_or(self.optional(f, "tcp_ports", self.ports, "tcp_ports"), ports),
                 inspection=self.optional(f, "inspection", self.inspection, "inspection"),
                 line=_line(item),
+                always_on=_or(self.optional(f, "always_on", self.boolean, "always_on"), False),
             ))
         return hosts
 
@@ -778,7 +1013,7 @@ class _Checker:
                             required=("id", "title", "due", "requires"))
             if f is None:
                 continue
-            ident = self.optional(f, "id", self.raw, "milestone id")
+            ident = self.optional(f, "id", self.identifier, "milestone id")
             if ident is not None:
                 self.unique(ids, ident, f.values["id"], f"duplicate milestone '{ident}'")
             milestones.append(Milestone(
@@ -853,7 +1088,7 @@ class _Checker:
         f = self.fields(item, what, keys, required=("id", "title", "from", "to"))
         if f is None:
             return None
-        ident = self.optional(f, "id", self.raw, f"{what} id")
+        ident = self.optional(f, "id", self.identifier, f"{what} id")
         if ident is not None:
             self.unique(ids, ident, f.values["id"], f"duplicate {what} '{ident}'")
         title = self.optional(f, "title", self.text, "title")
@@ -947,6 +1182,7 @@ def to_data(inventory: Inventory) -> dict[str, Any]:
             "down_after": defaults.down_after,
             "up_after": defaults.up_after,
             "tcp_ports": list(defaults.tcp_ports),
+            **_new_defaults_data(defaults),
         },
     }
     if inventory.targets:
@@ -955,7 +1191,7 @@ def to_data(inventory: Inventory) -> dict[str, Any]:
         data["milestones"] = [_milestone_data(m) for m in inventory.milestones]
     data["provinces"] = [
         {"code": p.code, "name": p.name,
-         "communes": [_commune_data(c, defaults.tcp_ports) for c in p.communes]}
+         "communes": [_commune_data(c, defaults) for c in p.communes]}
         for p in inventory.provinces
     ]
     if inventory.maintenance:
@@ -966,6 +1202,34 @@ def to_data(inventory: Inventory) -> dict[str, Any]:
         data["drills"] = [_window_data(d) for d in inventory.drills]
     if inventory.periods:
         data["periods"] = [_window_data(p) for p in inventory.periods]
+    return data
+
+
+def _new_defaults_data(defaults: Defaults) -> dict[str, Any]:
+    """The defaults added after the first inventories, written only when set (so that the
+    files written before them, the demo's included, stay as they are)."""
+    data: dict[str, Any] = {}
+    if defaults.retry_interval != RETRY_INTERVAL:
+        data["retry_interval"] = format_duration(defaults.retry_interval)
+    hours = defaults.working_hours
+    if hours is not None:
+        data["working_hours"] = {"days": [WEEKDAYS[d] for d in hours.days],
+                                 "from": f"{hours.start:%H:%M}", "to": f"{hours.end:%H:%M}"}
+    if defaults.holidays:
+        data["holidays"] = list(defaults.holidays)
+    if defaults.snmp is not None:
+        data["snmp"] = _snmp_data(defaults.snmp)
+    if defaults.upstream:
+        data["upstream"] = [str(a) for a in defaults.upstream]
+    return data
+
+
+def _snmp_data(snmp: Snmp) -> dict[str, Any]:
+    data: dict[str, Any] = {"version": snmp.version}
+    for key in ("community", "user", "auth", "auth_key_file", "priv", "priv_key_file"):
+        value = getattr(snmp, key)
+        if value is not None:
+            data[key] = value
     return data
 
 
@@ -1009,7 +1273,7 @@ def _target_data(target: Target) -> dict[str, Any]:
     return data
 
 
-def _commune_data(commune: Commune, default_ports: tuple[int, ...]) -> dict[str, Any]:
+def _commune_data(commune: Commune, defaults: Defaults) -> dict[str, Any]:
     data: dict[str, Any] = {
         "code": commune.code,
         "name": commune.name,
@@ -1020,8 +1284,32 @@ def _commune_data(commune: Commune, default_ports: tuple[int, ...]) -> dict[str,
     }
     if commune.backup_gateway is not None:
         data["backup_gateway"] = str(commune.backup_gateway)
-    data["hosts"] = [_host_data(h, default_ports) for h in commune.hosts]
+    for key in ("backup_isp", "backup_circuit"):
+        if getattr(commune, key) is not None:
+            data[key] = getattr(commune, key)
+    if commune.contacts:
+        data["contacts"] = [
+            {k: v for k in ("name", "role", "phone", "email") if (v := getattr(c, k)) is not None}
+            for c in commune.contacts
+        ]
+    snmp = _commune_snmp_data(commune, defaults.snmp)
+    if snmp is not None:
+        data["snmp"] = snmp
+    data["hosts"] = [_host_data(h, defaults.tcp_ports) for h in commune.hosts]
     return data
+
+
+def _commune_snmp_data(commune: Commune, inherited: Snmp | None) -> dict[str, Any] | None:
+    """What the file must say for the loader to give the commune its ``snmp`` again: nothing
+    when it is the defaults' on the gateway, only ``address`` when the credentials are."""
+    own = commune.snmp
+    if own is None or (inherited is not None and own == replace(inherited,
+                                                                 address=commune.gateway)):
+        return None
+    address = {} if own.address in (None, commune.gateway) else {"address": str(own.address)}
+    if inherited is not None and own.credentials() == inherited:
+        return address
+    return {**_snmp_data(own), **address}
 
 
 def _host_data(host: Host, default_ports: tuple[int, ...]) -> dict[str, Any]:
@@ -1032,6 +1320,8 @@ def _host_data(host: Host, default_ports: tuple[int, ...]) -> dict[str, Any]:
         data["tcp_ports"] = list(host.tcp_ports)
     if host.inspection is not None:
         data["inspection"] = {"stamp": host.inspection.stamp, "date": host.inspection.date}
+    if host.always_on:
+        data["always_on"] = True
     return data
 
 

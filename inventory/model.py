@@ -19,6 +19,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 CHECKS = ("link", "ip_config", "target", "inspection")
 #: Days before a milestone's due day that its deadline warning goes out, unless it sets its own.
 WARN_DAYS = 3
+#: Seconds between re-probes of a failing host until ``down_after`` confirms it.
+RETRY_INTERVAL = 2.0
+#: Days of the week as ``working_hours.days`` writes them; index = ``datetime.weekday()``.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Vietnam time (no daylight saving): naive datetimes in the inventory and its helpers.
+VIETNAM_TZ = dt.timezone(dt.timedelta(hours=7))
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +34,66 @@ class IcmpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkingHours:
+    """When commune computers are expected to answer (Vietnam time): outside these hours
+    a silent computer is switched off for the night, not down."""
+
+    days: tuple[int, ...]  # weekday numbers, Monday 0 (``datetime.weekday()``), sorted
+    start: dt.time  # ``from``
+    end: dt.time  # ``to``, after ``start`` (the validator refuses a window over midnight)
+
+    def contains(self, local: dt.datetime) -> bool:
+        """Whether the Vietnam-time moment ``local`` is inside the hours (``to`` excluded)."""
+        return local.weekday() in self.days and self.start <= local.time() < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Snmp:
+    """How to read a line router's ARP table. Key files are paths, read when used: key text
+    never sits in the model. The community string is a password too: not in ``repr``."""
+
+    version: str  # "2c" or "3"
+    community: str | None = field(default=None, repr=False)
+    user: str | None = None
+    auth: str | None = None  # SHA, SHA-256, ..., MD5 (upper case, as in AUTH_PROTOCOLS)
+    auth_key_file: str | None = None
+    priv: str | None = None  # AES, AES-256, ..., DES
+    priv_key_file: str | None = None
+    address: IPAddress | None = None  # a commune's router to ask; None in ``defaults``
+
+    def credentials(self) -> Snmp:
+        """The same settings without an address: what a commune may inherit."""
+        return Snmp(self.version, self.community, self.user, self.auth, self.auth_key_file,
+                    self.priv, self.priv_key_file)
+
+
+#: SNMPv3 authentication and privacy protocols accepted (as net-snmp and pysnmp name them).
+AUTH_PROTOCOLS = ("MD5", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
+PRIV_PROTOCOLS = ("DES", "3DES", "AES", "AES-128", "AES-192", "AES-256")
+
+
+@dataclass(frozen=True, slots=True)
 class Defaults:
     interval: float = 30.0  # seconds between cycles
     icmp: IcmpSettings = IcmpSettings()
     down_after: int = 3
     up_after: int = 2
     tcp_ports: tuple[int, ...] = ()
+    retry_interval: float = RETRY_INTERVAL
+    working_hours: WorkingHours | None = None  # None: computers are expected at any hour
+    holidays: tuple[dt.date, ...] = ()  # sorted, no working hours on these days
+    snmp: Snmp | None = None  # credentials only (no address)
+    upstream: tuple[IPAddress, ...] = ()  # the central vantage's own uplink
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Whom to call about a commune's line (shown in alerts and on the page)."""
+
+    name: str
+    role: str | None = None
+    phone: str | None = None
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +112,7 @@ class Host:
     tcp_ports: tuple[int, ...] = ()  # effective ports (host, else commune, else defaults)
     inspection: Inspection | None = None
     line: int = field(default=0, compare=False)  # line of the host in the inventory file
+    always_on: bool = False  # expected to answer at any hour (a server, not an office PC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +125,12 @@ class Commune:
     gateway: IPAddress | None
     hosts: tuple[Host, ...]
     circuit: str | None = None
-    backup_gateway: IPAddress | None = None
+    backup_gateway: IPAddress | None = None  # may be outside ``subnet`` (WAN or loopback)
     line: int = field(default=0, compare=False)  # where it is in the file: not content
+    backup_isp: str | None = None  # the backup line's operator, when not the primary's
+    backup_circuit: str | None = None
+    contacts: tuple[Contact, ...] = ()
+    snmp: Snmp | None = None  # effective: own or the defaults', address filled in; None: none
 
     @property
     def key(self) -> str:
@@ -155,6 +220,25 @@ class Maintenance:
 
     def covers(self, province: str, commune: str | None, at: dt.datetime) -> bool:
         return in_scope(self.scope, province, commune) and self.start <= at < self.end
+
+
+def computer_expected(
+    defaults: Defaults, host: Host, at: dt.datetime, *, in_window: bool = False
+) -> bool:
+    """Whether a commune computer should answer at ``at`` (naive: Vietnam time).
+
+    Office computers are switched off at night, at weekends and on holidays; a silent one
+    then is "off", not down. ``always_on`` hosts and inventories without ``working_hours``
+    are expected at any hour. ``in_window``: a drill or period covers the commune now,
+    which counts as working hours (the caller knows its windows; this stays pure).
+    """
+    hours = defaults.working_hours
+    if host.always_on or hours is None or in_window:
+        return True
+    local = at.astimezone(VIETNAM_TZ) if at.tzinfo else at
+    if local.date() in defaults.holidays:
+        return False
+    return hours.contains(local)
 
 
 def in_scope(scope: str, province: str, commune: str | None) -> bool:
