@@ -34,17 +34,16 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiomqtt
 import structlog
-import yaml
 from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector as PromCollector
 
 from inventory.model import in_scope
 from monitor import envelope
+from monitor.agents_file import AgentsFileError, load_agents  # noqa: F401 (moved there)
 from monitor.app import InventoryWatch
 from monitor.metrics import CycleStats, count_probes
 from monitor.mqtt_url import MqttUrl
@@ -59,27 +58,6 @@ MAX_AGE = 30 * 86_400.0  # seconds: a batch may have waited in an agent's spool 
 MAX_SKEW = 300.0  # seconds an agent's clock may run ahead of the collector's
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error")
-
-
-class AgentsFileError(ValueError):
-    pass
-
-
-def load_agents(path: str | Path) -> dict[str, str]:
-    """``agents: {agent-id: "PROV" | "PROV/COMMUNE"}`` (YAML): who may speak for what."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise AgentsFileError(f"{path}: {exc}") from exc
-    agents = data.get("agents") if isinstance(data, dict) else None
-    if not isinstance(agents, dict):
-        raise AgentsFileError(f"{path}: expected a mapping 'agents: {{agent-id: PROV[/COMMUNE]}}'")
-    scopes = {}
-    for agent, scope in agents.items():
-        if not isinstance(scope, str | int) or not str(scope).strip("/"):
-            raise AgentsFileError(f"{path}: agent {agent!r}: scope must be PROV or PROV/COMMUNE")
-        scopes[envelope.check_agent_id(str(agent))] = str(scope).strip("/")
-    return scopes
 
 
 @dataclass(frozen=True, slots=True)
