@@ -128,8 +128,9 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
+    from monitor.agents_file import AgentsFileError, load_agents
     from monitor.app import SERVICE_ERRORS, service_from_args
-    from monitor.collector import AgentsFileError, CollectorOptions, load_agents
+    from monitor.collector import CollectorOptions
 
     try:
         svc = service_from_args(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ from structlog.testing import capture_logs
 from inventory.loader import load
 from inventory.model import Inventory
 from monitor import envelope
-from monitor.collector import Collector, CollectorOptions, load_agents
+from monitor.agents_file import load_agents
+from monitor.collector import Collector, CollectorOptions
 from monitor.config import Config
 from monitor.mqtt_url import parse_mqtt_url
 from monitor.observation import CommuneObservation, HostObservation
@@ -39,7 +41,7 @@ async def pipeline(inventory: Inventory) -> AsyncIterator[Pipeline]:
 
 
 def batch(inventory: Inventory, key: str, *, vantage: str | None = None, agent: str = "agent-75",
-          seq: int = 1, alive: bool = True, at: float | None = None) -> bytes:
+          seq: int | None = None, alive: bool = True, at: float | None = None) -> bytes:
     province, _, code = key.partition("/")
     commune = inventory.commune(province, code)
     assert commune is not None
@@ -47,7 +49,11 @@ def batch(inventory: Inventory, key: str, *, vantage: str | None = None, agent: 
         province, code, at or time.time(), vantage or province,
         hosts=tuple(HostObservation(h.name, str(h.ip), alive) for h in commune.hosts),
         gateway_alive=alive)
+    seq = next(_SEQS) if seq is None else seq
     return envelope.encode(agent, seq, time.time(), 0, 0, envelope.encode_body(obs))
+
+
+_SEQS = itertools.count(1)  # every batch of these tests is a new one: seq always increases
 
 
 def first_key(inventory: Inventory, province: str) -> str:
@@ -140,7 +146,7 @@ async def test_a_silent_agent_makes_its_communes_unknown_and_raises_one_alert(
     assert {pipeline.engine.state.communes[k].status for k in keys} == {CommuneStatus.UNKNOWN}
     assert published == ["agent_silent:firing"]
     assert collector.check_silence(time.time() + 20.0) == []  # reported once
-    collector.handle(f"tslcd/v1/results/{keys[0]}", batch(inventory, keys[0], seq=2))
+    collector.handle(f"tslcd/v1/results/{keys[0]}", batch(inventory, keys[0]))
     assert "agent_silent:resolved" in published
 
 
@@ -166,7 +172,7 @@ async def test_an_agent_back_within_the_grace_is_not_silent(
     if isinstance(back, bytes):
         collector.handle("tslcd/v1/agents/agent-75/state", back)
     else:
-        collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key, seq=2))
+        collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
     assert collector.check_silence(time.time() + 1.5) == []
     assert pipeline.engine.state.communes[key].status != CommuneStatus.UNKNOWN
 
