@@ -1,13 +1,35 @@
-"""Event-style structured logging (structlog), to stderr, as JSON or for a console."""
+"""Event-style structured logging (structlog), to stderr, as JSON or for a console.
+
+Libraries that log through the standard ``logging`` module (aiohttp's server, error and
+access loggers) are routed here too by :func:`route_stdlib`, so every line on stderr is one
+JSON object and goes through the same redaction.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
 
-_SECRET_KEYS = ("password", "token", "secret", "authorization")
+_SECRET_KEYS = ("password", "token", "secret", "authorization", "cookie")
+
+#: Secrets inside free text (a library's error message, a traceback): header values of
+#: Authorization and Cookie, the session cookie, a bearer token.
+_SECRET_TEXT = (
+    (re.compile(r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie)(\s*[:=]\s*)[^\r\n'\"]*"),
+     r"\1\2***"),
+    (re.compile(r"(?i)\b(bearer\s+)[^\s'\",;]+"), r"\1***"),
+    (re.compile(r"(?i)\b(tslcd_token=)[^\s'\",;]*"), r"\1***"),
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with Authorization/Cookie header values and bearer tokens replaced by ***."""
+    for pattern, replacement in _SECRET_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _redact_secrets(_logger: object, _name: str, event: dict) -> dict:
@@ -15,6 +37,14 @@ def _redact_secrets(_logger: object, _name: str, event: dict) -> dict:
     for key in event:
         if any(s in key.lower() for s in _SECRET_KEYS):
             event[key] = "***"
+    return event
+
+
+def _scrub_text(_logger: object, _name: str, event: dict) -> dict:
+    """Free text (the event, a formatted traceback) may quote a request's headers."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = scrub(value)
     return event
 
 
@@ -46,8 +76,9 @@ def configure(level: str = "info", json: bool | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_secrets,
-            # JSON lines carry the traceback as text; the console renderer formats its own
-            *([structlog.processors.format_exc_info] if json else []),
+            # the traceback as text in both renderings, so that it can be scrubbed
+            structlog.processors.format_exc_info,
+            _scrub_text,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -58,3 +89,36 @@ def configure(level: str = "info", json: bool | None = None) -> None:
         # capture_logs); a log call is per event, never per probe, so the cost is nil.
         cache_logger_on_first_use=False,
     )
+
+
+class StructlogHandler(logging.Handler):
+    """Forwards standard-library records to structlog: one line each, traceback included,
+    secrets scrubbed by the processors above."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            message = str(record.msg)
+        logger = structlog.get_logger(record.name)
+        level = record.levelname.lower()
+        method = getattr(logger, level if level in _LEVELS else "info")
+        if record.exc_info and record.exc_info[0] is not None:
+            method(message, exc_info=record.exc_info)
+        else:
+            method(message)
+
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def route_stdlib(name: str) -> logging.Logger:
+    """The standard logger ``name`` writing through structlog only (no plain-text handler
+    of the root logger, no ``logging.lastResort`` on stderr)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(h, StructlogHandler) for h in logger.handlers):
+        logger.addHandler(StructlogHandler())
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.DEBUG)  # structlog's filtering bound logger decides
+    return logger

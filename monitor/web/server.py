@@ -12,20 +12,27 @@ import asyncio
 import datetime as dt
 import functools
 import hmac
+import ipaddress
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server as WebServer
 
 from inventory.model import Inventory
 from inventory.official import commune_code, province_code
 from monitor import drills, reports
 from monitor.history import RttHistory
+from monitor.log import route_stdlib
 from monitor.status import MonitorState
 from monitor.web import api
 from monitor.web.auth import OPEN, Scope, TokenEntry, TokenStore, hash_token
@@ -65,7 +72,8 @@ SCOPE = web.RequestKey("scope", Scope)  # the caller's scope, set by the access 
 
 
 def build_app(ctx: WebContext) -> web.Application:
-    app = web.Application(middlewares=[_security_headers, _access_control])
+    app = web.Application(middlewares=[_security_headers, _access_control],
+                          client_max_size=MAX_BODY)
     app[CTX] = ctx
     app[VIEWS] = api.ScopedViews(ctx.inventory)
     static = resources.files("monitor.web") / "static"
@@ -93,11 +101,102 @@ async def serve(app: web.Application, host: str, port: int, tls_cert: str | None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(tls_cert, tls_key)
-    runner = web.AppRunner(app, access_log=None)
+    runner = HardenedRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=context).start()
     log.info("web_listening", host=host, port=port, tls=context is not None)
+    ctx = app.get(CTX)
+    if ctx is not None and ctx.tokens is None and not is_loopback(host):
+        log.warning("web_open_beyond_loopback", host=host, port=port,
+                    message="Trang, API và /metrics mở cho mọi người trên mạng (không có tệp "
+                            "mã truy cập) / served beyond loopback without a tokens file")
     return runner
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine ("" and 0.0.0.0 are every interface)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the HTTP layer: limits and logging ---------------------------------------------------------
+
+#: Seconds a connection may take to send a whole request head, and may stay idle between
+#: requests. aiohttp has no header-read timeout of its own, but its keep-alive timer already
+#: runs from the moment a connection opens and closes it if no complete request head has
+#: arrived when it fires (bytes dribbled in do not reset it), so it is the header timeout.
+HEADER_TIMEOUT = 5.0
+#: Largest request body (the login form only carries a token).
+MAX_BODY = 64 * 1024
+#: Largest request line and header field (aiohttp's default; a larger one is a 400).
+MAX_FIELD = 8190
+_LOGGED = web.RequestKey("logged", bool)  # its error is logged already: no access line
+
+
+class _QuietRequestHandler(RequestHandler):
+    """aiohttp's protocol with an error path that never echoes the request: its own
+    ``handle_error`` puts the parser's message (which quotes the offending header line,
+    cookie and all) into the 400 body and logs a multi-line traceback per bad request."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        request[_LOGGED] = True
+        if status >= 500:
+            log.error("web_handler_failed", method=request.method, path=request.path,
+                      remote=request.remote, exc_info=exc)
+        else:
+            log.info("web_bad_request", status=status, remote=request.remote,
+                     reason=type(exc).__name__ if exc is not None else "")
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        response = web.Response(status=status, text=f"{status} {phrase}\n")
+        response.force_close()
+        return response
+
+
+class _Server(WebServer):
+    def __call__(self) -> RequestHandler:
+        return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class HardenedRunner(web.AppRunner):
+    """An :class:`~aiohttp.web.AppRunner` with the header timeout, the field limits, the
+    quiet error path and access lines through structlog."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(app, access_log_class=AccessLog, access_log=route_stdlib("aiohttp.access"),
+                         keepalive_timeout=HEADER_TIMEOUT, max_line_size=MAX_FIELD,
+                         max_field_size=MAX_FIELD, logger=route_stdlib("aiohttp.server"))
+        for name in ("aiohttp.web", "aiohttp.internal"):
+            route_stdlib(name)
+
+    async def _make_server(self) -> WebServer:
+        plain = await super()._make_server()
+        return _Server(plain.request_handler, request_factory=plain.request_factory,
+                       handler_cancellation=plain.handler_cancellation, **plain._kwargs)
+
+
+class AccessLog(AbstractAccessLogger):
+    """One structlog line per request: method, path (no query, no header), status, size,
+    time. Successful requests at debug level (the page refreshes and Prometheus scrapes all
+    day), refusals and failures at info."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.get(_LOGGED):
+            return
+        emit = log.debug if response.status < 400 else log.info
+        emit("web_access", method=request.method, path=request.path, status=response.status,
+             bytes=response.body_length, seconds=round(time, 4), remote=request.remote)
+
+    @property
+    def enabled(self) -> bool:
+        return True
 
 
 # --- middlewares ----------------------------------------------------------------------------
