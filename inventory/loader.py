@@ -101,10 +101,11 @@ _PHONE = re.compile(r"\+?[0-9][0-9 .()-]{4,20}[0-9]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _DAY_NAMES = {*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
               "sunday"}
-_PROTOCOL_ALIASES = {"SHA1": "SHA", "SHA-1": "SHA", "SHA224": "SHA-224", "SHA256": "SHA-256",
-                     "SHA384": "SHA-384", "SHA512": "SHA-512", "AES128": "AES-128",
-                     "AES192": "AES-192", "AES256": "AES-256", "AES-CFB": "AES",
-                     "DES3": "3DES", "TRIPLEDES": "3DES"}
+#: SNMP protocol names by their letters and digits only ("sha_256", "SHA256", "sha-256").
+_PROTOCOL_ALIASES = {
+    **{re.sub(r"[^0-9A-Z]", "", name): name for name in (*AUTH_PROTOCOLS, *PRIV_PROTOCOLS)},
+    "SHA1": "SHA", "AESCFB": "AES", "AESCFB128": "AES-128", "DES3": "3DES", "TRIPLEDES": "3DES",
+}
 
 NO_IPS_YET = "chưa có địa chỉ IP / no IPs assigned yet"
 NO_ISP = "chưa có nhà mạng / no operator (isp) given"
@@ -321,6 +322,7 @@ class _Checker:
         self.ip_lines: dict[IPAddress, int] = {}
         self.subnets: list[tuple[IPNetwork, int, str]] = []  # (subnet, line, PROV/COMMUNE)
         self.defaults = Defaults(tcp_ports=DEFAULT_TCP_PORTS)
+        self.defaults_snmp_given = False  # (when wrong: reported there, not at every commune)
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -502,8 +504,8 @@ class _Checker:
         if text is None:
             return None
         if not SAFE_ID.fullmatch(text) or ".." in text:
-            self.error(node, f"{what}: '{text}' is not a safe id: 1-64 letters, digits, '.', "
-                             "'_' or '-', starting with a letter or digit, no '..' "
+            self.error(node, f"{what}: '{_printable(text)}' is not a safe id: 1-64 letters, "
+                             "digits, '.', '_' or '-', starting with a letter or digit, no '..' "
                              "(e.g. dien-tap-1)")
             return None
         return text
@@ -582,6 +584,8 @@ class _Checker:
             self.error(version, f"version: must be 1, not '{written}'")
         if top.given("defaults") is not None:
             self.defaults = self.read_defaults(top.values["defaults"])
+            self.defaults_snmp_given = isinstance(top.values["defaults"], MappingNode) and any(
+                k.value == "snmp" and not _is_null(v) for k, v in top.values["defaults"].value)
         provinces = self.read_provinces(top.get("provinces"))
         communes = {c.key for p in provinces for c in p.communes}
         return Inventory(
@@ -734,7 +738,7 @@ class _Checker:
         text = self.raw(node, f"{what} {key}")
         if text is None:
             return None
-        name = _PROTOCOL_ALIASES.get(text.upper().replace("_", "-"), text.upper())
+        name = _PROTOCOL_ALIASES.get(re.sub(r"[^0-9A-Z]", "", text.upper()), text)
         if name not in known:
             self.error(node, f"{what} {key}: unknown protocol '{text}' (one of: "
                              f"{', '.join(known)})")
@@ -854,12 +858,12 @@ class _Checker:
         if node is None:
             return None if inherited is None or gateway is None else replace(
                 inherited, address=gateway)
-        if isinstance(node, MappingNode) and all(
-            isinstance(k, ScalarNode) and k.value == "address" for k, _ in node.value
+        if isinstance(node, MappingNode) and not any(
+            isinstance(k, ScalarNode) and k.value in SNMP_KEYS for k, _ in node.value
         ):
-            f = self.fields(node, "snmp", ("address",))
+            f = self.fields(node, "snmp", COMMUNE_SNMP_KEYS)
             own = None
-            if inherited is None:
+            if inherited is None and not self.defaults_snmp_given:
                 self.error(node, "snmp: only an address here, and no credentials in "
                                  "defaults.snmp to use with it")
         else:
@@ -1134,6 +1138,11 @@ class _Checker:
             return None
         prov, _, comm = text.strip("/").partition("/")
         return official.province_code(prov) + (f"/{official.commune_code(comm)}" if comm else "")
+
+
+def _printable(text: str) -> str:
+    """``text`` for a one-line message: control characters (CR, LF, ...) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _or(value: T | None, default: T) -> T:

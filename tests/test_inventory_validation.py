@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import ipaddress
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from inventory.loader import (
     validate,
     validate_text,
 )
+from inventory.model import Contact, Defaults, Host, Snmp, WorkingHours, computer_expected
 from monitor import cli_inventory
 
 BASE = """\
@@ -72,6 +74,7 @@ provinces:
         tcp_ports: [445]
         hosts:
           - {name: may-01, ip: 198.18.1.10, mac: AA-BB-CC-DD-EE-0F}
+          - {name: may-03, ip: 198.18.1.11}
   - code: 1
     name: Hà Nội
     communes:
@@ -80,7 +83,7 @@ provinces:
         isp: VNPT
         subnet: 198.18.2.0/29
         gateway: 198.18.2.1
-        hosts: []
+        hosts: [{name: may-a, ip: 198.18.2.2}, {name: may-b, ip: 198.18.2.3}]
 maintenance:
   - scope: "75/26041"
     from: 2026-02-06T07:00:00+07:00
@@ -98,7 +101,7 @@ MISTAKES = {
     "zero duration": ("timeout: 1s", "timeout: 0ms", "more than zero", None),
     "host outside subnet": ("ip: 198.18.1.3", "ip: 198.18.9.3", "outside", None),
     "gateway outside subnet": ("gateway: 198.18.1.9", "gateway: 198.18.3.9", "outside", None),
-    "backup outside subnet": ("198.18.1.6", "198.18.1.77", "outside", None),
+    "backup on broadcast address": ("198.18.1.6", "198.18.1.7", "network or broadcast", None),
     "host on network address": ("ip: 198.18.1.3", "ip: 198.18.1.0", "network or broadcast", None),
     "ip used twice": ("ip: 198.18.1.10,", "ip: 198.18.1.9,", "already used (first at line 43)",
                       None),
@@ -122,7 +125,8 @@ MISTAKES = {
                       "duplicate key 'isp'", "isp: VNPT\n        subnet: 198.18.1.8"),
     "wrong type int": ("down_after: 3", "down_after: three", "expected a whole number", None),
     "wrong type bool": ("verify_tls: true", 'verify_tls: "yes"', "expected true or false", None),
-    "wrong type list": ("hosts: []", "hosts: may-01", "expected a list", None),
+    "wrong type list": ("hosts: [{name: may-a, ip: 198.18.2.2}, {name: may-b, ip: 198.18.2.3}]",
+                        "hosts: may-01", "expected a list", None),
     "wrong type mapping": ("icmp: {count: 3, timeout: 1s}", "icmp: 3", "expected a mapping",
                            None),
     "bad port": ("tcp_ports: [445]", "tcp_ports: [0]", "between 1 and 65535", None),
@@ -145,13 +149,18 @@ MISTAKES = {
     "target ca_file type": ("ca_file: null", "ca_file: [a]", "expected text", None),
     "duplicate target": ("milestones:", "  - {name: congtaidaibieu, url: 'http://127.0.0.1/'}\n"
                          "milestones:", "duplicate target", "{name: congtaidaibieu"),
-    "overlapping subnets": ("subnet: 198.18.2.0/29\n        gateway: 198.18.2.1",
-                            "subnet: 198.18.1.8/29\n        gateway: 198.18.1.14",
+    "overlapping subnets": ("subnet: 198.18.2.0/29\n        gateway: 198.18.2.1\n        hosts: "
+                            "[{name: may-a, ip: 198.18.2.2}, {name: may-b, ip: 198.18.2.3}]",
+                            "subnet: 198.18.1.8/29\n        gateway: 198.18.1.14\n        hosts: "
+                            "[{name: may-a, ip: 198.18.1.12}, {name: may-b, ip: 198.18.1.13}]",
                             "overlaps 198.18.1.8/29 of commune 75/26068 (line 42)",
                             "subnet: 198.18.1.8/29\n        gateway: 198.18.1.14"),
     "gateway missing": ("        gateway: 198.18.2.1\n", "", "gateway: missing", "code: 4"),
     "subnet missing with hosts": ("        subnet: 198.18.1.8/29\n", "", "subnet: missing",
                                   "code: 26068"),
+    "unsafe milestone id": ("id: ip_installed", "id: ../ip_installed", "not a safe id", None),
+    "milestone id with a space": ("id: ip_installed", 'id: "ip installed"', "not a safe id",
+                                  None),
     "inspection without date": ("{stamp: \"CA-123\", date: 2026-01-15}", "{stamp: \"CA-123\"}",
                                 "missing 'date'", None),
 }
@@ -293,7 +302,8 @@ def test_commune_without_ips_yet_is_a_warning() -> None:
     text = mutate("""        isp: VNPT
         subnet: 198.18.2.0/29
         gateway: 198.18.2.1
-""", "")
+        hosts: [{name: may-a, ip: 198.18.2.2}, {name: may-b, ip: 198.18.2.3}]
+""", "        hosts: []\n")
     inventory, problems = validate_text(text)
     assert inventory is not None
     assert [p.severity for p in problems] == ["warning"]
@@ -428,3 +438,286 @@ def test_fast_subnet_parsing_accepts_exactly_what_ipaddress_does(text: str) -> N
     except ValueError:
         got = None
     assert got == expected
+
+
+# -- the fields of contract §2 added with working hours, SNMP, backup lines and contacts --------
+
+SNMP_BLOCK = """\
+  snmp:
+    version: 3
+    user: tslcd
+    auth: sha256
+    auth_key_file: /etc/tslcd/auth.key
+    priv: AES
+    priv_key_file: /etc/tslcd/priv.key
+"""
+FULL = """\
+version: 1
+defaults:
+  retry_interval: 5s
+  working_hours:
+    days: [mon, tue, wed, thu, fri]
+    from: 07:00
+    to: "17:30"
+  holidays: [2026-02-17, 2026-04-30]
+  snmp:
+    version: 3
+    user: tslcd
+    auth: sha256
+    auth_key_file: /etc/tslcd/auth.key
+    priv: AES
+    priv_key_file: /etc/tslcd/priv.key
+  upstream: [10.0.0.1, 10.0.0.2]
+milestones:
+  - {id: ip_installed, title: "Cài đặt IP", due: 2026-01-29, requires: [link]}
+drills:
+  - {id: dien-tap.1, title: "Diễn tập", from: 2026-02-06T07:00:00, to: 2026-02-06T12:00:00}
+periods:
+  - {id: bau-cu_2026, title: "Ngày bầu cử", from: 2026-03-15T06:00:00, to: 2026-03-15T20:00:00}
+provinces:
+  - code: "75"
+    communes:
+      - code: "26041"
+        isp: VNPT
+        subnet: 198.18.1.0/29
+        gateway: 198.18.1.1
+        backup_gateway: 10.200.0.1
+        backup_isp: Viettel
+        backup_circuit: VT-DNI-9
+        contacts:
+          - {name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}
+          - {name: "Trần Thị B", email: b@example.gov.vn}
+        snmp: {address: 198.18.1.6}
+        hosts:
+          - {name: may-01, ip: 198.18.1.2, always_on: true}
+          - {name: may-02, ip: 198.18.1.3}
+      - code: "26068"
+        isp: Viettel
+        subnet: 198.18.1.8/29
+        gateway: 198.18.1.9
+        snmp: {version: 2c, community: "s3cret-community"}
+        hosts:
+          - {name: may-01, ip: 198.18.1.10}
+          - {name: may-02, ip: 198.18.1.11}
+      - code: "25195"
+        isp: VNPT
+        subnet: 198.18.1.16/29
+        gateway: 198.18.1.17
+        hosts:
+          - {name: may-01, ip: 198.18.1.18}
+          - {name: may-02, ip: 198.18.1.19}
+"""
+
+NEW_MISTAKES = {
+    "drill id with a slash": ("id: dien-tap.1", "id: ../dien-tap", "not a safe id", None),
+    "drill id with CR LF": ("id: dien-tap.1", 'id: "dien\\r\\ntap"', "not a safe id", None),
+    "period id with a quote": ("id: bau-cu_2026", "id: bau'cu", "not a safe id", None),
+    "period id with a space": ("id: bau-cu_2026", "id: bau cu", "not a safe id", None),
+    "id too long": ("id: dien-tap.1", "id: " + "d" * 65, "not a safe id", None),
+    "retry_interval": ("retry_interval: 5s", "retry_interval: soon", "malformed duration", None),
+    "unknown day": ("days: [mon, tue,", "days: [mon, tues,", "unknown day 'tues'", None),
+    "no days": ("days: [mon, tue, wed, thu, fri]", "days: []", "at least one day", None),
+    "clock": ('to: "17:30"', 'to: "5pm"', "time of day", None),
+    "hours over midnight": ('to: "17:30"', 'to: "06:00"', "must be after 'from'", None),
+    "working hours without to": ('    to: "17:30"\n', "", "missing 'to'", "days: [mon"),
+    "holiday": ("2026-04-30]", "2026-04-31]", "expected a date", "holidays:"),
+    "duplicate holiday": ("[2026-02-17, 2026-04-30]", "[2026-02-17, 2026-02-17]",
+                          "duplicate date 2026-02-17", "holidays:"),
+    "upstream": ("[10.0.0.1, 10.0.0.2]", "[10.0.0.1, 10.0.0]", "malformed IP", None),
+    "snmp version": ("{version: 2c,", "{version: 1,", "is not 2c or 3", None),
+    "snmp 2c without community": ('{version: 2c, community: "s3cret-community"}',
+                                  "{version: 2c}", "missing 'community'", None),
+    "snmp community with v3": ('{version: 2c, community: "s3cret-community"}',
+                               "{version: 3, user: u, community: x}",
+                               "community: only for SNMP version 2c", None),
+    "snmp user with 2c": ('{version: 2c, community: "s3cret-community"}',
+                          "{version: 2c, community: x, user: u}", "only for SNMP version 3",
+                          None),
+    "snmp auth protocol": ("auth: sha256", "auth: sha999", "unknown protocol 'sha999'", None),
+    "snmp priv protocol": ("priv: AES\n", "priv: blowfish\n", "unknown protocol 'blowfish'",
+                           None),
+    "snmp auth without key file": ("    auth_key_file: /etc/tslcd/auth.key\n", "",
+                                   "missing 'auth_key_file'", "version: 3"),
+    "snmp priv without auth": ("    auth: sha256\n    auth_key_file: /etc/tslcd/auth.key\n", "",
+                               "needs 'auth' too", "priv: AES"),
+    "snmp without user": ("    user: tslcd\n", "", "missing 'user'", "version: 3"),
+    "snmp unknown key": ("{address: 198.18.1.6}", "{adress: 198.18.1.6}",
+                         "did you mean 'address'", None),
+    "snmp address": ("{address: 198.18.1.6}", "{address: 198.18.1.666}", "malformed IP", None),
+    "contact without name": ('{name: "Trần Thị B", email:', "{email:", "missing 'name'", None),
+    "contact phone": ('"0912 345 678"', '"gọi xã"', "not a phone number", None),
+    "contact email": ("email: b@example.gov.vn", "email: b-at-example", "not an e-mail", None),
+    "contact unknown key": ("role: ", "rolle: ", "did you mean 'role'", None),
+    "always_on not a bool": ("always_on: true", 'always_on: "có"', "expected true or false",
+                             None),
+    "backup gateway used twice": ("backup_gateway: 10.200.0.1", "backup_gateway: 198.18.1.10",
+                                  "already used", "ip: 198.18.1.10"),
+    "backup gateway on the subnet's broadcast": ("backup_gateway: 10.200.0.1",
+                                                 "backup_gateway: 198.18.1.7",
+                                                 "network or broadcast", None),
+    "primary gateway outside": ("gateway: 198.18.1.17", "gateway: 10.200.0.17", "outside", None),
+}
+
+
+def full(old: str, new: str) -> str:
+    assert FULL.count(old) == 1, old
+    return FULL.replace(old, new)
+
+
+def test_full_inventory_loads_every_new_field() -> None:
+    inventory, problems = validate_text(FULL, "full.yaml")
+    assert problems == []
+    assert inventory is not None
+    d = inventory.defaults
+    assert d.retry_interval == 5.0
+    assert d.working_hours == WorkingHours((0, 1, 2, 3, 4), dt.time(7), dt.time(17, 30))
+    assert d.holidays == (dt.date(2026, 2, 17), dt.date(2026, 4, 30))
+    assert d.upstream == (ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("10.0.0.2"))
+    assert d.snmp == Snmp("3", user="tslcd", auth="SHA-256", auth_key_file="/etc/tslcd/auth.key",
+                          priv="AES", priv_key_file="/etc/tslcd/priv.key")
+    trấn_biên, biên_hòa, third = inventory.communes()
+    assert trấn_biên.backup_gateway == ipaddress.ip_address("10.200.0.1")  # outside: allowed
+    assert (trấn_biên.backup_isp, trấn_biên.backup_circuit) == ("Viettel", "VT-DNI-9")
+    assert trấn_biên.contacts == (
+        Contact("Nguyễn Văn A", role="cán bộ CNTT xã", phone="0912 345 678"),
+        Contact("Trần Thị B", email="b@example.gov.vn"),
+    )
+    assert [h.always_on for h in trấn_biên.hosts] == [True, False]
+    # only an address: the defaults' credentials, asked of that address
+    assert trấn_biên.snmp == replace(d.snmp, address=ipaddress.ip_address("198.18.1.6"))
+    # its own credentials, asked of the gateway
+    assert biên_hòa.snmp is not None and biên_hòa.snmp.version == "2c"
+    assert biên_hòa.snmp.community == "s3cret-community"
+    assert biên_hòa.snmp.address == biên_hòa.gateway
+    # nothing of its own: the defaults', asked of the gateway
+    assert third.snmp == replace(d.snmp, address=third.gateway)
+    assert [drill.id for drill in inventory.drills] == ["dien-tap.1"]
+    assert [period.id for period in inventory.periods] == ["bau-cu_2026"]
+
+
+def test_defaults_of_the_new_fields() -> None:
+    inventory = loads(BASE)
+    d = inventory.defaults
+    assert (d.retry_interval, d.working_hours, d.holidays, d.snmp, d.upstream) == (
+        2.0, None, (), None, ())
+    commune = inventory.commune("75", "26041")
+    assert commune is not None
+    assert (commune.backup_isp, commune.backup_circuit, commune.contacts, commune.snmp) == (
+        None, None, (), None)
+    assert not any(h.always_on for _, h in inventory.hosts())
+
+
+@pytest.mark.parametrize("name", list(NEW_MISTAKES))
+def test_new_field_mistake_reported_once_at_its_line(name: str, tmp_path: Path, capsys) -> None:
+    old, new, message, marker = NEW_MISTAKES[name]
+    text = full(old, new)
+    path = tmp_path / "full.yaml"
+    path.write_text(text, encoding="utf-8")
+    inventory, problems = validate(path)
+    assert inventory is None
+    found = errors(problems)
+    assert len(found) == 1, "\n".join(map(str, problems))
+    expected_line = text[: text.index(marker or new.split("\n")[0])].count("\n") + 1
+    assert (found[0].line, message in found[0].message) == (expected_line, True), str(found[0])
+    assert run_cli("inventory", "validate", str(path)) == 2
+    assert f"{path}:{expected_line}: {found[0].message}" in capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(("written", "canonical"), [
+    ("SHA", "SHA"), ("sha1", "SHA"), ("SHA-512", "SHA-512"), ("sha_384", "SHA-384"),
+    ("md5", "MD5"),
+])
+def test_snmp_auth_protocol_names_are_normalised(written: str, canonical: str) -> None:
+    inventory = loads(full("auth: sha256", f"auth: {written}"))
+    assert inventory.defaults.snmp is not None
+    assert inventory.defaults.snmp.auth == canonical
+
+
+def test_snmp_v3_without_privacy_and_key_files_as_paths_only() -> None:
+    text = full("    priv: AES\n    priv_key_file: /etc/tslcd/priv.key\n", "")
+    inventory, problems = validate_text(text)
+    assert problems == [], problems
+    assert inventory is not None and inventory.defaults.snmp is not None
+    snmp = inventory.defaults.snmp
+    assert (snmp.priv, snmp.priv_key_file) == (None, None)
+    assert snmp.auth_key_file == "/etc/tslcd/auth.key"  # a path, never read at validation
+
+
+def test_snmp_community_is_kept_out_of_repr_and_str() -> None:
+    inventory = loads(FULL)
+    commune = inventory.commune("75", "26068")
+    assert commune is not None and commune.snmp is not None
+    for text in (repr(commune), str(commune), repr(commune.snmp), repr(inventory)):
+        assert "s3cret-community" not in text
+    assert "user='tslcd'" in repr(inventory.defaults)
+
+
+def test_commune_snmp_with_only_an_address_needs_defaults() -> None:
+    text = full(SNMP_BLOCK, "")
+    inventory, problems = validate_text(text, "x.yaml")
+    assert inventory is None
+    (problem,) = errors(problems)
+    assert problem.line == line_of_text(text, "snmp: {address: 198.18.1.6}")
+    assert "no credentials in defaults.snmp" in problem.message
+
+
+def line_of_text(text: str, marker: str) -> int:
+    assert text.count(marker) == 1, marker
+    return text[: text.index(marker)].count("\n") + 1
+
+
+def test_fewer_than_two_computers_is_a_warning_at_the_commune() -> None:
+    text = full("          - {name: may-02, ip: 198.18.1.19}\n", "")
+    inventory, problems = validate_text(text, "x.yaml")
+    assert inventory is not None  # a warning: it still loads
+    (problem,) = problems
+    assert problem.severity == "warning"
+    assert problem.line == line_of_text(text, 'code: "25195"')
+    assert str(problem).startswith(f"x.yaml:{problem.line}: warning: commune 25195: 1 computer")
+    no_hosts = full("""          - {name: may-01, ip: 198.18.1.18}
+          - {name: may-02, ip: 198.18.1.19}
+""", "").replace("198.18.1.17\n        hosts:\n", "198.18.1.17\n        hosts: []\n")
+    _, problems = validate_text(no_hosts)
+    assert [(p.severity, "0 computer(s)" in p.message) for p in problems] == [("warning", True)]
+
+
+def test_scaffold_commune_without_subnet_gets_no_computer_warning() -> None:
+    """A commune whose IPs are not assigned yet has its own warning; counting its computers
+    would only repeat it (the scaffold writes 3,321 of them)."""
+    text = full("""        subnet: 198.18.1.16/29
+        gateway: 198.18.1.17
+        hosts:
+          - {name: may-01, ip: 198.18.1.18}
+          - {name: may-02, ip: 198.18.1.19}
+""", "        hosts: []\n")
+    inventory, problems = validate_text(text)
+    assert inventory is not None
+    assert [p.message for p in problems] == [loader.NO_IPS_YET]
+
+
+# -- when a computer is expected to answer -----------------------------------------------------
+
+HOURS = Defaults(working_hours=WorkingHours((0, 1, 2, 3, 4), dt.time(7), dt.time(17, 30)),
+                 holidays=(dt.date(2026, 4, 30),))
+OFFICE_PC = Host("may-01", ipaddress.ip_address("198.18.1.2"))
+SERVER = Host("may-02", ipaddress.ip_address("198.18.1.3"), always_on=True)
+
+
+@pytest.mark.parametrize(("at", "expected"), [
+    (dt.datetime(2026, 2, 4, 9, 0), True),  # a Wednesday morning
+    (dt.datetime(2026, 2, 4, 7, 0), True),  # "from" included
+    (dt.datetime(2026, 2, 4, 17, 30), False),  # "to" excluded
+    (dt.datetime(2026, 2, 4, 6, 59), False),
+    (dt.datetime(2026, 2, 4, 21, 0), False),  # evening
+    (dt.datetime(2026, 2, 7, 10, 0), False),  # Saturday
+    (dt.datetime(2026, 4, 30, 10, 0), False),  # a holiday (Thursday)
+    (dt.datetime(2026, 2, 4, 2, 0, tzinfo=dt.UTC), True),  # 09:00 in Vietnam
+    (dt.datetime(2026, 2, 4, 12, 0, tzinfo=dt.UTC), False),  # 19:00 in Vietnam
+    (dt.datetime(2026, 4, 29, 23, 0, tzinfo=dt.UTC), False),  # 06:00 on the holiday
+    (dt.datetime(2026, 4, 30, 1, 0, tzinfo=dt.UTC), False),  # 08:00 on the holiday
+])
+def test_office_computer_expected_only_in_working_hours(at: dt.datetime, expected: bool) -> None:
+    assert computer_expected(HOURS, OFFICE_PC, at) is expected
+    assert computer_expected(HOURS, SERVER, at) is True  # always_on
+    assert computer_expected(Defaults(), OFFICE_PC, at) is True  # no working_hours: always
+    assert computer_expected(HOURS, OFFICE_PC, at, in_window=True) is True  # a drill, a period
