@@ -29,19 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomqtt
 import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector as PromCollector
 
-from inventory.model import in_scope
+from inventory.model import Commune, Inventory, in_scope
 from monitor import envelope
 from monitor.agents_file import AgentsFileError, load_agents  # noqa: F401 (moved there)
 from monitor.app import InventoryWatch
@@ -54,10 +57,17 @@ from monitor.status_mqtt import StatusBoard
 log = structlog.get_logger("collector")
 
 MAX_PAYLOAD = 256 * 1024
+#: MQTT v5 Maximum Packet Size the collector announces: the payload limit plus room for the
+#: fixed header, topic and properties. The broker then never sends it anything bigger.
+PACKET_OVERHEAD = 4096
 MAX_AGE = 30 * 86_400.0  # seconds: a batch may have waited in an agent's spool this long
-MAX_SKEW = 300.0  # seconds an agent's clock may run ahead of the collector's
+MAX_SKEW = 30.0  # seconds an agent's clock may run ahead of the collector's
+AGENT_EXPIRY = 86_400.0  # seconds after which a silent agent no agents file lists is forgotten
+REJECT_LOG_WINDOW = 60.0  # seconds: one batch_rejected line per agent and reason per window
+MAX_REJECT_KEYS = 1000  # (agent, reason) windows tracked; beyond, claimed agents are pooled
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
-                  "unknown_commune", "unknown_agent", "scope", "error")
+                  "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
+                  "unknown_host", "unknown_target", "too_many_agents")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,8 @@ class CollectorOptions:
     retry_max: float = 30.0
     offline_grace: float = 5.0  # seconds an "offline" agent has to say "online" again
     settle: float = 10.0  # seconds after a connection in which "offline" is not believed
+    max_unknown_agents: int | None = None  # without an agents file; None: 2 x communes
+    agent_expiry: float = AGENT_EXPIRY
 
 
 @dataclass(slots=True)
@@ -83,6 +95,8 @@ class AgentSeen:
     seq: int = 0
     queued: int = 0
     dropped: int = 0
+    listed: bool = False  # named in the agents file (its scope is vouched for)
+    communes: set[str] = field(default_factory=set)  # PROV/COMMUNE it validly reported on
 
 
 class Rejected(Exception):
@@ -90,6 +104,57 @@ class Rejected(Exception):
         super().__init__(message)
         self.reason = reason
         self.agent = agent
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    count: int  # rejections since the last line
+    topic: str
+    error: str
+
+
+class RejectionLog:
+    """``batch_rejected`` lines, at most one per claimed agent and reason per window.
+
+    A flood of bad batches (3,000 messages) must not become 3,000 log lines: the first
+    rejection of an (agent, reason) is logged at once, later ones are counted and logged as
+    one line (``count``, the latest topic and error) when the window ends. The agent is the
+    one the batch *claims* (or ``?`` when it could not be read); past ``MAX_REJECT_KEYS``
+    distinct claims, new ones are pooled under ``*`` so the log's own memory is bounded."""
+
+    def __init__(self, window: float = REJECT_LOG_WINDOW) -> None:
+        self.window = window
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def note(self, exc: Rejected, topic: str, now: float) -> None:
+        key = (exc.agent or "?", exc.reason)
+        if key not in self._windows and len(self._windows) >= MAX_REJECT_KEYS:
+            key = ("*", exc.reason)
+        topic, error = topic[:200], str(exc)[:300]
+        current = self._windows.get(key)
+        if current is None:
+            self._windows[key] = _Window(now, 0, topic, error)
+            _log_rejection(key, 1, topic, error)
+        else:
+            current.count += 1
+            current.topic, current.error = topic, error
+
+    def flush(self, now: float) -> None:
+        """Log the windows that ended with rejections in them; forget the quiet ones."""
+        for key, current in list(self._windows.items()):
+            if now - current.start < self.window:
+                continue
+            if current.count:
+                _log_rejection(key, current.count, current.topic, current.error)
+                current.start, current.count = now, 0
+            else:
+                del self._windows[key]
+
+
+def _log_rejection(key: tuple[str, str], count: int, topic: str, error: str) -> None:
+    log.warning("batch_rejected", agent=key[0], reason=key[1], count=count, topic=topic,
+                error=error)
 
 
 class Collector:
@@ -113,9 +178,27 @@ class Collector:
         self.batches = Counter("tslcd_collector_batches", "Results batches accepted.",
                                registry=registry)
         registry.register(_AgentFamilies(self.agents))
+        self.rejections = RejectionLog()
+        self.seqs = self._load_seqs()  # agent -> (last accepted seq, when): replay guard
         now = time.time()
         for agent, scope in (options.agents or {}).items():
-            self.agents[agent] = AgentSeen(scope, now)  # expected: silent if never heard
+            # expected: silent if never heard
+            self.agents[agent] = AgentSeen(scope, now, listed=True,
+                                           seq=self.seqs.get(agent, (0, 0.0))[0])
+
+    def _load_seqs(self) -> dict[str, tuple[int, float]]:
+        try:
+            return self.pipeline.store.agent_seqs()
+        except Exception as exc:  # an unreadable state must not stop the collector
+            log.error("state_store_error", path=self.pipeline.store.path, error=str(exc))
+            return {}
+
+    @property
+    def unknown_agent_cap(self) -> int:
+        """How many agents no agents file lists may be tracked at once."""
+        if self.options.max_unknown_agents is not None:
+            return self.options.max_unknown_agents
+        return 2 * sum(1 for _ in self.pipeline.inventory.communes())
 
     # ------------------------------------------------------------------ messages
 
@@ -130,8 +213,7 @@ class Collector:
             obs, batch = self._validate(topic, parts, payload)
         except Rejected as exc:
             self.rejected.labels(exc.reason).inc()
-            log.warning("batch_rejected", reason=exc.reason, topic=topic[:200], agent=exc.agent,
-                        error=str(exc))
+            self.rejections.note(exc, topic, time.time())
             return False
         self._accept(obs, batch)
         return True
@@ -148,19 +230,40 @@ class Collector:
         except envelope.EnvelopeError as exc:
             raise Rejected(exc.reason, str(exc)) from None
         obs, agent = batch.observation, batch.agent
-        _check_times(obs, time.time(), agent)
+        _check_times(batch, time.time())
         if (obs.province, obs.commune) != (province, commune):
             raise Rejected("mismatch", f"batch is for {obs.province}/{obs.commune}", agent)
-        if self.pipeline.inventory.commune(province, commune) is None:
+        place = self.pipeline.inventory.commune(province, commune)
+        if place is None:
             raise Rejected("unknown_commune", "not in the inventory", agent)
         self._check_scope(agent, obs)
+        _check_inventory(place, self.pipeline.inventory, obs, agent)
+        self._check_sequence(batch)
         return obs, batch
 
+    def _check_sequence(self, batch: envelope.Batch) -> None:
+        """Checks that keep a replayed or made-up agent from refreshing anything: room for a
+        new agent id, ``seq`` above the agent's last accepted one, and a cycle newer than the
+        last applied for the commune and vantage."""
+        agent = batch.agent
+        if agent not in self.agents and self.options.agents is None and \
+                len(self.agents) >= self.unknown_agent_cap:
+            raise Rejected("too_many_agents",
+                           f"already {len(self.agents)} agents without an agents file", agent)
+        last = self.seqs.get(agent, (0, 0.0))[0]
+        if batch.seq <= last:
+            raise Rejected("replay", f"seq {batch.seq} not above {last}", agent)
+        if self.pipeline.engine.is_stale(batch.observation):
+            raise Rejected("stale", "not newer than the last cycle of this commune and vantage",
+                           agent)
+
     def _check_scope(self, agent: str, obs: CommuneObservation) -> None:
-        """The agent may speak for the commune: its vantage covers it, and (with an agents
-        file) the vantage lies inside the agent's allowed scope."""
-        if not in_scope(obs.vantage, obs.province, obs.commune):
-            raise Rejected("scope", f"vantage {obs.vantage!r} does not cover the commune", agent)
+        """The agent may speak for the commune: its vantage is the commune's province or the
+        commune itself (nothing else: each vantage keeps state), and (with an agents file)
+        the vantage lies inside the agent's allowed scope."""
+        if obs.vantage not in (obs.province, f"{obs.province}/{obs.commune}"):
+            raise Rejected("scope", f"vantage {obs.vantage[:40]!r} does not cover the commune",
+                           agent)
         if self.options.agents is None:
             return
         allowed = self.options.agents.get(agent)
@@ -171,7 +274,13 @@ class Collector:
             raise Rejected("scope", f"agent may speak for {allowed} only", agent)
 
     def _accept(self, obs: CommuneObservation, batch: envelope.Batch) -> None:
+        """A validated batch: the state first (in one store transaction with the agent's
+        seq); the agent's bookkeeping only once that succeeded."""
         now = time.time()
+        with self.pipeline.engine.batch():
+            self.pipeline.ingest_commune(obs, obs.vantage)
+            self.pipeline.engine.note_agent_seq(batch.agent, batch.seq, now)
+        self.seqs[batch.agent] = (batch.seq, now)
         seen = self.agents.get(batch.agent)
         if seen is None:
             seen = self.agents[batch.agent] = AgentSeen(obs.vantage, now)
@@ -182,10 +291,10 @@ class Collector:
             log.warning("batches_missing", agent=batch.agent, after=seen.seq, next=batch.seq,
                         missing=batch.seq - seen.seq - 1, dropped_by_agent=batch.dropped)
         seen.scope = seen.scope or obs.vantage
+        seen.communes.add(f"{obs.province}/{obs.commune}")
         seen.last, seen.silent, seen.offline_at = now, False, None
         seen.seq = max(seen.seq, batch.seq)
         seen.queued, seen.dropped = batch.queued, batch.dropped
-        self.pipeline.ingest_commune(obs, obs.vantage)
         self._probes.update(count_probes(_results_of(obs)))
         self.accepted += 1
         self.batches.inc()
@@ -200,9 +309,11 @@ class Collector:
         settling = self._connected_at is not None and \
             now - self._connected_at < self.options.settle
         believed = state == "offline" and not retained and not settling
+        if seen is None:  # not an agent we know: no line per message, nothing to change
+            return
         log.info("agent_state", agent=agent, state=state or "invalid", retained=retained,
                  believed=believed if state == "offline" else None)
-        if seen is None or seen.silent:
+        if seen.silent:
             return
         if state == "online":
             seen.offline_at = None
@@ -215,6 +326,7 @@ class Collector:
         """Mark the scope of every agent quiet for too long; returns the agents marked."""
         now = time.time() if now is None else now
         limit = self.options.silent_after * self.pipeline.inventory.defaults.interval
+        self._expire_unlisted(now)
         marked = []
         for agent, seen in self.agents.items():
             if seen.silent or not seen.scope:
@@ -228,15 +340,35 @@ class Collector:
             marked.append(agent)
         return marked
 
+    def _expire_unlisted(self, now: float) -> None:
+        """Agents no agents file lists are forgotten (series and all) once silent for
+        ``agent_expiry``; their last seq is kept, within a bound, against replays."""
+        expired = [a for a, seen in self.agents.items()
+                   if not seen.listed and now - seen.last > self.options.agent_expiry]
+        for agent in expired:
+            del self.agents[agent]
+            log.info("agent_forgotten", agent=agent)
+        keep = 4 * self.unknown_agent_cap + len(self.options.agents or {})
+        if len(self.seqs) > keep:
+            oldest = sorted((a for a in self.seqs if a not in self.agents),
+                            key=lambda a: self.seqs[a][1])[:len(self.seqs) - keep]
+            for agent in oldest:
+                del self.seqs[agent]
+            with self.pipeline.engine.batch():
+                self.pipeline.engine.forget_agent_seqs(oldest)
+
     def _mark_silent(self, agent: str, seen: AgentSeen, why: str) -> None:
+        """An agents file vouches for its agent's whole scope; any other agent only ever
+        blanks the communes it validly reported on."""
         seen.silent, seen.offline_at = True, None
         if not seen.scope:
             return
         province, _, commune = seen.scope.partition("/")
         log.warning("agent_silent", agent=agent, scope=seen.scope, reason=why,
                     last_seen=round(seen.last, 3))
+        only = None if seen.listed else set(seen.communes)
         self.pipeline.dispatcher.publish_all(
-            self.pipeline.engine.mark_silent(province, commune or None))
+            self.pipeline.engine.mark_silent(province, commune or None, only))
 
     # -------------------------------------------------------------------- running
 
@@ -355,6 +487,7 @@ class Collector:
             if self._client is not None:
                 await self._subscribe_provinces(self._client)
         self.check_silence()
+        self.rejections.flush(time.time())
         self.pipeline.run_operations()
         await self.publish_status()
         probes, self._probes = self._probes, Tally()
@@ -379,17 +512,55 @@ class Collector:
             self.board.published(chunk, inventory)
 
     def _client_kwargs(self) -> dict[str, object]:
+        """MQTT v5, so that the broker learns the collector's Maximum Packet Size in CONNECT
+        and drops a bigger publish instead of sending it (paho itself reads a packet whole
+        before anyone can look at its length). The session persists like v3's
+        ``clean_session`` false: never a clean start, no expiry."""
         kwargs = envelope.client_kwargs(self.options.broker, self.options.ca_file)
-        kwargs.update(identifier=self.options.client_id, clean_session=False, keepalive=30,
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 0xFFFFFFFF  # never: the session outlives restarts
+        properties.MaximumPacketSize = self.options.max_payload + PACKET_OVERHEAD
+        kwargs.update(identifier=self.options.client_id, protocol=aiomqtt.ProtocolVersion.V5,
+                      clean_start=False, properties=properties, keepalive=30,
                       max_inflight_messages=100)
         return kwargs
 
 
-def _check_times(obs: CommuneObservation, now: float, agent: str) -> None:
-    """The cycle's time and the targets' (which become alert times) must be plausible."""
-    for when in (obs.at, *(r.started for r in obs.targets)):
+def _check_times(batch: envelope.Batch, now: float) -> None:
+    """Every time a batch carries (sent, the cycle's, each result's; they become states'
+    and alerts' times) must be plausible: at most ``MAX_SKEW`` ahead, ``MAX_AGE`` old."""
+    obs = batch.observation
+    times = [batch.sent, obs.at, *(r.started for r in obs.targets)]
+    times += [r.started for h in obs.hosts for r in h.results]
+    for when in times:
         if not math.isfinite(when) or not now - MAX_AGE <= when <= now + MAX_SKEW:
-            raise Rejected("time", f"implausible time {when!r}", agent)
+            raise Rejected("time", f"implausible time {when!r}", batch.agent)
+
+
+def _check_inventory(place: Commune, inventory: Inventory, obs: CommuneObservation,
+                     agent: str) -> None:
+    """Only the inventory's hosts (by name, at their IP), targets and subnet: a batch can
+    never create state, history rings or series the inventory does not have."""
+    ips = {h.name: str(h.ip) for h in place.hosts}
+    names: set[str] = set()
+    for host in obs.hosts:
+        if ips.get(host.name) != host.ip or host.name in names:
+            raise Rejected("unknown_host", f"host {host.name[:40]!r} at {host.ip} is not the "
+                           "inventory's for this commune (or repeated)", agent)
+        names.add(host.name)
+        if any(r.kind == "target" for r in host.results):
+            raise Rejected("schema", f"host {host.name[:40]!r}: a target result", agent)
+    wanted = {t.name for t in inventory.targets}
+    seen: set[str] = set()
+    for result in obs.targets:
+        if result.kind != "target" or result.subject not in wanted or result.subject in seen:
+            raise Rejected("unknown_target", f"target {result.subject[:40]!r} is not the "
+                           "inventory's (or repeated)", agent)
+        seen.add(result.subject)
+    subnet = place.subnet
+    for device in obs.unknown_devices or ():
+        if subnet is not None and ipaddress.ip_address(device.ip) not in subnet:
+            raise Rejected("schema", f"device {device.ip} outside the subnet {subnet}", agent)
 
 
 def _results_of(obs: CommuneObservation) -> Iterable[object]:

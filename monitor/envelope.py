@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import ssl
 import unicodedata
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 from monitor.mqtt_url import MqttUrl
 from monitor.observation import CommuneObservation, commune_from_dict, commune_to_dict
+from probes.result import check_text
 
 SCHEMA = 1
 PREFIX = "tslcd/v1"
@@ -89,32 +91,54 @@ def encode_body(obs: CommuneObservation) -> bytes:
     return json.dumps(commune_to_dict(obs), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: the collector stores the last seq per agent
+_ENVELOPE_FIELDS = frozenset({"schema", "agent", "seq", "sent", "spool", "commune"})
+
+
 def decode(payload: bytes) -> Batch:
-    """Parse and type-check a results batch; raises :class:`EnvelopeError`."""
+    """Parse a results batch and check every field against the schema (docs/mqtt.md); raises
+    :class:`EnvelopeError` and nothing else, whatever the payload."""
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EnvelopeError("not_json", f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise EnvelopeError("schema", "the envelope must be an object")
-    if data.get("schema") != SCHEMA:
-        raise EnvelopeError("schema", f"unsupported schema {data.get('schema')!r}")
-    agent, seq, sent = data.get("agent"), data.get("seq"), data.get("sent")
-    spool = data.get("spool") or {}
-    if not isinstance(agent, str) or not isinstance(seq, int) or isinstance(seq, bool):
-        raise EnvelopeError("schema", "agent must be a string and seq an integer")
-    if not isinstance(sent, int | float) or not isinstance(spool, dict):
-        raise EnvelopeError("schema", "sent must be a number and spool an object")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EnvelopeError("not_json", f"not JSON: {_short(exc)}") from None
     try:
-        check_agent_id(agent)
-        commune = data["commune"]
-        if not isinstance(commune, dict):
-            raise TypeError("commune must be an object")
-        observation = commune_from_dict(commune)
-        queued, dropped = int(spool.get("queued", 0)), int(spool.get("dropped", 0))
-    except (ValueError, KeyError, TypeError) as exc:
+        return _batch(data)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise EnvelopeError("schema", f"malformed batch: {_short(exc)}") from None
+
+
+def _batch(data: Any) -> Batch:
+    if not isinstance(data, dict):
+        raise ValueError("the envelope must be an object")
+    if data.get("schema") != SCHEMA or isinstance(data.get("schema"), bool):
+        raise ValueError(f"unsupported schema {str(data.get('schema'))[:20]!r}")
+    extra = set(data) - _ENVELOPE_FIELDS
+    if extra:
+        raise ValueError(f"unknown field {sorted(extra)[0][:40]!r}")
+    agent = data.get("agent")
+    if not isinstance(agent, str):
+        raise ValueError("agent must be a string")
+    check_agent_id(agent)
+    check_text(agent, "agent", MAX_AGENT_ID)
+    seq = _count(data.get("seq"), "seq", MAX_SEQ)
+    sent = data.get("sent")
+    if isinstance(sent, bool) or not isinstance(sent, int | float) or \
+            not math.isfinite(sent) or sent < 0:
+        raise ValueError("sent must be a finite Unix time")
+    spool = data.get("spool", {})
+    if not isinstance(spool, dict) or set(spool) - {"queued", "dropped"}:
+        raise ValueError("spool must be {queued, dropped}")
+    queued = _count(spool.get("queued", 0), "spool.queued", MAX_SEQ)
+    dropped = _count(spool.get("dropped", 0), "spool.dropped", MAX_SEQ)
+    observation = commune_from_dict(data.get("commune"))
     return Batch(agent, seq, float(sent), queued, dropped, observation)
+
+
+def _count(value: Any, where: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise ValueError(f"{where} must be an integer in 0..{high}")
+    return value
 
 
 def _short(exc: BaseException) -> str:

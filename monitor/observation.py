@@ -6,10 +6,21 @@ MQTT (``collector``), so state, metrics and alerts never care where a result cam
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from probes.result import ArpDetail, IcmpDetail, ProbeResult, from_dict, to_dict
+from probes.result import (
+    ArpDetail,
+    IcmpDetail,
+    ProbeResult,
+    ResultError,
+    check_ip,
+    check_mac,
+    check_text,
+    from_dict,
+    to_dict,
+)
 
 AliveMethod = Literal["icmp", "tcp", "arp"]
 
@@ -64,9 +75,41 @@ def host_to_dict(h: HostObservation) -> dict[str, Any]:
     }
 
 
-def host_from_dict(data: dict[str, Any]) -> HostObservation:
-    results = tuple(from_dict(r) for r in data.get("results", ()))
-    return observe_host(str(data["name"]), str(data["ip"]), results)
+MAX_HOSTS = 256  # per commune batch (an inventory commune has a handful)
+MAX_RESULTS = 16  # per host: icmp, one tcp per port, arp, local
+MAX_DEVICES = 256  # unknown devices: a /24 at most
+MAX_TARGETS = 16
+MAX_SKIPPED = 16
+_HOST_FIELDS = frozenset({"name", "ip", "alive", "method", "results"})
+_COMMUNE_FIELDS = frozenset({"province", "commune", "at", "vantage", "hosts", "gateway_alive",
+                             "backup_gateway_alive", "unknown_devices", "targets",
+                             "skipped_checks"})
+
+
+def _object(data: Any, where: str, fields: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ResultError(f"{where}: expected an object")
+    extra = set(data) - fields
+    if extra:
+        raise ResultError(f"{where}: unknown field {sorted(extra)[0][:40]!r}")
+    return data
+
+
+def _items(value: Any, where: str, limit: int) -> list[Any]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise ResultError(f"{where}: expected a list of at most {limit} entries")
+    return value
+
+
+def host_from_dict(data: Any, where: str = "host") -> HostObservation:
+    """A host's results, checked field by field; alive and method are judged again here
+    from the results (an agent's own verdict is not taken on trust)."""
+    data = _object(data, where, _HOST_FIELDS)
+    name = check_text(data.get("name"), f"{where}.name")
+    ip = check_ip(data.get("ip"), f"{where}.ip")
+    raw = _items(data.get("results", []), f"{where}.results", MAX_RESULTS)
+    results = tuple(from_dict(r, f"{where}.results[{i}]") for i, r in enumerate(raw))
+    return observe_host(name, ip, results)
 
 
 def observe_host(name: str, ip: str, results: tuple[ProbeResult, ...]) -> HostObservation:
@@ -114,26 +157,46 @@ def commune_to_dict(c: CommuneObservation) -> dict[str, Any]:
     }
 
 
-def commune_from_dict(data: dict[str, Any]) -> CommuneObservation:
-    """Rebuild an observation; raises ``ValueError`` (or ``KeyError``/``TypeError``) on bad data."""
+def commune_from_dict(data: Any) -> CommuneObservation:
+    """Rebuild an observation, checking every field against the schema; raises
+    :class:`~probes.result.ResultError` (a ``ValueError``) naming the field."""
+    data = _object(data, "commune", _COMMUNE_FIELDS)
     devices = data.get("unknown_devices")
+    hosts = _items(data.get("hosts", []), "commune.hosts", MAX_HOSTS)
+    targets = _items(data.get("targets", []), "commune.targets", MAX_TARGETS)
+    skipped = _items(data.get("skipped_checks", []), "commune.skipped_checks", MAX_SKIPPED)
     return CommuneObservation(
-        province=str(data["province"]),
-        commune=str(data["commune"]),
-        at=float(data["at"]),
-        vantage=str(data.get("vantage", "central")),
-        hosts=tuple(host_from_dict(h) for h in data.get("hosts", ())),
-        gateway_alive=_opt_bool(data.get("gateway_alive")),
-        backup_gateway_alive=_opt_bool(data.get("backup_gateway_alive")),
-        unknown_devices=None
-        if devices is None
-        else tuple(UnknownDevice(str(d["ip"]), str(d["mac"])) for d in devices),
-        targets=tuple(from_dict(r) for r in data.get("targets", ())),
-        skipped_checks=tuple(str(s) for s in data.get("skipped_checks", ())),
+        province=check_text(data.get("province"), "commune.province", 16),
+        commune=check_text(data.get("commune"), "commune.commune", 16),
+        at=_at(data.get("at")),
+        vantage=check_text(data.get("vantage", "central"), "commune.vantage", 40),
+        hosts=tuple(host_from_dict(h, f"commune.hosts[{i}]") for i, h in enumerate(hosts)),
+        gateway_alive=_opt_bool(data.get("gateway_alive"), "commune.gateway_alive"),
+        backup_gateway_alive=_opt_bool(data.get("backup_gateway_alive"),
+                                       "commune.backup_gateway_alive"),
+        unknown_devices=None if devices is None else tuple(
+            _device(d, f"commune.unknown_devices[{i}]")
+            for i, d in enumerate(_items(devices, "commune.unknown_devices", MAX_DEVICES))),
+        targets=tuple(from_dict(r, f"commune.targets[{i}]") for i, r in enumerate(targets)),
+        skipped_checks=tuple(check_text(s, f"commune.skipped_checks[{i}]", 64)
+                             for i, s in enumerate(skipped)),
     )
 
 
-def _opt_bool(value: Any) -> bool | None:
+def _at(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value) or value < 0:
+        raise ResultError("commune.at: expected a finite Unix time")
+    return float(value)
+
+
+def _device(data: Any, where: str) -> UnknownDevice:
+    data = _object(data, where, frozenset({"ip", "mac"}))
+    return UnknownDevice(check_ip(data.get("ip"), f"{where}.ip"),
+                         check_mac(data.get("mac"), f"{where}.mac"))
+
+
+def _opt_bool(value: Any, where: str = "value") -> bool | None:
     if value is None or isinstance(value, bool):
         return value
-    raise ValueError(f"expected true, false or null, got {value!r}")
+    raise ResultError(f"{where}: expected true, false or null")

@@ -68,10 +68,13 @@ class Pipeline:
                  alerts=len(events))
 
     def ingest_commune(self, obs: CommuneObservation, agent: str) -> None:
-        """One agent batch; the exposition is refreshed on its own timer (see collector)."""
-        self.agents_heard[agent] = time.time()
-        self._publish(self.engine.apply(obs))
+        """One agent batch (already validated by the collector); the exposition is refreshed
+        on its own timer (see collector). The state engine goes first: should it raise,
+        neither the agent's last-heard time nor the RTT history has moved."""
+        events = self.engine.apply(obs)
         self.samples.record(obs)
+        self.agents_heard[agent] = time.time()
+        self._publish(events)
 
     def ingest_targets(self, results: Iterable[ProbeResult], vantage: str) -> None:
         self._publish(self.engine.apply_targets(results, vantage))

@@ -52,7 +52,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -162,18 +162,33 @@ class StateEngine:
             log.warning("observation_unknown_commune", province=obs.province,
                         commune=obs.commune, vantage=obs.vantage)
             return []
-        if obs.at <= self._last_at.get((commune.key, obs.vantage), float("-inf")):
+        if self.is_stale(obs):
             # MQTT QoS 1 may deliver a batch twice: counting it again would skew debouncing.
             log.debug("observation_stale", commune=commune.key, vantage=obs.vantage, at=obs.at)
             return []
-        self._last_at[(commune.key, obs.vantage)] = obs.at
         with self.batch():
             events = self.apply_targets(obs.targets, obs.vantage) if obs.targets else []
             self._observe(commune, cs, obs)
             events += self._reconcile_all(self._commune_conditions(commune, cs, obs.at), obs.at,
                                           stale_scope=commune.key)
             events += self._reconcile_all(self._silence_ended(commune, obs.at), obs.at)
+        self._last_at[(commune.key, obs.vantage)] = obs.at
         return events
+
+    def is_stale(self, obs: CommuneObservation) -> bool:
+        """Whether a cycle at least as recent from the same vantage was already applied (the
+        collector asks before anything else changes, so a replay refreshes nothing)."""
+        key = (f"{obs.province}/{obs.commune}", obs.vantage)
+        return obs.at <= self._last_at.get(key, float("-inf"))
+
+    def note_agent_seq(self, agent: str, seq: int, at: float) -> None:
+        """The collector's replay guard, written in the same transaction as the batch."""
+        self._pending.agent_seqs[agent] = (seq, at)
+
+    def forget_agent_seqs(self, agents: Iterable[str]) -> None:
+        for agent in agents:
+            self._pending.agent_seqs.pop(agent, None)
+            self._pending.removed_agent_seqs.append(agent)
 
     def apply_cycle(
         self,
@@ -206,13 +221,17 @@ class StateEngine:
                 conditions.append(self._target_condition(tracker, result, vantage))
             return self._reconcile_all(conditions, self.clock())
 
-    def mark_silent(self, province: str, commune: str | None = None) -> list[AlertEvent]:
-        """An agent covering ``PROV[/COMMUNE]`` went quiet: its communes become UNKNOWN."""
+    def mark_silent(self, province: str, commune: str | None = None,
+                    only: Collection[str] | None = None) -> list[AlertEvent]:
+        """An agent covering ``PROV[/COMMUNE]`` went quiet: its communes become UNKNOWN.
+        ``only`` (commune keys) narrows that to the communes the agent actually reported on:
+        an agent no agents file vouches for must not blank a province it merely claimed."""
         now = self.clock()
         scope = f"{province}/{commune}" if commune else province
         with self.batch():
             for c in self._communes_in(province, commune):
-                self._forget(c, self.state.communes[c.key], now)
+                if only is None or c.key in only:
+                    self._forget(c, self.state.communes[c.key], now)
             label = self._scope_label(province, commune)
             cond = Condition(("agent_silent", scope, ""), True, now, province, commune,
                              held=self._in_maintenance(province, commune, now),
@@ -705,11 +724,13 @@ class _Pending:
     outbox: list[AlertEvent] = field(default_factory=list)
     removed_trackers: list[TrackerKey] = field(default_factory=list)
     removed_communes: list[tuple[str, str]] = field(default_factory=list)
+    agent_seqs: dict[str, tuple[int, float]] = field(default_factory=dict)
+    removed_agent_seqs: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any((self.trackers, self.communes, self.first_passed, self.history,
                         self.opened, self.closed, self.outbox, self.removed_trackers,
-                        self.removed_communes))
+                        self.removed_communes, self.agent_seqs, self.removed_agent_seqs))
 
     def add_history(self, row: HistoryRow) -> None:
         self.history.append(row)
@@ -749,5 +770,7 @@ class _Pending:
             outbox=list(self.outbox),
             removed_trackers=list(self.removed_trackers),
             removed_communes=list(self.removed_communes),
+            agent_seqs=[(a, seq, at) for a, (seq, at) in self.agent_seqs.items()],
+            removed_agent_seqs=list(self.removed_agent_seqs),
         )
 

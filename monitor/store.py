@@ -6,12 +6,14 @@ resolves the id opened before it), the history of state changes, the first time 
 commune passed each check (for the readiness report) and the outbox of alert deliveries.
 
 The engine hands one :class:`Batch` per cycle; it is written in one transaction, so the
-database never holds half a cycle. A failed write (locked database, full disk) is logged as
-``state_store_error`` and reported to the caller, which keeps the batch and retries later.
+database never holds half a cycle. A failed write is logged as ``state_disk_full``
+(SQLITE_FULL) or ``state_store_error`` (locked database, anything else) and reported to the
+caller, which keeps the batch and retries later.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import time
@@ -56,6 +58,9 @@ CREATE TABLE IF NOT EXISTS history (
     old TEXT NOT NULL, new TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_by_commune ON history (province, commune, at);
+CREATE TABLE IF NOT EXISTS agent_seq (
+    agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL,
     created REAL NOT NULL, delivered REAL,
@@ -114,6 +119,8 @@ class Batch:
     outbox: list[AlertEvent] = field(default_factory=list)
     removed_trackers: list[TrackerKey] = field(default_factory=list)
     removed_communes: list[tuple[str, str]] = field(default_factory=list)
+    agent_seqs: list[tuple[str, int, float]] = field(default_factory=list)  # (agent, seq, at)
+    removed_agent_seqs: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -161,13 +168,21 @@ class Store:
         }
         return Snapshot(trackers, communes, first_passed, open_alerts)
 
+    def agent_seqs(self) -> dict[str, tuple[int, float]]:
+        """Per agent, the last accepted batch's seq and when it was accepted (replay guard
+        across collector restarts)."""
+        return {agent: (seq, at) for agent, seq, at in
+                self._db.execute("SELECT agent, seq, at FROM agent_seq")}
+
     def write(self, batch: Batch) -> bool:
-        """Write the batch atomically; False (and ``state_store_error`` logged) on failure."""
+        """Write the batch atomically; False (and ``state_store_error`` or
+        ``state_disk_full`` logged) on failure. Nothing written before is lost: the
+        transaction is all or nothing."""
         try:
             with _transaction(self._db) as db:
                 _write_batch(db, batch)
         except (sqlite3.Error, OSError) as exc:
-            log.error("state_store_error", path=self.path, error=str(exc))
+            _log_write_error(self.path, exc)
             return False
         return True
 
@@ -200,9 +215,31 @@ class Store:
                            (now, event.id, event.state))
                 db.execute("DELETE FROM outbox WHERE delivered < ?", (now - OUTBOX_KEEP,))
         except sqlite3.Error as exc:
-            log.error("state_store_error", path=self.path, error=str(exc))
+            _log_write_error(self.path, exc)
             return False
         return True
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL (or ENOSPC from the file system): the disk holding the state is full."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return True
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+        "database or disk is full" in str(exc)
+
+
+def _log_write_error(path: str, exc: BaseException) -> None:
+    """A full disk is named as such (``state_disk_full``): the operator frees space, nothing
+    already stored is lost (the transaction is all or nothing) and the engine keeps the
+    changes in memory to write them again. Anything else is ``state_store_error``."""
+    if is_disk_full(exc):
+        log.error("state_disk_full", path=path, error=str(exc),
+                  message="Ổ đĩa chứa cơ sở dữ liệu trạng thái đã đầy: thay đổi được giữ "
+                          "trong bộ nhớ và ghi lại khi có chỗ trống; dữ liệu đã lưu không mất "
+                          "(disk full: changes kept in memory, nothing stored is lost)")
+    else:
+        log.error("state_store_error", path=path, error=str(exc))
 
 
 class _transaction:
@@ -221,7 +258,10 @@ class _transaction:
                 self.db.execute("COMMIT")
                 return
             except sqlite3.Error:
-                self.db.execute("ROLLBACK")
+                # SQLite may already have rolled back (SQLITE_FULL does): a second ROLLBACK
+                # would replace the real error with "no transaction is active"
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 raise
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
@@ -254,6 +294,8 @@ def _write_batch(db: sqlite3.Connection, b: Batch) -> None:
         "INSERT OR REPLACE INTO open_alerts VALUES (?, ?, ?)",
         [(key, ev.id, ev.to_json()) for key, ev in b.opened],
     )
+    db.executemany("DELETE FROM agent_seq WHERE agent = ?", [(a,) for a in b.removed_agent_seqs])
+    db.executemany("INSERT OR REPLACE INTO agent_seq VALUES (?, ?, ?)", b.agent_seqs)
     now = time.time()
     db.executemany(
         "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, NULL)",

@@ -9,7 +9,11 @@ cross the MQTT boundary (agent to collector) as JSON via :func:`to_dict` / :func
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import operator
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,28 +130,193 @@ def to_dict(result: ProbeResult) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
 
-def from_dict(data: dict[str, Any]) -> ProbeResult:
-    """Rebuild a result from :func:`to_dict` output; raises ``ValueError`` on bad data."""
+class ResultError(ValueError):
+    """A probe result that does not follow the schema; the message names the field."""
+
+
+MAX_TEXT = 256  # characters of a name, subject, interface or problem
+MAX_ERROR = 1024  # characters of an error message
+MAX_URL = 2048
+MAX_ITEMS = 64  # list entries: MACs, addresses, hops, problems
+MAX_ECHOES = 1000  # ICMP echoes per result
+MAX_SECONDS = 86_400.0  # a duration or phase time: a probe never runs a day
+FAILED_PHASES = frozenset({"dns", "connect", "tls", "http"})
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+
+
+def _number(value: Any, where: str, upper: float = math.inf) -> float:
+    """A finite JSON number in ``0..upper`` (never a bool, a string or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ResultError(f"{where}: expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= upper:
+        raise ResultError(f"{where}: {number!r} is not a finite number in 0..{upper:g}")
+    return number
+
+
+def _opt_number(value: Any, where: str, upper: float = MAX_SECONDS) -> float | None:
+    return None if value is None else _number(value, where, upper)
+
+
+def _integer(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ResultError(f"{where}: expected an integer in {low}..{high}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ResultError(f"{where}: expected true or false")
+    return value
+
+
+def _opt_bool(value: Any, where: str) -> bool | None:
+    return None if value is None else _bool(value, where)
+
+
+def check_text(value: Any, where: str, limit: int = MAX_TEXT) -> str:
+    """A string of at most ``limit`` characters without control characters: what ends up
+    in logs, alerts and pages can never carry a line break or a terminal escape."""
+    if not isinstance(value, str) or len(value) > limit:
+        raise ResultError(f"{where}: expected a string of at most {limit} characters")
+    if any(unicodedata.category(ch)[0] == "C" for ch in value):
+        raise ResultError(f"{where}: control characters are not allowed")
+    return value
+
+
+def _opt_text(value: Any, where: str, limit: int = MAX_TEXT) -> str | None:
+    return None if value is None else check_text(value, where, limit)
+
+
+def check_ip(value: Any, where: str) -> str:
+    """An IPv4/IPv6 address in its canonical text."""
+    text = check_text(value, where, 64)
     try:
-        kind = data["kind"]
-        detail_type = _DETAIL_TYPES[kind]
-        raw_detail = data.get("detail")
-        detail = None
-        if raw_detail is not None:
-            if not isinstance(raw_detail, dict):
-                raise ValueError("detail must be an object")
-            values = {
-                k: tuple(v) if isinstance(v, list) else v for k, v in raw_detail.items()
-            }
-            detail = detail_type(**values)
-        return ProbeResult(
-            kind=kind,
-            subject=str(data["subject"]),
-            ok=bool(data["ok"]),
-            started=float(data["started"]),
-            duration=float(data["duration"]),
-            error=data.get("error"),
-            detail=detail,
-        )
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed probe result: {exc}") from exc
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ResultError(f"{where}: {text[:64]!r} is not an IP address") from None
+
+
+def _interface(value: Any, where: str) -> str:
+    text = check_text(value, where, 64)
+    try:
+        return str(ipaddress.ip_interface(text))
+    except ValueError:
+        raise ResultError(f"{where}: {text[:64]!r} is not an address/prefix") from None
+
+
+def check_mac(value: Any, where: str) -> str:
+    """A MAC address as ``aa:bb:cc:dd:ee:ff`` (lower case)."""
+    if not isinstance(value, str) or not _MAC.fullmatch(value):
+        raise ResultError(f"{where}: expected a MAC address like 02:00:00:00:00:01")
+    return value.lower()
+
+
+def _list(value: Any, where: str, item: Any, limit: int = MAX_ITEMS) -> tuple[Any, ...]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise ResultError(f"{where}: expected a list of at most {limit} entries")
+    return tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _opt_ip(value: Any, where: str) -> str | None:
+    return None if value is None else check_ip(value, where)
+
+
+def _icmp(d: dict[str, Any], w: str) -> IcmpDetail:
+    sent = _integer(d.get("sent"), f"{w}.sent", 0, MAX_ECHOES)
+    received = _integer(d.get("received"), f"{w}.received", 0, sent)
+    rtts = _list(d.get("rtts", []), f"{w}.rtts",
+                 lambda v, where: _number(v, where, MAX_SECONDS), MAX_ECHOES)
+    if len(rtts) > received:
+        raise ResultError(f"{w}.rtts: more RTTs than replies received")
+    return IcmpDetail(sent, received, rtts)
+
+
+def _tcp(d: dict[str, Any], w: str) -> TcpDetail:
+    return TcpDetail(_integer(d.get("port"), f"{w}.port", 0, 65535),
+                     _opt_number(d.get("connect_seconds"), f"{w}.connect_seconds"),
+                     _bool(d.get("refused", False), f"{w}.refused"))
+
+
+def _arp(d: dict[str, Any], w: str) -> ArpDetail:
+    expected = d.get("expected_mac")
+    return ArpDetail(_list(d.get("macs", []), f"{w}.macs", check_mac),
+                     None if expected is None else check_mac(expected, f"{w}.expected_mac"))
+
+
+def _target(d: dict[str, Any], w: str) -> TargetDetail:
+    phase = d.get("failed_phase")
+    if phase is not None and phase not in FAILED_PHASES:
+        raise ResultError(f"{w}.failed_phase: one of {', '.join(sorted(FAILED_PHASES))}")
+    status = d.get("http_status")
+    return TargetDetail(
+        url=check_text(d.get("url"), f"{w}.url", MAX_URL),
+        resolved=_list(d.get("resolved", []), f"{w}.resolved", check_ip),
+        addresses_ok=_opt_bool(d.get("addresses_ok"), f"{w}.addresses_ok"),
+        dns_seconds=_opt_number(d.get("dns_seconds"), f"{w}.dns_seconds"),
+        connect_seconds=_opt_number(d.get("connect_seconds"), f"{w}.connect_seconds"),
+        tls_seconds=_opt_number(d.get("tls_seconds"), f"{w}.tls_seconds"),
+        http_seconds=_opt_number(d.get("http_seconds"), f"{w}.http_seconds"),
+        http_status=None if status is None else _integer(status, f"{w}.http_status", 0, 999),
+        tls_not_after=_opt_number(d.get("tls_not_after"), f"{w}.tls_not_after", 1e11),
+        failed_phase=phase,
+    )
+
+
+def _path(d: dict[str, Any], w: str) -> PathDetail:
+    return PathDetail(_list(d.get("hops", []), f"{w}.hops", _opt_ip),
+                      _opt_bool(d.get("first_hop_ok"), f"{w}.first_hop_ok"))
+
+
+def _local(d: dict[str, Any], w: str) -> LocalDetail:
+    return LocalDetail(
+        interface=_opt_text(d.get("interface"), f"{w}.interface", 64),
+        addresses=_list(d.get("addresses", []), f"{w}.addresses", _interface),
+        gateway=_opt_ip(d.get("gateway"), f"{w}.gateway"),
+        dns=_list(d.get("dns", []), f"{w}.dns", check_ip),
+        problems=_list(d.get("problems", []), f"{w}.problems", check_text),
+    )
+
+
+_DETAIL_READERS: dict[str, Any] = {
+    "icmp": _icmp, "tcp": _tcp, "arp": _arp, "target": _target, "path": _path, "local": _local,
+}
+
+
+def from_dict(data: Any, where: str = "result") -> ProbeResult:
+    """Rebuild a result from :func:`to_dict` output, checking every field against the schema
+    (types, finite non-negative numbers, lengths, counts, IP and MAC syntax) so that nothing
+    malformed can reach the state; raises :class:`ResultError` (a ``ValueError``) naming the
+    field."""
+    if not isinstance(data, dict):
+        raise ResultError(f"{where}: expected an object")
+    unknown = set(data) - _RESULT_FIELDS
+    if unknown:
+        raise ResultError(f"{where}: unknown field {sorted(unknown)[0][:40]!r}")
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in _DETAIL_TYPES:
+        raise ResultError(f"{where}.kind: one of {', '.join(_DETAIL_TYPES)}")
+    raw_detail = data.get("detail")
+    detail = None
+    if raw_detail is not None:
+        if not isinstance(raw_detail, dict):
+            raise ResultError(f"{where}.detail: expected an object")
+        allowed = _DETAIL_FIELDS[kind]
+        extra = set(raw_detail) - allowed
+        if extra:
+            raise ResultError(f"{where}.detail: unknown field {sorted(extra)[0][:40]!r}")
+        detail = _DETAIL_READERS[kind](raw_detail, f"{where}.detail")
+    return ProbeResult(
+        kind=kind,
+        subject=check_text(data.get("subject"), f"{where}.subject"),
+        ok=_bool(data.get("ok"), f"{where}.ok"),
+        started=_number(data.get("started"), f"{where}.started"),
+        duration=_number(data.get("duration"), f"{where}.duration", MAX_SECONDS),
+        error=_opt_text(data.get("error"), f"{where}.error", MAX_ERROR),
+        detail=detail,
+    )
+
+
+_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(ProbeResult))
+_DETAIL_FIELDS = {kind: frozenset(f.name for f in dataclasses.fields(t))
+                  for kind, t in _DETAIL_TYPES.items()}

@@ -227,14 +227,19 @@ def test_topic_segments_are_safe() -> None:
         envelope.check_agent_id("agent/75")
 
 
-@pytest.mark.parametrize("at", [float("nan"), float("inf"), 1e300, 0.0, time.time() + 86_400])
+@pytest.mark.parametrize(("at", "reason"), [
+    (float("nan"), "schema"), (float("inf"), "schema"), (-1.0, "schema"), (1e300, "time"),
+    (0.0, "time"), (time.time() + 86_400, "time"), (time.time() + 60, "time")])
 async def test_implausible_times_are_rejected(pipeline: Pipeline, inventory: Inventory,
-                                              at: float) -> None:
+                                              at: float, reason: str) -> None:
+    """Not a finite Unix time: the schema; more than 30 s ahead or a month old: time."""
     collector = Collector(pipeline, CollectorOptions(BROKER))
     key = first_key(inventory, "75")
-    payload = batch(inventory, key).replace(b'"at":', b'"at":%s,"x":' % json.dumps(at).encode(), 1)
-    assert not collector.handle(f"tslcd/v1/results/{key}", payload)
-    assert rejected(collector, "time") == 1
+    body = json.loads(batch(inventory, key))
+    body["commune"]["at"] = at
+    assert not collector.handle(f"tslcd/v1/results/{key}", json.dumps(body).encode())
+    assert rejected(collector, reason) == 1
+    assert pipeline.engine.state.communes[key].status == CommuneStatus.UNKNOWN
 
 
 @pytest.mark.parametrize("command", ["collector", "trial"])

@@ -216,7 +216,7 @@ def test_a_full_disk_is_reported_and_probing_goes_on(run: Run) -> None:
     run.core.run(*inside, "dd", "if=/dev/zero", f"of={small}/filler", "bs=64k", check=False)
     place = run.province.communes[1]
     with faults.link_down(place):
-        observe.wait_until(lambda: bool(run.log_records("state_store_error")),
+        observe.wait_until(lambda: bool(run.log_records("state_disk_full")),
                            "the full disk reported")
         observe.wait_until(
             lambda: ("commune_down", place.code, None) in observe.fired(run.events()),
@@ -227,9 +227,9 @@ def test_a_full_disk_is_reported_and_probing_goes_on(run: Run) -> None:
     observe.wait_until(
         lambda: ("commune_down", place.code, None) in observe.fired(run.events(), "resolved"),
         "the resolution")
-    errors = len(run.log_records("state_store_error"))
+    errors = len(run.log_records("state_disk_full"))
     run.wait_cycles(3)
-    assert len(run.log_records("state_store_error")) == errors, "writes succeed again"
+    assert len(run.log_records("state_disk_full")) == errors, "writes succeed again"
 
 
 @pytest.mark.parametrize("trigger", ["sighup", "file_change"])
