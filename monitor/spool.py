@@ -9,12 +9,19 @@ a metric.
 SQLite in WAL mode with ``synchronous=FULL``: each append is one fsync'd transaction that
 survives a crash of the agent or a power cut of the commune's PC. The row id doubles as the
 batch's sequence number: ``AUTOINCREMENT`` never reuses one, not even after a restart.
+
+A new spool file starts its numbers at the Unix time in milliseconds, not at 1: the
+collector refuses a batch whose ``seq`` is not above the last it accepted from the agent
+(replay guard, docs/mqtt.md), so an agent whose spool was wiped (reinstalled PC, deleted
+directory) still continues above its old numbers, as long as it never averaged 1,000
+batches a second (a province agent sends about 3).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +61,15 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        with self._lock, self._transaction():
+            self._seed_sequence(int(time.time() * 1000))
+
+    def _seed_sequence(self, first: int) -> None:
+        """On a new spool file only: the next seq is ``first + 1`` (see the module doc)."""
+        row = self._db.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'batches'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('batches', ?)",
+                             (first,))
 
     def append(self, items: Sequence[tuple[str, bytes]]) -> int:
         """Queue the items in one durable transaction; returns how many old ones were dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,25 @@ def test_past_the_bound_the_oldest_are_dropped_and_counted(tmp_path: Path) -> No
 def test_a_bound_below_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Spool(tmp_path / "s.db", limit=0)
+
+
+def test_a_wiped_spool_continues_above_the_old_sequence_numbers(tmp_path: Path) -> None:
+    """The collector refuses a seq not above the last it accepted: a reinstalled agent (its
+    spool file gone) must not be locked out, so a new spool starts at the clock (ms)."""
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    spool.append([("t", b"x")] * 50)
+    old = spool.head(100)[-1].seq
+    spool.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    time.sleep(0.1)  # 50 batches in 0.1 s: within the 1,000 a second the scheme allows
+    fresh = Spool(path)
+    fresh.append([("t", b"y")])
+    first = fresh.head(1)[0].seq
+    assert first > old
+    fresh.close()
+    reopened = Spool(path)  # an existing file keeps its numbering (no reseeding)
+    reopened.append([("t", b"z")])
+    assert [i.seq for i in reopened.head(2)] == [first, first + 1]
+    reopened.close()
