@@ -22,8 +22,9 @@ from monitor.observation import CycleReport
 from monitor.pipeline import Pipeline
 from monitor.schedule import start_report_schedule
 from monitor.scheduler import Scheduler, SchedulerOptions
+from monitor.state_path import check_writable
 from monitor.web.auth import TokenFileError, TokenStore
-from monitor.web.server import WebContext, build_app, serve
+from monitor.web.server import WebContext, build_app, reload_tokens, serve
 from probes.icmp import IcmpPermissionError, Pinger
 
 log = structlog.get_logger("app")
@@ -60,8 +61,11 @@ SERVICE_ERRORS = (ConfigError, InventoryError, TokenFileError)
 
 
 def service_from_args(args: argparse.Namespace) -> Service:
-    """Raises one of :data:`SERVICE_ERRORS`, each naming its file (and line)."""
+    """Raises one of :data:`SERVICE_ERRORS`, each naming its file (and line), or the state
+    database's path when it cannot be used (checked now, not at the first write)."""
     cfg = settings_from_args(args)
+    if cfg.state:
+        check_writable(cfg.state)
     path = Path(cfg.inventory) if cfg.inventory else demo_path()
     inventory = load(path)
     tokens = TokenStore.load(cfg.tokens_file) if cfg.tokens_file else None
@@ -132,6 +136,8 @@ async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,
         tokens=tokens,
         ready=ready or (lambda: pipeline.cycles > 0),
         drills=pipeline.operations.drills,
+        # reloaded on change and on SIGHUP (reload_tokens); no file, no access control
+        tokens_file=Path(cfg.tokens_file) if cfg.tokens_file and tokens is not None else None,
     )
     host, port = cfg.listen_host_port
     return await serve(build_app(ctx), host, port, cfg.tls_cert, cfg.tls_key)
@@ -145,10 +151,11 @@ class Monitor:
         self.watch = InventoryWatch(path)
         self.tokens = tokens
         self.stopping = asyncio.Event()
+        self.runner: AppRunner | None = None
 
     async def run(self) -> None:
         await self.pipeline.start()
-        runner = await serve_web(self.pipeline, self.cfg, self.tokens)
+        runner = self.runner = await serve_web(self.pipeline, self.cfg, self.tokens)
         reports = start_report_schedule(self.pipeline, self.cfg)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
@@ -172,7 +179,10 @@ class Monitor:
             log.info("monitor_stopped")
 
     def _request_reload(self) -> None:
+        """SIGHUP: the inventory after the next cycle, the tokens file at once."""
         self.watch.requested = True
+        if self.runner is not None:
+            reload_tokens(self.runner)
 
     def _after_cycle(self, scheduler: Scheduler) -> Callable[[CycleReport], Awaitable[None]]:
         async def on_report(report: CycleReport) -> None:

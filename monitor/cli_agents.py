@@ -185,12 +185,15 @@ async def serve_collector(svc: Service, options: Any, stop: asyncio.Event) -> No
     from monitor.collector import Collector
     from monitor.pipeline import Pipeline
     from monitor.schedule import start_report_schedule
+    from monitor.web.server import reload_tokens
 
     cfg = svc.cfg
     pipeline = Pipeline(svc.inventory, cfg, cfg.state)
     await pipeline.start()
     collector = Collector(pipeline, options, InventoryWatch(svc.inventory_path))
     runner = await serve_web(pipeline, cfg, svc.tokens, ready=lambda: collector.accepted > 0)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_tokens, runner)
     log.info("collector_started", listen=cfg.listen, broker=options.broker.redacted(),
              communes=sum(1 for _ in svc.inventory.communes()))
     reports = start_report_schedule(pipeline, cfg)

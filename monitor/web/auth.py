@@ -16,6 +16,8 @@ password stretching); comparisons are constant-time and tokens are never logged.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -23,11 +25,12 @@ import re
 import secrets
 import sys
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import structlog
 import yaml
 
 from inventory import nodes, official
@@ -37,6 +40,7 @@ from monitor.reports import VIETNAM
 
 ScopeKind = Literal["admin", "isp", "province", "metrics"]
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+log = structlog.get_logger("monitor.web.auth")
 
 
 class TokenFileError(Exception):
@@ -307,6 +311,62 @@ def _expiry(value: str) -> dt.datetime:
     else:
         moment = dt.datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=VIETNAM)
+
+
+class TokenWatch:
+    """Keeps the tokens in force in step with their file, without a restart: the file is
+    checked every ``interval`` seconds (modification time, size, inode) and at once when
+    :meth:`request` is called (SIGHUP). A file that fails validation is logged with every
+    problem and the tokens in force stay, so a typo never locks everyone out (nor lets a
+    revoked token back in)."""
+
+    def __init__(self, path: str | Path, apply: Callable[[TokenStore], None],
+                 interval: float = 2.0) -> None:
+        self.path = Path(path)
+        self.apply = apply
+        self.interval = interval
+        self.errors: list[str] = []
+        self._signature = self._stat()
+        self._wake = asyncio.Event()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def request(self) -> None:
+        """Reload at once (from a signal handler in the event loop)."""
+        self._wake.set()
+
+    def poll(self, force: bool = False) -> TokenStore | None:
+        """The new tokens when the file changed (or ``force``) and is valid, else None."""
+        signature = self._stat()
+        if not force and signature == self._signature:
+            return None
+        self._signature = signature
+        try:
+            store = TokenStore.load(self.path)
+        except TokenFileError as exc:
+            self.errors = [str(p) for p in exc.problems]
+            log.error("tokens_reload_failed", path=str(self.path), problems=self.errors,
+                      message="Tệp mã truy cập có lỗi; vẫn dùng các mã cũ / "
+                              "tokens file has errors; the tokens in force stay")
+            return None
+        self.errors = []
+        self.apply(store)
+        log.info("tokens_reloaded", path=str(self.path), entries=len(store.entries))
+        return store
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            forced = self._wake.is_set()
+            self._wake.clear()
+            self.poll(force=forced)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,16 +9,18 @@ local demo); ``/healthz`` and the login page are always open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import hmac
 import ipaddress
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -35,7 +37,7 @@ from monitor.history import RttHistory
 from monitor.log import route_stdlib
 from monitor.status import MonitorState
 from monitor.web import api
-from monitor.web.auth import OPEN, Scope, TokenEntry, TokenStore, hash_token
+from monitor.web.auth import OPEN, Scope, TokenEntry, TokenStore, TokenWatch, hash_token
 
 log = structlog.get_logger("monitor.web")
 
@@ -64,10 +66,13 @@ class WebContext:
     metrics_token: str | None = None  # a token only for scraping /metrics
     ready: Callable[[], bool] = field(default=lambda: True)
     drills: drills.DrillTracker | None = None  # drill spans and live counts (operations)
+    tokens_file: Path | None = None  # where ``tokens`` came from: watched, reloaded on change
+    tokens_poll: float = 2.0  # seconds between checks of the tokens file
 
 
 CTX = web.AppKey("ctx", WebContext)
 VIEWS = web.AppKey("views", api.ScopedViews)
+TOKEN_WATCH = web.AppKey("token_watch", TokenWatch)
 SCOPE = web.RequestKey("scope", Scope)  # the caller's scope, set by the access control
 
 
@@ -90,7 +95,32 @@ def build_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/api/v1/drills", list_drills)
     app.router.add_get("/report/drill/{drill}.{fmt:csv|xlsx|html}", drill_report)
     app.router.add_static("/static/", str(static), append_version=False)
+    if ctx.tokens_file is not None:
+        app[TOKEN_WATCH] = TokenWatch(ctx.tokens_file, functools.partial(_use_tokens, ctx),
+                                      ctx.tokens_poll)
+        app.cleanup_ctx.append(_watch_tokens)
     return app
+
+
+def _use_tokens(ctx: WebContext, store: TokenStore) -> None:
+    """Swap the tokens in force: the next request authenticates against ``store``."""
+    ctx.tokens = store
+
+
+async def _watch_tokens(app: web.Application) -> AsyncIterator[None]:
+    """Runs the tokens file's watch for as long as the app serves."""
+    task = asyncio.create_task(app[TOKEN_WATCH].run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def reload_tokens(runner: web.AppRunner) -> None:
+    """Re-read the tokens file now (SIGHUP); nothing when no tokens file is configured."""
+    watch = runner.app.get(TOKEN_WATCH)
+    if watch is not None:
+        watch.request()
 
 
 async def serve(app: web.Application, host: str, port: int, tls_cert: str | None = None,
