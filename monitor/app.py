@@ -22,6 +22,7 @@ from monitor.observation import CycleReport
 from monitor.pipeline import Pipeline
 from monitor.schedule import start_report_schedule
 from monitor.scheduler import Scheduler, SchedulerOptions
+from monitor.state_path import check_writable
 from monitor.web.auth import TokenFileError, TokenStore
 from monitor.web.server import WebContext, build_app, reload_tokens, serve
 from probes.icmp import IcmpPermissionError, Pinger
@@ -60,8 +61,11 @@ SERVICE_ERRORS = (ConfigError, InventoryError, TokenFileError)
 
 
 def service_from_args(args: argparse.Namespace) -> Service:
-    """Raises one of :data:`SERVICE_ERRORS`, each naming its file (and line)."""
+    """Raises one of :data:`SERVICE_ERRORS`, each naming its file (and line), or the state
+    database's path when it cannot be used (checked now, not at the first write)."""
     cfg = settings_from_args(args)
+    if cfg.state:
+        check_writable(cfg.state)
     path = Path(cfg.inventory) if cfg.inventory else demo_path()
     inventory = load(path)
     tokens = TokenStore.load(cfg.tokens_file) if cfg.tokens_file else None

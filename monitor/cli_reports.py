@@ -45,11 +45,13 @@ def cmd_report_readiness(args: argparse.Namespace) -> int:
     """Exit 0 with the report written; 2 on an unreadable inventory or database."""
     from inventory.loader import InventoryError, load
     from monitor import reports
+    from monitor.state_path import StatePathError, check_readable
 
     try:
         inventory = load(args.inventory)
+        check_readable(args.state)
         first_passed = reports.first_passed_from_db(args.state)
-    except (InventoryError, ValueError, OSError) as exc:
+    except (InventoryError, StatePathError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
     report = reports.readiness(inventory, first_passed, time.time())
@@ -78,13 +80,15 @@ def cmd_report_drill(args: argparse.Namespace) -> int:
     from inventory.loader import InventoryError, load
     from monitor import drills
     from monitor.ops_store import read_spans
+    from monitor.state_path import StatePathError, check_readable
 
     now = time.time()
     try:
         inventory = load(args.inventory)
         drill = pick_drill(inventory, args.drill, now)
+        check_readable(args.state)
         spans = read_spans(args.state, drill.id)
-    except (InventoryError, ValueError, OSError) as exc:
+    except (InventoryError, StatePathError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
     live = None
