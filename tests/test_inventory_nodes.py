@@ -206,7 +206,8 @@ def _mutations(text: str, rng: random.Random, count: int) -> list[str]:
     return out
 
 
-#: The example of the contract (CONTRACT.md section 2), as operators will copy it.
+#: The example of the contract (CONTRACT.md section 2, with working hours, SNMP, backup lines
+#: and contacts), as operators will copy it.
 CONTRACT_EXAMPLE = """\
 version: 1
 defaults:                 # optional; every key has a sane default
@@ -214,7 +215,26 @@ defaults:                 # optional; every key has a sane default
   icmp: {count: 3, timeout: 1s}
   down_after: 3           # consecutive failed cycles before a host is down
   up_after: 2             # consecutive good cycles before it is up again
-  tcp_ports: [445, 3389]  # liveness by TCP connect too (Windows drops ICMP)
+  tcp_ports: [445, 3389]  # liveness by TCP connect too (Windows drops ICMP); per commune/host as well
+  retry_interval: 2s      # (default 2s) a failing host/gateway/target is re-probed this often until down_after
+                          # failures confirm it (or up_after successes clear it), instead of waiting
+                          # whole intervals (Nagios' retry_interval)
+  working_hours:          # when commune computers are expected to answer (Vietnam time); outside
+    days: [mon, tue, wed, thu, fri]   # them a silent computer is "off": no alert, not an outage.
+    from: "07:00"         # Drills and `periods` count as working hours; gateways (the line) are
+    to: "17:00"           # expected always; a host with `always_on: true` too
+  holidays: []            # dates without working hours (Tết, 30/4, 1/5, 2/9, …)
+                          # (no working_hours key: computers are expected always. Metrics stay
+                          # facts: tslcd_host_up is 0 for a silent computer at any hour; the
+                          # expectation shapes status, alerts and availability)
+  snmp: null              # {version: 2c, community: "…"} or {version: 3, user: …, auth: SHA,
+                          #  auth_key_file: …, priv: AES, priv_key_file: …}: read the line's
+                          # router's ARP table (IP-MIB) from the central vantage after a sweep of
+                          # the commune's subnet: the segment view without software on the PCs.
+                          # Per commune too, with `address` (default: the gateway)
+  upstream: []            # addresses every commune's path from the central vantage depends on
+                          # (the monitor's own uplink, the core router): when all fail, ONE
+                          # vantage_isolated alert replaces the per-commune alerts
 targets:                  # the election system, checked from every vantage point
   - name: congtaidaibieu
     url: https://congtaidaibieu.quochoi.vn/
@@ -238,6 +258,10 @@ provinces:
         subnet: 198.18.1.0/29     # block assigned to the commune
         gateway: 198.18.1.1       # the line's router (CPE)
         backup_gateway: null      # optional second line
+        backup_isp: null          # its operator and circuit, when they differ from the primary's
+        backup_circuit: null
+        contacts:                 # optional: who to call; shown in alerts and on the page
+          - {name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}
         hosts:
           - name: may-01
             ip: 198.18.1.2
@@ -248,7 +272,7 @@ maintenance:              # optional: no alerts inside these windows
   - scope: "75/26041"
     from: 2026-02-06T07:00:00+07:00
     to: 2026-02-06T12:00:00+07:00
-"""
+"""  # noqa: E501 (copied verbatim from the contract)
 
 
 @pytest.mark.parametrize("source", ["demo", "province", "contract", "readme"])
@@ -323,3 +347,20 @@ def test_libyaml_nodes_convert_once_per_node_aliases_included() -> None:
         ("scalar", "tag:yaml.org,2002:int", "1", 1),
         ("map", nodes.MAP, 1, [(("scalar", nodes.STR, "b", 1), ("scalar", nodes.STR, "c", 1))]),
     ])
+
+
+def test_contract_example_validates_with_its_new_fields() -> None:
+    """The new keys of section 2 (working hours, SNMP, backup line, contacts) go through the
+    fast reader and the validator as the contract writes them."""
+    from inventory.loader import validate_text
+
+    inventory, problems = validate_text(CONTRACT_EXAMPLE, "contract.yaml")
+    assert [p for p in problems if p.severity == "error"] == []
+    assert inventory is not None
+    hours = inventory.defaults.working_hours
+    assert hours is not None and hours.days == (0, 1, 2, 3, 4)
+    assert (hours.start.hour, hours.end.hour) == (7, 17)
+    assert inventory.defaults.retry_interval == 2.0
+    (commune,) = inventory.communes()
+    assert commune.contacts[0].name == "Nguyễn Văn A"
+    assert commune.contacts[0].phone == "0912 345 678"

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import ipaddress
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from hypothesis import strategies as st
 from inventory import generate, loader, official
 from inventory.loader import DEFAULT_TCP_PORTS, dump, loads, validate, validate_text
 from inventory.model import (
+    AUTH_PROTOCOLS,
     CHECKS,
+    PRIV_PROTOCOLS,
     Commune,
+    Contact,
     Defaults,
     Host,
     IcmpSettings,
@@ -25,7 +29,9 @@ from inventory.model import (
     Maintenance,
     Milestone,
     Province,
+    Snmp,
     Target,
+    WorkingHours,
 )
 from inventory.scaffold import scaffold
 from monitor import cli_inventory
@@ -39,6 +45,23 @@ names = st.text(
 identifiers = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 dates = st.dates(dt.date(2025, 1, 1), dt.date(2027, 12, 31))
+phones = st.from_regex(r"(\+84 |0)[1-9][0-9]{2} [0-9]{3} [0-9]{3}", fullmatch=True)
+contacts = st.builds(Contact, names, st.none() | names, st.none() | phones,
+                     st.none() | identifiers.map(lambda s: f"{s}@example.gov.vn"))
+key_files = identifiers.map(lambda s: f"/etc/tslcd/{s}.key")
+snmp_v2c = st.builds(lambda c: Snmp("2c", community=c), names)
+snmp_v3 = st.builds(
+    lambda user, auth, auth_file, priv, priv_file: Snmp(
+        "3", user=user, auth=auth, auth_key_file=auth_file if auth else None,
+        priv=priv if auth else None, priv_key_file=priv_file if auth and priv else None),
+    identifiers, st.none() | st.sampled_from(AUTH_PROTOCOLS), key_files,
+    st.none() | st.sampled_from(PRIV_PROTOCOLS), key_files,
+)
+clock = st.times().map(lambda t: t.replace(second=0, microsecond=0))
+working_hours = st.builds(
+    lambda days, a, b: WorkingHours(tuple(sorted(days)), min(a, b), max(a, b)),
+    st.sets(st.integers(0, 6), min_size=1), clock, clock,
+).filter(lambda h: h.start < h.end)
 moments = st.datetimes(dt.datetime(2025, 1, 1), dt.datetime(2027, 1, 1),
                        timezones=st.sampled_from([dt.UTC, loader.VIETNAM_TZ]))
 
@@ -56,6 +79,7 @@ def communes_of(draw: st.DrawFn, province: str, first_index: int, defaults: Defa
             continue
         subnet = ipaddress.ip_network(f"198.18.{index}.0/29")
         base = subnet.network_address
+        inside_or_wan = st.just(base + 6) | st.just(ipaddress.ip_address(f"10.200.{index}.1"))
         hosts = tuple(
             Host(
                 name=f"may-{n:02d}" if draw(st.booleans()) else f"{draw(identifiers)}-{n}",
@@ -63,15 +87,32 @@ def communes_of(draw: st.DrawFn, province: str, first_index: int, defaults: Defa
                 mac=draw(st.none() | macs),
                 tcp_ports=draw(st.just(defaults.tcp_ports) | ports),
                 inspection=draw(st.none() | st.builds(Inspection, identifiers, dates)),
+                always_on=draw(st.booleans()),
             )
             for n in range(1, draw(st.integers(0, 4)) + 1)
         )
         result.append(Commune(
             province, code, name, draw(st.sampled_from(["VNPT", "Viettel", "FPT Telecom"])),
             subnet, base + 1, hosts, draw(st.none() | identifiers | st.just("12345")),
-            draw(st.none() | st.just(base + 6)),
+            draw(st.none() | inside_or_wan),
+            backup_isp=draw(st.none() | st.sampled_from(["VNPT", "Viettel"])),
+            backup_circuit=draw(st.none() | identifiers),
+            contacts=tuple(draw(st.lists(contacts, max_size=2))),
+            snmp=draw(commune_snmp(defaults.snmp, base + 1, base + 5)),
         ))
     return tuple(result)
+
+
+def commune_snmp(
+    inherited: Snmp | None, gateway: ipaddress.IPv4Address, other: ipaddress.IPv4Address
+) -> st.SearchStrategy[Snmp | None]:
+    """What the loader can give a commune: the defaults' on the gateway (or nothing without
+    them), the defaults' on another address, or its own credentials on either."""
+    address = st.sampled_from([gateway, other])
+    own = st.builds(lambda s, a: replace(s, address=a), snmp_v2c | snmp_v3, address)
+    if inherited is None:
+        return st.none() | own
+    return st.builds(lambda a: replace(inherited, address=a), address) | own
 
 
 @st.composite
@@ -79,7 +120,11 @@ def inventories(draw: st.DrawFn) -> Inventory:
     defaults = Defaults(
         interval=draw(seconds), icmp=IcmpSettings(draw(st.integers(1, 100)), draw(seconds)),
         down_after=draw(st.integers(1, 10)), up_after=draw(st.integers(1, 10)),
-        tcp_ports=draw(ports),
+        tcp_ports=draw(ports), retry_interval=draw(seconds),
+        working_hours=draw(st.none() | working_hours),
+        holidays=tuple(sorted(draw(st.sets(dates, max_size=3)))),
+        snmp=draw(st.none() | snmp_v2c | snmp_v3),
+        upstream=tuple(draw(st.lists(st.ip_addresses(v=4), max_size=2))),
     )
     codes = draw(st.lists(st.sampled_from(sorted(official.provinces())), max_size=3, unique=True))
     provinces = []
