@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,15 +103,45 @@ def report_files(inventory: Inventory, state: MonitorState, tracker: DrillTracke
     }
     if tracker is not None:
         for drill in _drills_to_report(inventory, at, previous):
-            report = drills.drill_report(drill, inventory, tracker.spans(drill.id), at,
-                                         tracker.live.get(drill.id))
-            files += [ReportFile(f"dien-tap-{drill.id}-{stamp}.{fmt}", CONTENT_TYPES[fmt],
-                                 drills.WRITERS[fmt](report)) for fmt in FORMATS]
-            summary["drills"].append({"drill": drill.id, "title": drill.title,
-                                      "connected": report.appeared,
-                                      "communes": len(report.communes)})
+            try:
+                drill_files, entry = _drill_files(drill, inventory, tracker, at, stamp)
+            except Exception:  # one drill's failure must not cost the others their report
+                log.exception("drill_report_failed", drill=drill.id)
+                continue
+            files += drill_files
+            summary["drills"].append(entry)
     summary["files"] = [f.name for f in files]
     return files, summary
+
+
+def _drill_files(drill: Drill, inventory: Inventory, tracker: DrillTracker, at: float,
+                 stamp: str) -> tuple[list[ReportFile], dict[str, Any]]:
+    report = drills.drill_report(drill, inventory, tracker.spans(drill.id), at,
+                                 tracker.live.get(drill.id))
+    name = f"dien-tap-{name_part(drill.id)}-{stamp}"
+    files = [ReportFile(f"{name}.{fmt}", CONTENT_TYPES[fmt], drills.WRITERS[fmt](report))
+             for fmt in FORMATS]
+    return files, {"drill": drill.id, "title": drill.title, "connected": report.appeared,
+                   "communes": len(report.communes)}
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+MAX_NAME_PART = 60
+
+
+def name_part(ident: str) -> str:
+    """An id (a drill's, a milestone's, a period's) as part of a file name, whatever it
+    holds: ASCII letters, digits, ``-`` and ``_`` only, so no ``../``, slash, quote, CR or
+    LF can reach the file system or a webhook's multipart header. Vietnamese letters lose
+    their marks; an id that had to change gets a short hash of the original, so two ids
+    never share a name ("a/b" and "a:b")."""
+    folded = unicodedata.normalize("NFKD", ident.replace("đ", "d").replace("Đ", "D"))
+    ascii_text = folded.encode("ascii", "ignore").decode("ascii")
+    part = _UNSAFE.sub("-", ascii_text).strip("-")[:MAX_NAME_PART]
+    if part == ident and part:
+        return part
+    digest = hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{part}-{digest}" if part else digest
 
 
 def _drills_to_report(inventory: Inventory, at: float, previous: float | None) -> list[Drill]:
@@ -123,6 +156,8 @@ def write_files(folder: Path, files: list[ReportFile]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in files:
+        if Path(f.name).name != f.name or f.name.startswith(".") or "\\" in f.name:
+            raise ValueError(f"report file name {f.name!r} is not a plain file name")
         path = folder / f.name
         tmp = folder / f".{f.name}.tmp"
         tmp.write_bytes(f.data)

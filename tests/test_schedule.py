@@ -4,8 +4,11 @@ files land in the folder, and a real webhook on loopback receives them (with a r
 from __future__ import annotations
 
 import asyncio
+import csv
+import dataclasses
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,63 @@ async def test_rejected_report_is_not_retried(tmp_path: Path) -> None:
                                     webhook=receiver_url, clock=fake.clock, sleep=fake.sleep)
         assert await scheduler.send([], {}) is False
     assert fake.sleeps == []
+
+
+EVIL_DRILL_IDS = ("../../escaped\r\nX-Header: 1", '"quoted"/sub\\dir', "..", "Diễn tập 2")
+
+
+def _evil_drills_sim(tmp_path: Path) -> Sim:
+    """The inventory's drill under ids that are no file names (the loader may refuse such
+    ids: the writer must not depend on it), each followed by another drill."""
+    base = Sim(tmp_path).inventory.drills[0]
+    drills = tuple(dataclasses.replace(base, id=ident) for ident in
+                   (*EVIL_DRILL_IDS, "dien-tap-1"))
+    sim = Sim(tmp_path, dataclasses.replace(Sim(tmp_path).inventory, drills=drills))
+    for minute in range(0, 10):
+        sim.cycle(vn(2026, 2, 6, 8, minute), {A: True, B: True})
+    return sim
+
+
+async def test_drill_ids_that_are_no_file_names_still_get_their_report_in_the_folder(
+        tmp_path: Path) -> None:
+    sim = _evil_drills_sim(tmp_path)
+    out = tmp_path / "reports" / "out"
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+
+    def build(at: float, previous: float | None) -> tuple[list, dict]:
+        return report_files(sim.inventory, sim.engine.state, sim.ops.drills, at, previous)
+
+    scheduler = ReportScheduler(MONDAY_7, out, build)
+    paths = await scheduler.run_once(vn(2026, 2, 6, 9, 0))  # every drill running
+    assert {p.parent for p in paths} == {out}
+    after = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    assert after == before | {out.parent}  # nothing escaped the folder (none in its parent)
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 3 * (1 + len(EVIL_DRILL_IDS) + 1)  # readiness + every drill
+    assert "dien-tap-dien-tap-1-20260206-0900.csv" in names  # an ordinary id stays as it is
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+\.(csv|html|xlsx)", n) for n in names), names
+    for ident in EVIL_DRILL_IDS:  # each its own three files, the id inside intact
+        drill_name = f"dien-tap-{schedule.name_part(ident)}-20260206-0900"
+        assert sorted(n for n in names if n.startswith(drill_name)) == [
+            f"{drill_name}.{fmt}" for fmt in ("csv", "html", "xlsx")]
+        text = (out / f"{drill_name}.csv").read_bytes().decode("utf-8-sig")
+        assert any(f"({ident})" in cell for row in csv.reader(io.StringIO(text, newline=""))
+                   for cell in row)
+    assert "dien-tap-Dien-tap-2-" in " ".join(names)
+    # the next run still writes its reports
+    assert len(await scheduler.run_once(vn(2026, 2, 6, 10, 0))) == len(names)
+
+
+def test_name_part_keeps_safe_ids_and_never_merges_two_unsafe_ones() -> None:
+    assert schedule.name_part("dien-tap_1") == "dien-tap_1"
+    unsafe = ["a/b", "a:b", "a\nb", "", "..", "/", "x" * 500]
+    parts = [schedule.name_part(ident) for ident in unsafe]
+    assert len(set(parts)) == len(unsafe)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,69}", p) for p in parts), parts
+
+
+def test_write_files_refuses_a_name_that_is_not_a_plain_file_name(tmp_path: Path) -> None:
+    for name in ("../x.csv", "sub/x.csv", ".hidden", "a\\b.csv"):
+        with pytest.raises(ValueError, match="not a plain file name"):
+            schedule.write_files(tmp_path / "out", [schedule.ReportFile(name, "text/csv", b"")])
+    assert list((tmp_path / "out").iterdir()) == []
