@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 
 run_pkgs=(fping iproute2 iptables python3-venv)
-test_pkgs=(mosquitto mosquitto-clients prometheus prometheus-alertmanager chromium openssl nftables)
+test_pkgs=(mosquitto mosquitto-clients prometheus prometheus-alertmanager chromium openssl nftables snmpd snmp)
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
 
