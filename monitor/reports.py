@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import html
 import io
+import re
 import sqlite3
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +198,25 @@ def inert(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+MAX_NAME_PART = 60
+
+
+def name_part(ident: str) -> str:
+    """An id (a drill's, a milestone's, a period's) as part of a file name, whatever it
+    holds: ASCII letters, digits, ``-`` and ``_`` only, so no ``../``, slash, quote, CR or
+    LF can reach the file system or a webhook's multipart header. Vietnamese letters lose
+    their marks; an id that had to change gets a short hash of the original, so two ids
+    never share a name ("a/b" and "a:b")."""
+    folded = unicodedata.normalize("NFKD", ident.replace("đ", "d").replace("Đ", "D"))
+    ascii_text = folded.encode("ascii", "ignore").decode("ascii")
+    part = _UNSAFE.sub("-", ascii_text).strip("-")[:MAX_NAME_PART]
+    if part == ident and part:
+        return part
+    digest = hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{part}-{digest}" if part else digest
 
 
 def cell_text(value: Any) -> str:

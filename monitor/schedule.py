@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import os
-import re
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ from inventory.model import Drill, Inventory
 from monitor import drills, reports
 from monitor.alerts import VN_TZ, iso_vn
 from monitor.drills import DrillTracker
+from monitor.reports import name_part
 from monitor.sinks import _safe_url
 from monitor.status import MonitorState
 
@@ -123,25 +121,6 @@ def _drill_files(drill: Drill, inventory: Inventory, tracker: DrillTracker, at: 
              for fmt in FORMATS]
     return files, {"drill": drill.id, "title": drill.title, "connected": report.appeared,
                    "communes": len(report.communes)}
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-MAX_NAME_PART = 60
-
-
-def name_part(ident: str) -> str:
-    """An id (a drill's, a milestone's, a period's) as part of a file name, whatever it
-    holds: ASCII letters, digits, ``-`` and ``_`` only, so no ``../``, slash, quote, CR or
-    LF can reach the file system or a webhook's multipart header. Vietnamese letters lose
-    their marks; an id that had to change gets a short hash of the original, so two ids
-    never share a name ("a/b" and "a:b")."""
-    folded = unicodedata.normalize("NFKD", ident.replace("đ", "d").replace("Đ", "D"))
-    ascii_text = folded.encode("ascii", "ignore").decode("ascii")
-    part = _UNSAFE.sub("-", ascii_text).strip("-")[:MAX_NAME_PART]
-    if part == ident and part:
-        return part
-    digest = hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{part}-{digest}" if part else digest
 
 
 def _drills_to_report(inventory: Inventory, at: float, previous: float | None) -> list[Drill]:

@@ -3,13 +3,16 @@ drill reports, the line carrying each commune and inspection records, scoped by 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from monitor.reports import name_part
 from monitor.web.server import WebContext, build_app
 from tests import web_support as ws
 from tests.test_operations import A, B, Sim, vn
@@ -125,3 +128,24 @@ async def test_page_shows_the_live_drill_count_backup_line_and_missing_stamp(
             await chromium.close()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("ident", ['dt"1', "dt\r\nSet-Cookie: x=1", "../dt/1", "Diễn tập 1"])
+async def test_a_drill_id_that_is_no_file_name_gives_a_safe_download_name(
+        tmp_path: Path, ident: str) -> None:
+    """The id comes from the inventory; the file name offered for download is made safe
+    (no quote, CR/LF or slash in the header), and the report still downloads."""
+    base = Sim(tmp_path)
+    inventory = dataclasses.replace(
+        base.inventory, drills=(dataclasses.replace(base.inventory.drills[0], id=ident),))
+    sim = Sim(tmp_path, inventory)
+    sim.cycle(vn(2026, 2, 6, 8, 0), {A: True, B: True})
+    ctx = WebContext(inventory=lambda: sim.inventory, state=sim.engine.state,
+                     metrics_body=lambda: b"", drills=sim.ops.drills)
+    async with TestClient(TestServer(build_app(ctx), host="127.0.0.1")) as c:
+        resp = await c.get(f"/report/drill/{quote(ident, safe='')}.xlsx")
+        assert resp.status == 200
+        assert "Set-Cookie" not in resp.headers
+        disposition = resp.headers["Content-Disposition"]
+        assert disposition == f'attachment; filename="dien-tap-{name_part(ident)}.xlsx"'
+        assert len(await resp.read()) > 1000

@@ -474,5 +474,6 @@ async def drill_report(request: web.Request) -> web.Response:
     body: Any = await asyncio.to_thread(drills.WRITERS[fmt], found[0])
     headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}
     if fmt != "html":
-        headers["Content-Disposition"] = f'attachment; filename="dien-tap-{ident}.{fmt}"'
+        headers["Content-Disposition"] = (  # the id may hold a quote, CR/LF, a slash
+            f'attachment; filename="dien-tap-{reports.name_part(ident)}.{fmt}"')
     return web.Response(body=body, headers=headers)
