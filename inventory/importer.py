@@ -5,13 +5,22 @@ Headers are found wherever they are (title rows above them are skipped) and matc
 Vietnamese or English, with or without diacritics. Cells merged over several rows of the same
 commune (Excel's usual layout) are filled down. The resulting YAML is checked by the loader,
 and every problem is reported at the spreadsheet row it comes from.
+
+Besides the addressing, a sheet may carry each computer's inspection stamp and its date,
+the commune's contacts (name, role, phone, e-mail: one per row, repeated rows counted once)
+and its backup line (operator, circuit, router). A subnet may be written as a network
+address with a dotted mask in a column of its own ("Subnet mask": 255.255.255.248), as
+provincial sheets often do; a network address with neither a prefix nor a mask is an error
+naming its cell, never a silent /32.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import io
+import ipaddress
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +30,7 @@ from typing import Any
 
 import openpyxl
 import yaml
+from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
 from inventory import official
@@ -45,8 +55,21 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "circuit": ("ma duong truyen", "ma kenh", "so hieu duong truyen", "circuit",
                 "circuit id"),
     "subnet": ("dai ip", "dai dia chi ip", "dai dia chi", "lop mang", "subnet", "network"),
+    "subnet_mask": ("subnet mask", "mat na mang", "mat na", "mat na subnet", "netmask", "mask"),
     "gateway": ("gateway", "cong mac dinh", "dia chi gateway", "ip gateway", "default gateway"),
-    "backup_gateway": ("gateway du phong", "cong du phong", "backup gateway"),
+    "backup_gateway": ("gateway du phong", "cong du phong", "router du phong", "backup gateway",
+                       "backup router"),
+    "backup_isp": ("nha mang du phong", "nha cung cap du phong", "backup isp",
+                   "backup operator"),
+    "backup_circuit": ("ma duong truyen du phong", "ma kenh du phong", "backup circuit",
+                       "backup circuit id"),
+    "contact": ("nguoi lien he", "can bo phu trach", "ho ten can bo", "contact",
+                "contact name"),
+    "role": ("chuc vu", "vai tro", "role", "contact role"),
+    "phone": ("so dien thoai", "dien thoai", "sdt", "phone", "phone number", "contact phone"),
+    "email": ("email", "e mail", "thu dien tu", "contact email"),
+    "stamp": ("so tem", "tem", "ma tem", "so tem kiem dinh", "stamp", "inspection stamp"),
+    "stamp_date": ("ngay dan tem", "ngay kiem dinh", "stamp date", "inspection date"),
     "host": ("ten may", "ten may tinh", "may tinh", "host", "host name", "hostname"),
     "ip": ("dia chi ip", "dia chi ip may tinh", "ip", "ip may", "ip may tinh", "host ip",
            "ip address"),
@@ -56,7 +79,13 @@ _BY_HEADER = {name: column for column, names in HEADERS.items() for name in name
 #: Columns a sheet must have, with the header the operator should add.
 REQUIRED = {"commune": "Mã xã", "subnet": "Dải IP", "gateway": "Gateway", "ip": "Địa chỉ IP"}
 #: Per-commune values: every row of a commune must agree on them (or leave them empty).
-COMMUNE_COLUMNS = ("province", "name", "isp", "circuit", "subnet", "gateway", "backup_gateway")
+COMMUNE_COLUMNS = ("province", "name", "isp", "circuit", "subnet", "subnet_mask", "gateway",
+                   "backup_gateway", "backup_isp", "backup_circuit")
+#: Per-computer values.
+HOST_COLUMNS = ("host", "ip", "mac", "stamp", "stamp_date")
+#: A contact per row (the same person on several rows counts once).
+CONTACT_COLUMNS = ("contact", "role", "phone", "email")
+_DAY_FIRST = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})")
 HEADER_SEARCH_ROWS = 30
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
 
@@ -69,12 +98,21 @@ class _CommuneRows:
     row: int
     values: dict[str, tuple[str, int]] = field(default_factory=dict)
     hosts: list[tuple[dict[str, str], int]] = field(default_factory=list)
+    contacts: list[tuple[dict[str, str], int]] = field(default_factory=list)
 
 
 @dataclass
 class _Sheet:
     label: str  # FILE or FILE:SHEET, as problems are reported
     rows: list[list[str]]  # every row from the first, cells as text
+    lettered: bool = False  # columns named as Excel does (D7), else by number
+
+    def cell(self, row: int, index: int, header_row: int) -> str:
+        """How a message names a cell: "cell D7 (Dải IP)" or "column 4 (Dải IP)"."""
+        where = (f"cell {get_column_letter(index + 1)}{row}" if self.lettered
+                 else f"column {index + 1}")
+        header = self.rows[header_row - 1]
+        return f"{where} ({header[index]})" if index < len(header) else where
 
 
 def import_spreadsheet(path: str | Path) -> tuple[str | None, list[Problem]]:
@@ -102,6 +140,11 @@ def _import_sheet(
         return None, [Problem(sheet.label, header_row, f"missing columns / thiếu cột: {names}")]
     problems: list[Problem] = []
     communes = _gather(sheet, header_row, columns, problems)
+    for code in [c.code for c in communes.values()
+                 if not _resolve_subnet(c, sheet, header_row, columns, problems)]:
+        del communes[code]  # (its addresses cannot be placed: the one error says why)
+    if not communes and has_errors(problems):
+        return None, problems
     if not communes:
         problems.append(Problem(sheet.label, header_row, "no data rows below the header"))
         return None, problems
@@ -123,7 +166,7 @@ def _read_xlsx(path: Path) -> Iterator[_Sheet]:
         for ws in workbook.worksheets:
             cells = ws.iter_rows(min_row=1, values_only=True)  # row numbers as Excel shows
             rows = [[_cell_text(v) for v in row] for row in cells]
-            yield _Sheet(f"{path}:{ws.title}", rows)
+            yield _Sheet(f"{path}:{ws.title}", rows, lettered=True)
     finally:
         workbook.close()
 
@@ -167,6 +210,8 @@ def _cell_text(value: Any) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, dt.datetime) and value.time() == dt.time():
+        return value.date().isoformat()  # a date cell (openpyxl reads dates as datetimes)
     return official.nfc(str(value)).strip()
 
 
@@ -211,10 +256,62 @@ def _gather(
             problems.append(Problem(sheet.label, number, "no commune code (Mã xã) in this row"))
             continue
         _merge_commune_values(current, cells, number, sheet.label, problems)
-        host = {k: cells.get(k, "") for k in ("host", "ip", "mac")}
+        host = {k: cells.get(k, "") for k in HOST_COLUMNS}
         if any(host.values()):
             current.hosts.append((host, number))
+        contact = {k: cells.get(k, "") for k in CONTACT_COLUMNS}
+        if any(contact.values()) and not any(
+            official.fold(contact["contact"]) == official.fold(c["contact"])
+            for c, _ in current.contacts
+        ):
+            current.contacts.append((contact, number))
     return communes
+
+
+def _resolve_subnet(
+    commune: _CommuneRows, sheet: _Sheet, header_row: int, columns: dict[str, int],
+    problems: list[Problem],
+) -> bool:
+    """The commune's subnet as ``address/prefix``, from its own prefix or the mask column.
+    False (and the error, naming the cell) when it cannot be told."""
+    given, mask = commune.values.get("subnet"), commune.values.get("subnet_mask")
+    if given is None:
+        return True
+    text, row = given
+    prefix = None
+    if mask is not None:
+        prefix = _prefix_of_mask(mask[0])
+        if prefix is None:
+            problems.append(Problem(sheet.label, mask[1], (
+                f"{sheet.cell(mask[1], columns['subnet_mask'], header_row)}: '{mask[0]}' is not "
+                "a subnet mask (e.g. 255.255.255.248 or /29) / mặt nạ mạng không hợp lệ")))
+            return False
+    address, slash, length = text.partition("/")
+    if slash and prefix is not None and _prefix_of_mask(length) != prefix:
+        problems.append(Problem(sheet.label, row, (
+            f"{sheet.cell(row, columns['subnet'], header_row)}: '{text}' disagrees with the "
+            f"subnet mask '{mask[0]}' (row {mask[1]}) / dải IP và mặt nạ mạng không khớp")))
+        return False
+    if not slash and prefix is None:
+        problems.append(Problem(sheet.label, row, (
+            f"{sheet.cell(row, columns['subnet'], header_row)}: '{text}' has no prefix length "
+            "and there is no subnet mask: write the prefix (e.g. 198.18.1.0/29) or add a 'Mặt nạ mạng' "
+            "(Subnet mask) column / thiếu độ dài tiền tố hoặc mặt nạ mạng")))
+        return False
+    if not slash:
+        commune.values["subnet"] = (f"{address}/{prefix}", row)
+    return True
+
+
+def _prefix_of_mask(text: str) -> int | None:
+    """29 for "255.255.255.248", "/29" or "29"; None for what is not a (contiguous) mask."""
+    text = text.strip().removeprefix("/")
+    if text.isdigit():
+        return int(text) if int(text) <= 128 else None
+    try:
+        return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
+    except ValueError:
+        return None
 
 
 def _merge_commune_values(
@@ -264,15 +361,55 @@ def _province_data(code: str, communes: list[_CommuneRows]) -> dict[str, Any]:
 
 def _commune_data(commune: _CommuneRows) -> dict[str, Any]:
     data: dict[str, Any] = {"code": commune.code}
-    for column in ("name", "isp", "circuit", "subnet", "gateway", "backup_gateway"):
+    for column in ("name", "isp", "circuit", "subnet", "gateway", "backup_gateway",
+                   "backup_isp", "backup_circuit"):
         if column in commune.values:
             data[column] = commune.values[column][0]
-    data["hosts"] = [
-        {"name": host["host"] or None, "ip": host["ip"] or None,
-         **({"mac": host["mac"]} if host["mac"] else {})}
-        for host, _ in commune.hosts
-    ]
+    if commune.contacts:
+        data["contacts"] = [_contact_data(c) for c, _ in commune.contacts]
+    data["hosts"] = [_host_data(host) for host, _ in commune.hosts]
     return data
+
+
+def _host_data(host: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": host["host"] or None, "ip": host["ip"] or None}
+    if host["mac"]:
+        data["mac"] = host["mac"]
+    if host["stamp"] or host["stamp_date"]:  # (one without the other: the loader says which)
+        data["inspection"] = {"stamp": host["stamp"] or None,
+                              "date": _iso_date(host["stamp_date"]) or None}
+    return data
+
+
+def _contact_data(contact: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": contact["contact"] or None}
+    if contact["role"]:
+        data["role"] = contact["role"]
+    if contact["phone"]:
+        data["phone"] = _phone(contact["phone"])
+    if contact["email"]:
+        data["email"] = contact["email"]
+    return data
+
+
+def _iso_date(text: str) -> str:
+    """"15/01/2026" (day first, as Vietnam writes dates) as 2026-01-15; other text as is."""
+    match = _DAY_FIRST.fullmatch(text.strip())
+    if match is None:
+        return text
+    day, month, year = (int(g) for g in match.groups())
+    try:
+        return dt.date(year, month, day).isoformat()
+    except ValueError:
+        return text  # (the loader reports it at its row)
+
+
+def _phone(text: str) -> str:
+    """A number Excel stored as a number lost its leading 0 (912345678): give it back.
+    Vietnamese numbers are 10 digits (mobile) or 11 (landline) with it."""
+    if text.isdigit() and len(text) in (9, 10) and not text.startswith(("0", "84")):
+        return "0" + text
+    return text
 
 
 def _line_rows(text: str, provinces: list[list[_CommuneRows]]) -> dict[int, int]:
@@ -288,7 +425,12 @@ def _line_rows(text: str, provinces: list[list[_CommuneRows]]) -> dict[int, int]
             for key_node, value_node in c_node.value:
                 given = commune.values.get(key_node.value)
                 rows[key_node.start_mark.line + 1] = given[1] if given else commune.row
-                if key_node.value == "hosts":
-                    for h_node, (_, row) in zip(value_node.value, commune.hosts, strict=True):
-                        rows[h_node.start_mark.line + 1] = row
+                if key_node.value in ("hosts", "contacts"):
+                    items = commune.hosts if key_node.value == "hosts" else commune.contacts
+                    for h_node, (_, row) in zip(value_node.value, items, strict=True):
+                        # every line of the entry: a host with an inspection spans several
+                        end = h_node.end_mark
+                        for line in range(h_node.start_mark.line,
+                                          end.line + (1 if end.column else 0)):
+                            rows[line + 1] = row
     return rows
