@@ -122,3 +122,25 @@ def route_stdlib(name: str) -> logging.Logger:
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.DEBUG)  # structlog's filtering bound logger decides
     return logger
+
+
+class OnceLog:
+    """Logs a failure with its traceback the first time per key only.
+
+    A row of bad data (one commune's state) fails again at every render, every few seconds;
+    one line with the traceback says what is wrong, the same line every render would bury
+    everything else. At most ``limit`` keys are remembered (the inventory bounds them).
+    """
+
+    def __init__(self, event: str, limit: int = 100_000) -> None:
+        self.event = event
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def failed(self, key: str, **fields: object) -> bool:
+        """Call inside ``except``; True when this was logged (the first time for ``key``)."""
+        if key in self.seen or len(self.seen) >= self.limit:
+            return False
+        self.seen.add(key)
+        structlog.get_logger("monitor").exception(self.event, key=key, **fields)
+        return True

@@ -49,6 +49,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from inventory.model import Commune, Host, Inventory, Milestone
+from monitor.log import OnceLog
 from monitor.observation import CycleReport, HostObservation
 from monitor.reports import deadline
 from monitor.status import CommuneState, HostState, MonitorState, TargetState
@@ -114,6 +115,38 @@ def fmt(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     return "+Inf" if value > 0 else "-Inf"
+
+
+class _Skips:
+    """Rows (a host, a commune, a target) that failed to render this time, skipped so that
+    one commune's bad data never stops the others; each logged once with its traceback."""
+
+    __slots__ = ("keys", "log")
+
+    def __init__(self, log: OnceLog) -> None:
+        self.log = log
+        self.keys: set[str] = set()
+
+    @property
+    def count(self) -> int:
+        return len(self.keys)
+
+    def failed(self, kind: str, key: str, families: Iterable[_Family] = (),
+               marker: str = "") -> None:
+        """Call inside ``except``: drop the samples the row already wrote, count, log once."""
+        self.keys.add(key)
+        if marker:
+            _drop_tail(families, marker)
+        self.log.failed(key, kind=kind)  # one line per row, whichever family failed first
+
+
+def _drop_tail(families: Iterable[_Family], marker: str) -> None:
+    """Remove the samples a failed row appended: they are the last lines of each family
+    and carry its labels (``marker``), so the happy path records nothing."""
+    for family in families:
+        lines = family.lines
+        while len(lines) > 2 and marker in lines[-1]:
+            lines.pop()
 
 
 class _Family:
@@ -238,6 +271,7 @@ class Exposition:
         self._probes: Counter[tuple[str, str]] = Counter()
         self._agents: dict[str, float] = {}
         self._render_seconds: float | None = None
+        self._failures = OnceLog("metrics_row_skipped")
         self._registry = CollectorRegistry(auto_describe=False)
         if process_metrics:
             ProcessCollector(registry=self._registry)
@@ -265,8 +299,9 @@ class Exposition:
         with self._lock:
             started = time.perf_counter()
             cache = self._label_cache(inventory)
-            self._accumulate(cache, state, cycle_stats or CycleStats())
-            parts = self._render(cache, state, time.time())
+            skips = _Skips(self._failures)
+            self._accumulate(cache, state, cycle_stats or CycleStats(), skips)
+            parts = self._render(cache, state, time.time(), skips)
             parts.append(generate_latest(self._registry))
             body = b"".join(parts)
             self._published = (body, gzip.compress(body, GZIP_LEVEL, mtime=0))
@@ -279,41 +314,48 @@ class Exposition:
             self._icmp = {k: v for k, v in self._icmp.items() if k in live}
         return self._labels
 
-    def _accumulate(self, cache: _LabelCache, state: MonitorState, stats: CycleStats) -> None:
+    def _accumulate(self, cache: _LabelCache, state: MonitorState, stats: CycleStats,
+                    skips: _Skips) -> None:
         if stats.duration is not None:
             self._cycle.observe(stats.duration)
         self._probes.update(stats.probes)
-        for agent, seen in _agents_seen(state, stats).items():
+        for agent, seen in _agents_seen(state, stats, skips).items():
             self._agents[agent] = max(seen, self._agents.get(agent, seen))
         for row in cache.hosts:
             host = _host_state(state, row)
             if host is not None and host.last is not None and host.last.icmp is not None:
-                self._count_icmp(row, host.last, host.last.icmp)
+                try:
+                    self._count_icmp(row, host.last, host.last.icmp)
+                except Exception:
+                    skips.failed("icmp_counter", f"{row.key}/{row.host}")
 
     def _count_icmp(self, row: _HostRow, obs: HostObservation, icmp: IcmpDetail) -> None:
         """Add a host's ICMP probe to its counters and the RTT histogram, once per probe."""
         counter = self._icmp.setdefault((row.key, row.host), IcmpCounter())
         if counter.last is not None and _same_probe(counter.last, obs):
             return
-        counter.last = obs
-        counter.sent += icmp.sent
-        counter.received += icmp.received
+        counter.last = obs  # a probe that fails below is not retried at every render
+        sent, received = int(icmp.sent), int(icmp.received)  # bad data fails before counting
+        rtts = [float(rtt) for rtt in icmp.rtts]
+        counter.sent += sent
+        counter.received += received
         histogram = self._rtt.get(row.province)
         if histogram is None:
             histogram = self._rtt[row.province] = Histogram(ICMP_RTT_BUCKETS)
-        for rtt in icmp.rtts:
+        for rtt in rtts:
             histogram.observe(rtt)
 
-    def _render(self, cache: _LabelCache, state: MonitorState, now: float) -> list[bytes]:
+    def _render(self, cache: _LabelCache, state: MonitorState, now: float,
+                skips: _Skips) -> list[bytes]:
         """Each family encoded on its own: no single long C call holds the GIL for long."""
-        families = _host_families(cache, state, self._icmp)
-        families += _commune_families(cache, state, cache.inventory.milestones)
+        families = _host_families(cache, state, self._icmp, skips)
+        families += _commune_families(cache, state, cache.inventory.milestones, skips)
         families.append(_maintenance_family(cache, now))
-        families += _target_families(list(state.targets.values()))
-        families += self._own_families()
+        families += _target_families(list(state.targets.values()), skips)
+        families += self._own_families(skips)
         return [("\n".join(f.lines) + "\n").encode() for f in families]
 
-    def _own_families(self) -> list[_Family]:
+    def _own_families(self, skips: _Skips) -> list[_Family]:
         agents = _Family(
             "tslcd_agent_last_seen_timestamp_seconds",
             "gauge",
@@ -340,7 +382,14 @@ class Exposition:
         )
         if self._render_seconds is not None:
             render.add("", self._render_seconds)
-        return [agents, rtt, cycle, probes, render]
+        skipped = _Family(
+            "tslcd_exposition_skipped_rows",
+            "gauge",
+            "Hosts, communes and targets left out of this render: their data failed to render "
+            "(logged once each).",
+        )
+        skipped.add("", skips.count)
+        return [agents, rtt, cycle, probes, render, skipped]
 
 
 def _host_state(state: MonitorState, row: _HostRow) -> HostState | None:
@@ -358,13 +407,17 @@ def _same_probe(a: HostObservation, b: HostObservation) -> bool:
     )
 
 
-def _agents_seen(state: MonitorState, stats: CycleStats) -> dict[str, float]:
+def _agents_seen(state: MonitorState, stats: CycleStats, skips: _Skips) -> dict[str, float]:
     """Latest time each agent was heard: its observations in the state, and what it reported."""
     seen = dict(stats.agents)
-    for commune in list(state.communes.values()):  # one atomic copy: the loop may add communes
+    for key, commune in list(state.communes.items()):  # one atomic copy: the loop may add some
         vantage = commune.vantage
-        if vantage and vantage != "central" and commune.last_seen is not None:
-            seen[vantage] = max(commune.last_seen, seen.get(vantage, commune.last_seen))
+        if isinstance(vantage, str) and vantage != "central" and commune.last_seen is not None:
+            try:
+                last = float(commune.last_seen)
+                seen[vantage] = max(last, seen.get(vantage, last))
+            except Exception:
+                skips.failed("agent_seen", key)
     return seen
 
 
@@ -380,9 +433,11 @@ def _alive_methods(obs: HostObservation) -> list[tuple[str, bool]]:
 
 
 def _host_families(
-    cache: _LabelCache, state: MonitorState, icmp_counts: Mapping[tuple[str, str], IcmpCounter]
+    cache: _LabelCache, state: MonitorState, icmp_counts: Mapping[tuple[str, str], IcmpCounter],
+    skips: _Skips,
 ) -> list[_Family]:
-    """The per-host families: the hot loop (10,000 hosts), so samples are appended inline."""
+    """The per-host families: the hot loop (10,000 hosts), so samples are appended inline.
+    A host whose data fails to render is left out whole (its lines so far removed)."""
     up = _Family("tslcd_host_up", "gauge", "1 up, 0 down, after down_after/up_after debouncing.")
     rtt = _Family("tslcd_host_rtt_seconds", "gauge", "Mean ICMP round trip of the last cycle.")
     loss = _Family(
@@ -411,38 +466,43 @@ def _host_families(
     received = _Family(
         "tslcd_host_icmp_received_total", "counter", "ICMP echo replies received from the host."
     )
+    families = [up, rtt, loss, jitter, ip_ok, macs, alive, flapping, sent, received]
     for row in cache.hosts:
-        braced = row.braced
-        counter = icmp_counts.get((row.key, row.host))
-        if counter is not None:
-            sent.lines.append(f"tslcd_host_icmp_sent_total{braced} {counter.sent}")
-            received.lines.append(f"tslcd_host_icmp_received_total{braced} {counter.received}")
-        host = _host_state(state, row)
-        if host is None:
-            continue
-        if host.up is not None:
-            up.lines.append(f"tslcd_host_up{braced} {_BIT[host.up]}")
-        flapping.lines.append(f"tslcd_host_flapping{braced} {_BIT[host.flapping]}")
-        obs = host.last
-        if obs is None:
-            continue
-        icmp = obs.icmp
-        if icmp is not None and icmp.sent:
-            loss.lines.append(f"tslcd_host_packet_loss_ratio{braced} {fmt(icmp.loss_ratio)}")
-            if icmp.rtts:
-                rtt.lines.append(f"tslcd_host_rtt_seconds{braced} {icmp.rtt_mean!r}")
-            if len(icmp.rtts) > 1:
-                jitter.lines.append(f"tslcd_host_rtt_jitter_seconds{braced} {icmp.jitter!r}")
-        if obs.arp is not None:
-            ip_ok.lines.append(f"tslcd_host_ip_config_ok{braced} {_BIT[obs.arp.mac_ok]}")
-            macs.lines.append(f"tslcd_host_mac_addresses{braced} {len(obs.arp.macs)}")
-        for method, saw in _alive_methods(obs):
-            alive.lines.append(f'tslcd_host_alive{{{row.labels},method="{method}"}} {_BIT[saw]}')
-    return [up, rtt, loss, jitter, ip_ok, macs, alive, flapping, sent, received]
+        try:
+            braced = row.braced
+            counter = icmp_counts.get((row.key, row.host))
+            if counter is not None:
+                sent.lines.append(f"tslcd_host_icmp_sent_total{braced} {counter.sent}")
+                received.lines.append(f"tslcd_host_icmp_received_total{braced} {counter.received}")
+            host = _host_state(state, row)
+            if host is None:
+                continue
+            if host.up is not None:
+                up.lines.append(f"tslcd_host_up{braced} {_BIT[host.up]}")
+            flapping.lines.append(f"tslcd_host_flapping{braced} {_BIT[host.flapping]}")
+            obs = host.last
+            if obs is None:
+                continue
+            icmp = obs.icmp
+            if icmp is not None and icmp.sent:
+                loss.lines.append(f"tslcd_host_packet_loss_ratio{braced} {fmt(icmp.loss_ratio)}")
+                if icmp.rtts:
+                    rtt.lines.append(f"tslcd_host_rtt_seconds{braced} {icmp.rtt_mean!r}")
+                if len(icmp.rtts) > 1:
+                    jitter.lines.append(f"tslcd_host_rtt_jitter_seconds{braced} {icmp.jitter!r}")
+            if obs.arp is not None:
+                ip_ok.lines.append(f"tslcd_host_ip_config_ok{braced} {_BIT[obs.arp.mac_ok]}")
+                macs.lines.append(f"tslcd_host_mac_addresses{braced} {len(obs.arp.macs)}")
+            for method, saw in _alive_methods(obs):
+                alive.lines.append(
+                    f'tslcd_host_alive{{{row.labels},method="{method}"}} {_BIT[saw]}')
+        except Exception:
+            skips.failed("host", f"{row.key}/{row.host}", families, row.labels)
+    return families
 
 
 def _commune_families(
-    cache: _LabelCache, state: MonitorState, milestones: tuple[Milestone, ...]
+    cache: _LabelCache, state: MonitorState, milestones: tuple[Milestone, ...], skips: _Skips
 ) -> list[_Family]:
     info = _Family(
         "tslcd_commune_info", "gauge", "Always 1; names, operator and circuit of a commune."
@@ -475,24 +535,28 @@ def _commune_families(
     for milestone in milestones:
         due.add(labels(milestone=milestone.id), deadline(milestone))
     # the hot loop (3,321 communes): integer samples appended inline, as in _host_families
+    families = [info, status, unknown, backup, last_seen, met]
     for row in cache.communes:
-        braced = "{" + row.labels + "}"
-        info.lines.append(f"tslcd_commune_info{row.info} 1")
-        commune = state.communes.get(row.commune.key)
-        code = 3 if commune is None else int(commune.status)
-        status.lines.append(f"tslcd_commune_status{braced} {code}")
-        for milestone, suffix in milestone_labels:
-            done = commune is not None and _milestone_met(commune, milestone)
-            met.lines.append(f"tslcd_milestone_met{{{row.labels}{suffix} {_BIT[done]}")
-        if commune is None:
-            continue
-        if commune.unknown_devices is not None:
-            unknown.lines.append(
-                f"tslcd_commune_unknown_devices{braced} {len(commune.unknown_devices)}")
-        if commune.last_seen is not None:
-            backup.lines.append(f"tslcd_commune_on_backup{braced} {_BIT[commune.on_backup]}")
-            last_seen.add(braced, commune.last_seen)
-    return [info, status, unknown, backup, last_seen, met, due]
+        try:
+            braced = "{" + row.labels + "}"
+            info.lines.append(f"tslcd_commune_info{row.info} 1")
+            commune = state.communes.get(row.commune.key)
+            code = 3 if commune is None else int(commune.status)
+            status.lines.append(f"tslcd_commune_status{braced} {code}")
+            for milestone, suffix in milestone_labels:
+                done = commune is not None and _milestone_met(commune, milestone)
+                met.lines.append(f"tslcd_milestone_met{{{row.labels}{suffix} {_BIT[done]}")
+            if commune is None:
+                continue
+            if commune.unknown_devices is not None:
+                unknown.lines.append(
+                    f"tslcd_commune_unknown_devices{braced} {len(commune.unknown_devices)}")
+            if commune.last_seen is not None:
+                backup.lines.append(f"tslcd_commune_on_backup{braced} {_BIT[commune.on_backup]}")
+                last_seen.add(braced, commune.last_seen)
+        except Exception:
+            skips.failed("commune", row.commune.key, families, row.labels)
+    return [*families, due]
 
 
 def _maintenance_family(cache: _LabelCache, now: float) -> _Family:
@@ -515,7 +579,7 @@ def _milestone_met(commune: CommuneState, milestone: Milestone) -> bool:
     return all(check in commune.first_passed for check in milestone.requires)
 
 
-def _target_families(targets: Iterable[TargetState]) -> list[_Family]:
+def _target_families(targets: Iterable[TargetState], skips: _Skips) -> list[_Family]:
     up = _Family(
         "tslcd_target_up", "gauge", "1 when the election system was reached (DNS, TCP, TLS, HTTP)."
     )
@@ -530,20 +594,26 @@ def _target_families(targets: Iterable[TargetState]) -> list[_Family]:
     status = _Family(
         "tslcd_target_http_status", "gauge", "HTTP status code of the last target check."
     )
+    families = [up, expiry, phase, status]
     for target in sorted(targets, key=lambda t: (t.target, t.vantage)):
-        pairs = labels(target=target.target, vantage=target.vantage)
-        up.add(pairs, target.up)
-        detail = target.last.detail
-        if not isinstance(detail, TargetDetail):
-            continue
-        if detail.tls_not_after is not None:
-            expiry.add(pairs, detail.tls_not_after)
-        if detail.http_status is not None:
-            status.add(pairs, detail.http_status)
-        for name, seconds in zip(TARGET_PHASES, _phase_seconds(detail), strict=True):
-            if seconds is not None:
-                phase.add(f'{pairs[:-1]},phase="{name}"}}', seconds)
-    return [up, expiry, phase, status]
+        pairs = ""
+        try:
+            pairs = labels(target=target.target, vantage=target.vantage)
+            up.add(pairs, target.up)
+            detail = target.last.detail
+            if not isinstance(detail, TargetDetail):
+                continue
+            if detail.tls_not_after is not None:
+                expiry.add(pairs, detail.tls_not_after)
+            if detail.http_status is not None:
+                status.add(pairs, detail.http_status)
+            for name, seconds in zip(TARGET_PHASES, _phase_seconds(detail), strict=True):
+                if seconds is not None:
+                    phase.add(f'{pairs[:-1]},phase="{name}"}}', seconds)
+        except Exception:
+            skips.failed("target", f"{target.target!r}@{target.vantage!r}", families,
+                         pairs[1:-1])
+    return families
 
 
 def _phase_seconds(detail: TargetDetail) -> tuple[float | None, ...]:

@@ -20,6 +20,7 @@ from aiohttp import web
 from inventory.model import Commune, Host, Inventory, Milestone
 from inventory.official import fold, province_code
 from monitor.history import RttHistory
+from monitor.log import OnceLog
 from monitor.reports import judge
 from monitor.status import (
     CommuneState,
@@ -33,6 +34,10 @@ from monitor.web.auth import Scope
 from probes.result import TargetDetail
 
 STATUS_NAMES = {s: s.name.lower() for s in CommuneStatus}
+#: A commune whose live data fails to render is left out of the list (its detail answers
+#: 500) and logged once with its traceback, so one commune's bad data never breaks the API
+#: for the others nor fills the log at every refresh.
+RENDER_FAILURES = OnceLog("api_commune_render_failed")
 
 
 @dataclass(slots=True)
@@ -127,12 +132,19 @@ def commune_list(view: ScopedView, state: MonitorState, flt: ListFilter) -> dict
     communes = []
     updated = None
     for row, search in zip(view.rows, view.search, strict=True):
-        live = state.communes.get(f"{row['province']}/{row['commune']}")
-        status = live.status if live else CommuneStatus.UNKNOWN
-        if flt.keeps(row, search, status):
-            communes.append({**row, **_live_fields(live, status)})
+        key = f"{row['province']}/{row['commune']}"
+        live = state.communes.get(key)
+        try:
+            status = live.status if live else CommuneStatus.UNKNOWN
+            if not flt.keeps(row, search, status):
+                continue
+            fields = _live_fields(live, status)
             if live and live.last_seen and (updated is None or live.last_seen > updated):
-                updated = live.last_seen
+                updated = float(live.last_seen)
+        except Exception:
+            RENDER_FAILURES.failed(key, view="list")  # the others are still listed
+            continue
+        communes.append({**row, **fields})
     return {"count": len(communes), "updated": updated, "communes": communes}
 
 

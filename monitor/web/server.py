@@ -399,16 +399,21 @@ async def get_commune(request: web.Request) -> web.Response:
     if commune is None:  # also: outside the caller's scope
         return api.error(request, 404, "no such commune")
     province = view.inventory.province(prov)
-    detail = api.commune_detail(
-        commune,
-        province.name if province else "",
-        view.inventory.milestones,
-        ctx.state,
-        ctx.samples,
-        ctx.history(commune.province, commune.code),
-        time.time(),
-    )
-    return api.json_response(request, detail)
+    try:
+        detail = api.commune_detail(
+            commune,
+            province.name if province else "",
+            view.inventory.milestones,
+            ctx.state,
+            ctx.samples,
+            ctx.history(commune.province, commune.code),
+            time.time(),
+        )
+        return api.json_response(request, detail)
+    except Exception:  # this commune's data only: logged once, not at every refresh
+        api.RENDER_FAILURES.failed(commune.key, view="detail")
+        return api.error(request, 500, "Không hiển thị được dữ liệu của xã này / this "
+                                       "commune's data could not be rendered")
 
 
 # --- reports --------------------------------------------------------------------------------
