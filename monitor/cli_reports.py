@@ -55,8 +55,7 @@ def cmd_report_readiness(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     report = reports.readiness(inventory, first_passed, time.time())
-    _write(reports.WRITERS[args.format](report), args.output)
-    return 0
+    return _write(reports.WRITERS[args.format](report), args.output)
 
 
 def pick_drill(inventory: Inventory, ident: str | None, now: float) -> Drill:
@@ -95,14 +94,20 @@ def cmd_report_drill(args: argparse.Namespace) -> int:
     if drill.active(dt.datetime.fromtimestamp(now, dt.UTC)) and spans:
         # the monitor's latest sample: the live count is of the communes it saw connected
         live = drills.LiveCount(0, 0, max(s.end for ss in spans.values() for s in ss))
-    _write(drills.WRITERS[args.format](drills.drill_report(drill, inventory, spans, now, live)),
-           args.output)
-    return 0
+    return _write(
+        drills.WRITERS[args.format](drills.drill_report(drill, inventory, spans, now, live)),
+        args.output)
 
 
-def _write(data: bytes, output: str) -> None:
+def _write(data: bytes, output: str) -> int:
+    """0 with the report written; 2, naming the file, when it cannot be."""
     if output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
-    else:
+        return 0
+    try:
         Path(output).write_bytes(data)
+    except OSError as exc:
+        print(f"{output}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0

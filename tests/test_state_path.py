@@ -162,3 +162,14 @@ def test_a_usable_path_passes_and_leaves_nothing_behind(tmp_path: Path) -> None:
     (tmp_path / "empty.db").touch()
     check_writable(tmp_path / "empty.db")  # an empty file is an empty database
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "state.db"]
+
+
+def test_a_report_output_that_cannot_be_written_is_exit_2_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = drill_inventory(tmp_path)
+    out = tmp_path / "no" / "folder" / "report.csv"
+    code = main(["report", "readiness", "--inventory", str(inventory), "--state",
+                 str(database(tmp_path / "state.db")), "-o", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == (f"{out}: cannot write the report: "
+                                       "No such file or directory\n")
