@@ -259,3 +259,12 @@ async def _sighup_scenario(url: str, tokens: Path, before: os.stat_result, pid: 
     os.kill(pid, signal.SIGHUP)
     await wait_for(lambda: _is(status(url, REVOKED), 401), 5.0)
     assert await status(url, KEPT) == 200
+
+
+@pytest.mark.parametrize("scope", ["root", "province:99999", "isp:"])
+def test_the_new_token_helper_refuses_a_bad_scope_with_exit_2(scope: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "monitor.web.auth", "new", "--name", "x",
+                           "--scope", scope], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2 and scope in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""

@@ -385,7 +385,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(hash_token(token))
         return 0
-    Scope.parse(args.scope)
+    try:
+        scope = Scope.parse(args.scope)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if scope.kind == "province" and scope.value not in official.provinces():
+        print(f"--scope {args.scope!r}: no province with that code in the official list",
+              file=sys.stderr)
+        return 2
     token = secrets.token_urlsafe(32)
     print(f"token (give it to its holder; it is not stored anywhere): {token}", file=sys.stderr)
     entry = {"name": args.name, "token_sha256": hash_token(token), "scope": args.scope}
