@@ -295,8 +295,8 @@ def _resolve_subnet(
     if not slash and prefix is None:
         problems.append(Problem(sheet.label, row, (
             f"{sheet.cell(row, columns['subnet'], header_row)}: '{text}' has no prefix length "
-            "and there is no subnet mask: write the prefix (e.g. 198.18.1.0/29) or add a 'Mặt nạ mạng' "
-            "(Subnet mask) column / thiếu độ dài tiền tố hoặc mặt nạ mạng")))
+            "and there is no subnet mask: write the prefix (e.g. 198.18.1.0/29) or add a "
+            "'Mặt nạ mạng' (Subnet mask) column / thiếu độ dài tiền tố hoặc mặt nạ mạng")))
         return False
     if not slash:
         commune.values["subnet"] = (f"{address}/{prefix}", row)
