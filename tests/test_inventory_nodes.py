@@ -364,3 +364,21 @@ def test_contract_example_validates_with_its_new_fields() -> None:
     (commune,) = inventory.communes()
     assert commune.contacts[0].name == "Nguyễn Văn A"
     assert commune.contacts[0].phone == "0912 345 678"
+
+
+def test_new_keys_as_we_write_and_document_them_take_the_fast_path() -> None:
+    """Working hours (an unquoted 07:00 is a YAML 1.1 number: both readers must agree),
+    holidays, SNMP, upstream, backup line, contacts and always_on, as ``dump`` writes them
+    and as people write them: read alike, without handing over to libyaml."""
+    from inventory.loader import dump, loads
+    from tests.test_inventory_validation import FULL
+
+    # (its milestone, drill and period are one-line flow mappings with a list inside: libyaml's)
+    new_keys = FULL.split("milestones:")[0] + "provinces:" + FULL.split("provinces:")[1]
+    assert assert_same_or_handed_over(new_keys) == "read"
+    written = dump(loads(new_keys))
+    assert "always_on: true" in written and "working_hours:" in written
+    assert assert_same_or_handed_over(written) == "read"
+    rng = random.Random("tslcd-new-keys")
+    outcomes = {assert_same_or_handed_over(m) for m in _mutations(written, rng, 300)}
+    assert outcomes == {"read", "handed over"}
