@@ -228,7 +228,7 @@ class Collector:
         try:
             batch = envelope.decode(payload)
         except envelope.EnvelopeError as exc:
-            raise Rejected(exc.reason, str(exc)) from None
+            raise Rejected(exc.reason, str(exc), exc.agent) from None
         obs, agent = batch.observation, batch.agent
         _check_times(batch, time.time())
         if (obs.province, obs.commune) != (province, commune):

@@ -41,9 +41,10 @@ MQTT_LOG.setLevel(logging.ERROR)
 class EnvelopeError(ValueError):
     """A payload that is not a valid results batch; ``reason`` labels the rejection counter."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, agent: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.agent = agent  # the agent the payload claims, when that much could be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,17 @@ def decode(payload: bytes) -> Batch:
     try:
         return _batch(data)
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise EnvelopeError("schema", f"malformed batch: {_short(exc)}") from None
+        raise EnvelopeError("schema", f"malformed batch: {_short(exc)}",
+                            _claimed_agent(data)) from None
+
+
+def _claimed_agent(data: Any) -> str | None:
+    """The envelope's agent id for the rejection log, when it is a well-formed one."""
+    agent = data.get("agent") if isinstance(data, dict) else None
+    try:
+        return check_text(check_agent_id(agent), "agent", MAX_AGENT_ID)
+    except (ValueError, TypeError):
+        return None
 
 
 def _batch(data: Any) -> Batch:
