@@ -1,6 +1,7 @@
 """The tokens file: validated like the inventory (``FILE:LINE: message``, every problem at
 once, exit 2, never a traceback) and reloaded without a restart, on change and on SIGHUP,
-against real servers (in process, and a real ``tslcd-monitor run``) on loopback ports."""
+against real servers (in process, and real ``run`` and ``collector`` processes) on loopback
+ports."""
 
 from __future__ import annotations
 
@@ -210,11 +211,16 @@ async def _logged(logs: list[dict], event: str) -> bool:
     return any(e["event"] == event for e in logs)
 
 
-# --- reloading in a real `tslcd-monitor run`, on SIGHUP ------------------------------------
+# --- reloading in real `run` and `collector` processes, on SIGHUP -----------------------------
 
 
-def test_sighup_reloads_the_tokens_of_a_running_monitor(tmp_path: Path,
-                                                        unused_tcp_port: int) -> None:
+#: ``collector`` with no broker (a closed loopback port): it keeps retrying and serving.
+COMMANDS = {"run": ["run"], "collector": ["collector", "--mqtt", "mqtt://127.0.0.1:1"]}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_sighup_reloads_the_tokens_of_a_running_service(tmp_path: Path, unused_tcp_port: int,
+                                                        command: str) -> None:
     """The file is rewritten in place with the same size and modification time, so only the
     signal can make the running process notice."""
     tokens = tmp_path / "tokens.yaml"
@@ -225,9 +231,9 @@ def test_sighup_reloads_the_tokens_of_a_running_monitor(tmp_path: Path,
     (tmp_path / "inv.yaml").write_text(dump(INV), encoding="utf-8")
     url = f"http://127.0.0.1:{unused_tcp_port}/api/v1/me"
     process = subprocess.Popen(
-        [str(VENV_BIN / "tslcd-monitor"), "run", "--config", str(config), "--inventory",
-         str(tmp_path / "inv.yaml"), "--listen", f"127.0.0.1:{unused_tcp_port}", "--state",
-         str(tmp_path / "state.db")],
+        [str(VENV_BIN / "tslcd-monitor"), *COMMANDS[command], "--config", str(config),
+         "--inventory", str(tmp_path / "inv.yaml"), "--listen", f"127.0.0.1:{unused_tcp_port}",
+         "--state", str(tmp_path / "state.db")],
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "err.txt", "wb"))  # noqa: SIM115
     try:
         asyncio.run(_sighup_scenario(url, tokens, before, process.pid))
