@@ -53,3 +53,56 @@ def test_an_exception_is_logged_with_its_traceback(
     assert "Traceback" in text and "takes 2 positional arguments" in text
     if json_lines:
         assert "Traceback" in json.loads(text)["exception"]
+
+
+SESSION = "s3ss10n-" + "q" * 40
+
+
+def test_header_values_and_bearer_tokens_in_free_text_are_scrubbed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library's message or traceback may quote the request; the values never get out."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    log.configure("info", json=True)
+    try:
+        raise ValueError(f"Got more than 8190 bytes when reading: Cookie: tslcd_token={SESSION}"
+                         f"; x=1\r\nAuthorization: Bearer {SESSION}")
+    except ValueError:
+        structlog.get_logger("test").exception(f"bad line Authorization: Bearer {SESSION}",
+                                               detail=f"tslcd_token={SESSION}")
+    line = json.loads(out.getvalue())
+    assert SESSION not in out.getvalue()
+    assert "Cookie: ***" in line["exception"] and "Authorization: ***" in line["event"]
+    assert line["detail"] == "tslcd_token=***"
+
+
+def test_a_routed_stdlib_logger_writes_one_json_line_through_the_redaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    log.configure("info", json=True)
+    logger = log.route_stdlib("tests.routed")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logger.exception("Error handling request: Cookie: %s", f"tslcd_token={SESSION}")
+    logger.debug("below the configured level")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["level"] == "error" and "RuntimeError: boom" in entry["exception"]
+    assert SESSION not in lines[0]
+
+
+def test_once_log_logs_a_key_the_first_time_only() -> None:
+    once = log.OnceLog("row_failed", limit=2)
+    with structlog.testing.capture_logs() as logs:
+        for key in ("a", "a", "b", "c", "a"):
+            try:
+                raise KeyError(key)
+            except KeyError:
+                once.failed(key, kind="test")
+    assert [e["key"] for e in logs] == ["a", "b"]  # "c": over the limit
+    assert all(e["exc_info"] is True and e["event"] == "row_failed" for e in logs)
