@@ -124,3 +124,35 @@ def test_full_disk_is_logged_and_leaves_nothing_half_written(tmp_path: Path) -> 
     snap = store.load()
     assert snap.trackers[("host", "75/26041", "may-01")].up is False  # the old row, intact
     assert len(store.history("75", "26041")) == 2
+
+
+def test_a_full_database_is_logged_as_a_full_disk_and_nothing_stored_is_lost(
+        tmp_path: Path) -> None:
+    """SQLITE_FULL (here from ``max_page_count``, as from a full file system) is named
+    ``state_disk_full``, never "cannot rollback - no transaction is active"; what was
+    stored before stays, and writing works again once there is room."""
+    store = Store(tmp_path / "s.db")
+    assert store.write(full_batch())
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages + 1}")
+    big = Batch(history=[HistoryRow(float(i), "75", "26041", "x" * 200, "up", "down")
+                         for i in range(2000)])
+    with capture_logs() as logs:
+        assert not store.write(big)
+    events = [e for e in logs if e["log_level"] == "error"]
+    assert [e["event"] for e in events] == ["state_disk_full"]
+    assert "full" in events[0]["error"] and "rollback" not in events[0]["error"]
+    assert store.history("75", "26041") == [
+        {"at": 100.0, "host": "may-01", "old": "up", "new": "down"},
+        {"at": 100.0, "host": None, "old": "ok", "new": "degraded"}]
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    assert store.write(big)
+    assert len(store.history("75", "26041", limit=5000)) == 2002
+
+
+def test_agent_seqs_round_trip_and_are_forgotten(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    assert store.write(Batch(agent_seqs=[("agent-75", 42, 10.0), ("ghost", 7, 11.0)]))
+    assert store.write(Batch(agent_seqs=[("agent-75", 43, 12.0)], removed_agent_seqs=["ghost"]))
+    store.close()
+    assert Store(tmp_path / "s.db").agent_seqs() == {"agent-75": (43, 12.0)}
