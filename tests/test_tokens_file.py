@@ -100,6 +100,15 @@ def test_malformed_files_name_the_line(tmp_path: Path, text: str, line: int,
     assert "hunter2" not in str(caught.value)
 
 
+def test_an_empty_list_revokes_every_token(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_text("tokens: []\n", encoding="utf-8")
+    assert TokenStore.load(path).entries == ()
+    path.write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(TokenFileError, match=":1: "):
+        TokenStore.load(path)
+
+
 def test_a_real_province_code_and_dates_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "tokens.yaml"
     path.write_text(tokens_yaml(KEPT, scope="'province:75'") + "    expires: 2999-12-31\n",

@@ -209,14 +209,16 @@ class _TokensReader:
             self.error(root.line if root else 1, "expected a mapping with a list 'tokens'")
             return []
         found: list[nodes.Node] = []
+        listed = False  # an empty list is valid: every token revoked
         for key, value in root.value:
             if key.value != "tokens":
-                self.error(key.line, f"unknown key {str(key.value)!r}: expected 'tokens'")
+                self.error(key.line, f"unknown key {str(key.value)[:40]!r}: expected 'tokens'")
             elif not isinstance(value, nodes.Sequence):
                 self.error(value.line, "'tokens' must be a list of entries")
             else:
+                listed = True
                 found.extend(value.value)
-        if not found and not self.problems:
+        if not listed and not self.problems:
             self.error(root.line, "expected a mapping with a list 'tokens'")
         return found
 
