@@ -11,6 +11,10 @@ The tokens file (YAML) holds only SHA-256 hashes of the tokens, never the tokens
 A scoped token sees only the communes of its operator or province; ``metrics`` may only
 scrape ``/metrics``. Tokens are random and long, so a plain SHA-256 is enough (no
 password stretching); comparisons are constant-time and tokens are never logged.
+
+The file is validated like the inventory (every problem as ``FILE:LINE: message``) and
+re-read without a restart when it changes and on SIGHUP (:class:`TokenWatch`): a revoked
+token stops working within seconds; a broken new file leaves the tokens in force.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Access control sits in one middleware: it resolves the caller's :class:`Scope` (
 token, or the same token in a cookie after the login form) before any handler runs, and
 every handler reads only through that scope. With no tokens file everything is open (the
 local demo); ``/healthz`` and the login page are always open.
+
+The HTTP layer (:class:`HardenedRunner`) bounds what a client can hold open or send (header
+timeout, field and body sizes), answers malformed requests with a bare status that never
+echoes a header, and logs through structlog (one JSON line per request or error).
 """
 
 from __future__ import annotations
