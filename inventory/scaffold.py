@@ -15,8 +15,13 @@ HEADER = """\
 #   circuit: mã đường truyền / mã kênh của nhà mạng (không bắt buộc)
 #   subnet:  dải IP được cấp cho xã, ví dụ 198.18.1.0/29 (phải là địa chỉ mạng)
 #   gateway: địa chỉ IP của thiết bị đầu cuối (router) của đường truyền, trong dải IP
-#   hosts:   các máy tính cập nhật dữ liệu, mỗi máy một dòng, ví dụ
+#   hosts:   các máy tính cập nhật dữ liệu (ít nhất hai máy), mỗi máy một dòng, ví dụ
 #              - {{name: may-01, ip: 198.18.1.2, mac: "02:00:00:00:01:02"}}
+# Không bắt buộc:
+#   backup_gateway, backup_isp, backup_circuit: đường truyền dự phòng (router, nhà mạng, mã)
+#   contacts: người liên hệ, ví dụ
+#              - {{name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}}
+#   inspection của từng máy: {{stamp: SỐ-TEM, date: 2026-01-15}} (tem kiểm định)
 # Xã chưa có địa chỉ IP để trống (null, hosts: []): chỉ là cảnh báo khi kiểm tra.
 # Kiểm tra tệp: tslcd-monitor inventory validate TỆP.yaml
 """

@@ -221,7 +221,8 @@ def test_scaffold_validates_with_warnings_only(code: str) -> None:
     assert {p.severity for p in problems} <= {"warning"}
     (province,) = inventory.provinces
     assert len(province.communes) == len(official.provinces()[code].communes)
-    assert len(problems) == len(province.communes)  # one "no IPs yet" per commune
+    assert len(problems) == len(province.communes)  # one "no IPs yet" per commune,
+    assert {p.message for p in problems} == {loader.NO_IPS_YET}  # not "fewer than two hosts"
     assert all(c.subnet is None and not c.hosts for c in province.communes)
 
 
