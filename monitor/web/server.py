@@ -188,10 +188,16 @@ class _QuietRequestHandler(RequestHandler):
                      reason=type(exc).__name__ if exc is not None else "")
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send the error")
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        response = web.Response(status=status, text=f"{status} {phrase}\n")
+        response = web.Response(status=status, text=f"{status} {_phrase(status)}\n")
         response.force_close()
         return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 class _Server(WebServer):
@@ -219,12 +225,13 @@ class HardenedRunner(web.AppRunner):
 class AccessLog(AbstractAccessLogger):
     """One structlog line per request: method, path (no query, no header), status, size,
     time. Successful requests at debug level (the page refreshes and Prometheus scrapes all
-    day), refusals and failures at info."""
+    day), and 401s too (the access control logs them with its reason); other refusals and
+    failures at info."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         if request.get(_LOGGED):
             return
-        emit = log.debug if response.status < 400 else log.info
+        emit = log.debug if response.status < 400 or response.status == 401 else log.info
         emit("web_access", method=request.method, path=request.path, status=response.status,
              bytes=response.body_length, seconds=round(time, 4), remote=request.remote)
 
