@@ -33,8 +33,9 @@ import ipaddress
 import math
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -225,21 +226,35 @@ class Collector:
         province, commune = parts[3], parts[4]
         if len(payload) > self.options.max_payload:
             raise Rejected("too_large", f"{len(payload)} bytes > {self.options.max_payload}")
+        place = self.pipeline.inventory.commune(province, commune)
         try:
-            batch = envelope.decode(payload)
+            batch = envelope.decode(payload, None if place is None else self._counts(place))
         except envelope.EnvelopeError as exc:
             raise Rejected(exc.reason, str(exc), exc.agent) from None
         obs, agent = batch.observation, batch.agent
         _check_times(batch, time.time())
         if (obs.province, obs.commune) != (province, commune):
             raise Rejected("mismatch", f"batch is for {obs.province}/{obs.commune}", agent)
-        place = self.pipeline.inventory.commune(province, commune)
         if place is None:
             raise Rejected("unknown_commune", "not in the inventory", agent)
         self._check_scope(agent, obs)
         _check_inventory(place, self.pipeline.inventory, obs, agent)
         self._check_sequence(batch)
         return obs, batch
+
+    def _counts(self, place: Commune) -> Callable[[dict[str, Any]], None]:
+        """Before the schema's field-by-field checks: no more hosts or targets than the
+        inventory has (a hostile batch of 256 made-up hosts costs a ``len``)."""
+        hosts, targets = len(place.hosts), len(self.pipeline.inventory.targets)
+
+        def precheck(commune: dict[str, Any]) -> None:
+            for field_name, limit, reason in (("hosts", hosts, "unknown_host"),
+                                              ("targets", targets, "unknown_target")):
+                value = commune.get(field_name)
+                if isinstance(value, list) and len(value) > limit:
+                    raise envelope.EnvelopeError(
+                        reason, f"{len(value)} {field_name}, the inventory has {limit}")
+        return precheck
 
     def _check_sequence(self, batch: envelope.Batch) -> None:
         """Checks that keep a replayed or made-up agent from refreshing anything: room for a

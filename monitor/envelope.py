@@ -17,6 +17,7 @@ import logging
 import math
 import ssl
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,15 +97,25 @@ MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: the collector stores the last seq per a
 _ENVELOPE_FIELDS = frozenset({"schema", "agent", "seq", "sent", "spool", "commune"})
 
 
-def decode(payload: bytes) -> Batch:
+def decode(payload: bytes, precheck: Callable[[dict[str, Any]], None] | None = None) -> Batch:
     """Parse a results batch and check every field against the schema (docs/mqtt.md); raises
-    :class:`EnvelopeError` and nothing else, whatever the payload."""
+    :class:`EnvelopeError` and nothing else, whatever the payload.
+
+    ``precheck`` sees the parsed commune object before the field-by-field checks and may
+    raise :class:`EnvelopeError` itself: the collector refuses a batch with more hosts than
+    the inventory's commune has at the cost of a ``len``, not of checking 256 hosts."""
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EnvelopeError("not_json", f"not JSON: {_short(exc)}") from None
     try:
+        if precheck is not None and isinstance(data, dict) and \
+                isinstance(data.get("commune"), dict):
+            precheck(data["commune"])
         return _batch(data)
+    except EnvelopeError as exc:
+        exc.agent = exc.agent or _claimed_agent(data)
+        raise
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise EnvelopeError("schema", f"malformed batch: {_short(exc)}",
                             _claimed_agent(data)) from None
