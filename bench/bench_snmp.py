@@ -47,6 +47,8 @@ RESOLVED, INCOMPLETE = range(2, 14), (14, 15)
 COMMUNITY = "bench-ro"
 USER, AUTH_KEY, PRIV_KEY = "bench", "bench-auth-key", "bench-priv-key"
 SCOPE = (f"{SEGMENT}.0/28",)
+#: What every contender reads: ipNetToPhysicalPhysAddress and ipNetToPhysicalState.
+COLUMNS = (".1.3.6.1.2.1.4.35.1.4", ".1.3.6.1.2.1.4.35.1.7")
 
 
 def address(index: int) -> str:
@@ -135,13 +137,16 @@ async def _subprocess_cycles(count: int, cycles: int) -> list[dict[str, Any]]:
 
     async def walk(index: int) -> bool:
         async with gate:
-            proc = await asyncio.create_subprocess_exec(
-                "snmpbulkwalk", "-v2c", "-c", COMMUNITY, "-On", "-Oq", "-Cr24", "-t2", "-r1",
-                address(index), ".1.3.6.1.2.1.4.35.1.4", stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            stdout, _ = await proc.communicate()
-            return stdout.count(b"\n") >= len(RESOLVED)
+            lines = 0
+            for column in COLUMNS:
+                proc = await asyncio.create_subprocess_exec(
+                    "snmpbulkwalk", "-v2c", "-c", COMMUNITY, "-On", "-Oq", "-Cr24", "-t2",
+                    "-r1", address(index), column, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                stdout, _ = await proc.communicate()
+                lines += stdout.count(b"\n")
+            return lines >= 2 * len(RESOLVED)
 
     out = []
     for _ in range(cycles):
@@ -163,8 +168,8 @@ def _ezsnmp_cycles(count: int, cycles: int) -> list[dict[str, Any]]:
     def walk(index: int) -> bool:
         session = ezsnmp.Session(hostname=address(index), version=2, community=COMMUNITY,
                                  timeout=2, retries=1, set_max_repeaters_to_num=24)
-        rows = session.bulk_walk([".1.3.6.1.2.1.4.35.1.4"])
-        return len(rows) >= len(RESOLVED)
+        rows = [row for column in COLUMNS for row in session.bulk_walk([column])]
+        return len(rows) >= 2 * len(RESOLVED)
 
     out = []
     with ThreadPoolExecutor(16) as pool:
@@ -208,7 +213,7 @@ def rows_of(name: str, cycles: list[dict[str, Any]], count: int) -> list[Row]:
     ok = min(c["ok"] for c in cycles)
     rows = [
         Row(f"SNMP {name}: CPU per router", cpu * 1000, "ms",
-            f"ARP table of 14 rows, {count} routers in one cycle, best of {len(warm)} warm"),
+            f"14-row ARP table, 2 columns, {count} routers a cycle, best of {len(warm)} warm"),
         Row(f"SNMP {name}: batch wall, {count} routers", wall, "s",
             f"{ok}/{count} tables complete; first cycle {cycles[0]['wall']:.2f} s "
             f"({cycles[0]['cpu'] / count * 1000:.1f} ms CPU/router)"),
