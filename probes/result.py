@@ -188,6 +188,20 @@ def _opt_text(value: Any, where: str, limit: int = MAX_TEXT) -> str | None:
     return None if value is None else check_text(value, where, limit)
 
 
+def _error_text(value: Any, where: str) -> str | None:
+    """A probe's error message comes from exceptions a genuine agent does not control (a
+    TLS library's text may hold a line break): control characters become spaces and the
+    text is cut at ``MAX_ERROR``, rather than losing the whole batch. Never a line of its
+    own in a log, never longer than the bound."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ResultError(f"{where}: expected a string or null")
+    cleaned = "".join(" " if unicodedata.category(ch)[0] == "C" else ch
+                      for ch in value[:MAX_ERROR])
+    return cleaned if len(value) <= MAX_ERROR else cleaned[:MAX_ERROR - 1] + "…"
+
+
 def check_ip(value: Any, where: str) -> str:
     """An IPv4/IPv6 address in its canonical text."""
     text = check_text(value, where, 64)
@@ -312,7 +326,7 @@ def from_dict(data: Any, where: str = "result") -> ProbeResult:
         ok=_bool(data.get("ok"), f"{where}.ok"),
         started=_number(data.get("started"), f"{where}.started"),
         duration=_number(data.get("duration"), f"{where}.duration", MAX_SECONDS),
-        error=_opt_text(data.get("error"), f"{where}.error", MAX_ERROR),
+        error=_error_text(data.get("error"), f"{where}.error"),
         detail=detail,
     )
 

@@ -150,3 +150,15 @@ def test_the_collector_refuses_mutations_without_raising(collector: Collector, p
     assert collector.rejected.labels("error")._value.get() == 0
     for cs in collector.pipeline.engine.state.communes.values():
         assert cs.last_seen is None or cs.last_seen <= time.time() + 30
+
+
+def test_an_error_text_is_neutralised_not_a_reason_to_lose_the_batch() -> None:
+    doc = json.loads(json.dumps(GENUINE))
+    doc["commune"]["hosts"][0]["results"][0]["error"] = "tls:\nFAKE LOG LINE\x1b[31m" + "e" * 5000
+    batch = decode_or_reject(json.dumps(doc).encode())
+    assert batch is not None
+    error = batch.observation.hosts[0].results[0].error
+    assert error is not None and error.startswith("tls: FAKE LOG LINE ")
+    assert len(error) == 1024 and not any(ch in error for ch in "\n\r\x1b")
+    doc["commune"]["hosts"][0]["results"][0]["subject"] = "127.0.0.1\nFAKE"
+    assert decode_or_reject(json.dumps(doc).encode()) is None  # names are refused
