@@ -245,6 +245,7 @@ def _gather(
     """Communes by code, each with its own values and its computers' rows."""
     communes: dict[str, _CommuneRows] = {}
     current: _CommuneRows | None = None
+    with_contacts = not columns.keys().isdisjoint(CONTACT_COLUMNS)
     for number, row in enumerate(sheet.rows[header_row:], start=header_row + 1):
         cells = {c: row[i] if i < len(row) else "" for c, i in columns.items()}
         if not any(cells.values()):
@@ -259,13 +260,18 @@ def _gather(
         host = {k: cells.get(k, "") for k in HOST_COLUMNS}
         if any(host.values()):
             current.hosts.append((host, number))
-        contact = {k: cells.get(k, "") for k in CONTACT_COLUMNS}
-        if any(contact.values()) and not any(
-            official.fold(contact["contact"]) == official.fold(c["contact"])
-            for c, _ in current.contacts
-        ):
-            current.contacts.append((contact, number))
+        if with_contacts:
+            _add_contact(current, {k: cells.get(k, "") for k in CONTACT_COLUMNS}, number)
     return communes
+
+
+def _add_contact(commune: _CommuneRows, contact: dict[str, str], row: int) -> None:
+    """A row's contact, unless the commune has it already (it is often on every row)."""
+    if any(contact.values()) and not any(
+        official.fold(contact["contact"]) == official.fold(c["contact"])
+        for c, _ in commune.contacts
+    ):
+        commune.contacts.append((contact, row))
 
 
 def _resolve_subnet(

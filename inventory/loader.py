@@ -76,6 +76,7 @@ SNMP_KEYS = ("version", "community", "user", "auth", "auth_key_file", "priv", "p
 SNMP_V3_KEYS = ("user", "auth", "auth_key_file", "priv", "priv_key_file")
 COMMUNE_SNMP_KEYS = (*SNMP_KEYS, "address")
 CONTACT_KEYS = ("name", "role", "phone", "email")
+_BACKUP_AND_CONTACTS = frozenset(("backup_isp", "backup_circuit", "contacts"))
 ICMP_KEYS = ("count", "timeout")
 TARGET_KEYS = ("name", "url", "addresses", "ca_file", "verify_tls", "expected_first_hop")
 MILESTONE_KEYS = ("id", "title", "due", "requires", "warn_days")
@@ -827,13 +828,16 @@ class _Checker:
             self.warn(node, f"commune {code}: {len(hosts)} computer(s) listed, at least two are "
                             "expected / xã cần ít nhất hai máy tính")
         circuit = self.optional(f, "circuit", self.raw, "circuit")
-        return Commune(
-            province, code, name, isp or "", subnet, gateway, tuple(hosts), circuit or None,
-            backup, _line(node),
+        commune = Commune(province, code, name, isp or "", subnet, gateway, tuple(hosts),
+                          circuit or None, backup, _line(node),
+                          snmp=self.commune_snmp(f.given("snmp"), gateway))
+        if f.values.keys().isdisjoint(_BACKUP_AND_CONTACTS):  # (most communes: done)
+            return commune
+        return replace(
+            commune,
             backup_isp=self.optional(f, "backup_isp", self.raw, "backup_isp"),
             backup_circuit=self.optional(f, "backup_circuit", self.raw, "backup_circuit"),
             contacts=self.contacts(f.get("contacts")),
-            snmp=self.commune_snmp(f.given("snmp"), gateway),
         )
 
     def contacts(self, node: Node | None) -> tuple[Contact, ...]:
@@ -937,6 +941,11 @@ class _Checker:
             if name is not None:
                 self.unique(names, name, f.values["name"], f"duplicate host '{name}' in commune")
             ip = self.address_in(f, "ip", block) if f.given("ip") is not None else None
+            if len(f.values) == 2 and "name" in f.values and "ip" in f.values:
+                # name and ip only, as most of 10,000 hosts: the rest is the defaults
+                plain = Host(name or "", ip, None, ports, None, _line(item))  # type: ignore[arg-type]
+                hosts.append(plain)
+                continue
             hosts.append(Host(
                 name=name or "",
                 ip=ip,  # type: ignore[arg-type]  # None only when an error was reported
