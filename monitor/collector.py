@@ -180,6 +180,8 @@ class Collector:
                                registry=registry)
         registry.register(_AgentFamilies(self.agents))
         self.rejections = RejectionLog()
+        self._cap_for: object = None
+        self._cap = 0
         self.seqs = self._load_seqs()  # agent -> (last accepted seq, when): replay guard
         now = time.time()
         for agent, scope in (options.agents or {}).items():
@@ -199,7 +201,10 @@ class Collector:
         """How many agents no agents file lists may be tracked at once."""
         if self.options.max_unknown_agents is not None:
             return self.options.max_unknown_agents
-        return 2 * sum(1 for _ in self.pipeline.inventory.communes())
+        inventory = self.pipeline.inventory
+        if self._cap_for is not inventory:  # counted once per inventory (reloads change it)
+            self._cap_for, self._cap = inventory, 2 * sum(1 for _ in inventory.communes())
+        return self._cap
 
     # ------------------------------------------------------------------ messages
 
