@@ -255,3 +255,29 @@ async def test_mqtts_with_the_networks_own_ca_and_a_password_per_agent(tmp_path:
             await wait_until(lambda: len(collector.received) >= 2, what="batches over TLS")
     assert "certificate verify failed" in next(
         e["error"] for e in logs if e["event"] == "broker_unreachable")
+
+
+async def test_a_restarted_or_reinstalled_agent_is_not_refused_as_a_replay(
+        tmp_path: Path) -> None:
+    """The collector keeps each agent's last seq in its state database (replay guard). A
+    genuine agent restarting goes on from its spool; one whose spool was wiped starts from
+    its clock, above its old numbers: neither is locked out, across a collector restart."""
+    inv = write_inventory(tmp_path / "inv.yaml", provinces=("75",))
+    state = str(tmp_path / "state.db")
+    spool = tmp_path / "spool.db"
+    with Mosquitto(tmp_path / "broker") as broker:
+        async with running_collector(load(inv), broker.url, state=state) as collector:
+            async with running_agent(inv, "75", broker.url, spool):
+                await wait_until(lambda: len(collector.received) >= 2, what="first run")
+            async with running_agent(inv, "75", broker.url, spool):  # same spool
+                await wait_until(lambda: len(collector.received) >= 4, what="after a restart")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{spool}{suffix}").unlink(missing_ok=True)
+        async with running_collector(load(inv), broker.url, state=state) as again, \
+                running_agent(inv, "75", broker.url, spool):  # wiped spool
+            await wait_until(lambda: len(again.received) >= 2, what="after the reinstall")
+            assert again.rejected.labels("replay")._value.get() == 0
+    before = seqs_of(collector.received, "agent-75")
+    after = seqs_of(again.received, "agent-75")
+    assert min(after) > max(before)
+    assert collector.rejected.labels("replay")._value.get() == 0
