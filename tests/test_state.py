@@ -456,3 +456,32 @@ def test_a_batch_delivered_twice_is_counted_once() -> None:
         assert sim.engine.apply(repeated) == []
     assert sim.commune.hosts["may-01"].consecutive_fail == 1
     assert sim.commune.hosts["may-01"].up is True
+
+
+def test_a_silence_limited_to_what_the_agent_reported_leaves_the_rest_of_its_scope() -> None:
+    """An agent no agents file vouches for blanks only the communes it reported on."""
+    other = make_commune("26042")
+    sim = Sim(make_inventory(make_commune(), other))
+    sim.cycle(vantage="75")
+    sim.engine.apply(observe(sim.now, commune=other, vantage="75"))
+    events = sim.engine.mark_silent("75", None, only={"75/26041"})
+    assert kinds(events) == [("agent_silent", "firing", None)]
+    assert sim.commune.status is CommuneStatus.UNKNOWN
+    assert sim.engine.state.communes["75/26042"].status is CommuneStatus.OK
+
+
+def test_staleness_is_known_before_applying_and_seqs_are_stored_with_the_batch(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    sim = Sim(store=store)
+    first = observe(sim.now, vantage="75")
+    assert not sim.engine.is_stale(first)
+    with sim.engine.batch():
+        sim.engine.apply(first)
+        sim.engine.note_agent_seq("agent-75", 42, sim.now)
+    assert sim.engine.is_stale(first)
+    assert not sim.engine.is_stale(observe(sim.now, vantage="75/26041"))  # another vantage
+    assert store.agent_seqs() == {"agent-75": (42, sim.now)}
+    with sim.engine.batch():
+        sim.engine.forget_agent_seqs(["agent-75"])
+    assert store.agent_seqs() == {}
