@@ -1,16 +1,23 @@
 """``tslcd-monitor collector``: the agents' results, into the same pipeline as ``run``.
 
-Every results batch is checked before it can touch the state: its size, that it is JSON of
-the envelope's schema (:mod:`monitor.envelope`), that the topic, the batch and the inventory
-agree on the commune, and that the agent may speak for it. Broker ACLs are the first guard
-(an agent may publish only under its province, docs/mqtt.md); the collector checks again on
-its own, so that a mistaken ACL or a leaked password still cannot move another province's
-communes. Each rejection is one log line (topic, agent, reason; never the payload) and one
-``tslcd_collector_rejected_total{reason}``.
+Every results batch is checked, whole, before it can touch anything (state, history rings,
+the agent's last-seen time, series, the stored seq): its size (the broker, told the MQTT 5
+Maximum Packet Size, never even sends a bigger one), every field against the schema
+(:mod:`monitor.envelope`), that the topic, the batch and the inventory agree on the commune,
+its hosts and its targets, that the agent may speak for it, that its times are plausible
+(at most 30 s ahead), that its ``seq`` is above the agent's last accepted one (kept in the
+state database) and that its cycle is newer than the last applied. Broker ACLs are the
+first guard (an agent may publish only under its province, docs/mqtt.md); the collector
+checks again on its own, so that a mistaken ACL or a leaked password still cannot move
+another province's communes. Each rejection counts in
+``tslcd_collector_rejected_total{reason}``; the log gets at most one line per claimed agent
+and reason per minute (:class:`RejectionLog`; never the payload).
 
 Who may speak for what: with an agents file (``agent id: PROV[/COMMUNE]``) an agent may
 report only inside its scope and unknown agents are refused; without one, a batch's vantage
-must cover the commune of its topic (the broker's ACLs then decide who may use which topic).
+must cover the commune of its topic (the broker's ACLs then decide who may use which topic),
+at most 2 x the inventory's communes agent ids are tracked, one silent for a day is
+forgotten, and a silent one blanks only the communes it validly reported on.
 
 Agents that fall silent for ``silent_after`` intervals, or that say ``offline`` (their own
 last word, or their last will) and are not back within ``offline_grace`` seconds, have their
