@@ -294,9 +294,11 @@ def _rows(
     return entries
 
 
-def _in_scope(entries: Iterable[RouterArpEntry], scope: Sequence[str]) -> dict[str, RouterArpEntry]:
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def _in_scope(entries: Iterable[RouterArpEntry], networks: Networks) -> dict[str, RouterArpEntry]:
     """The commune's entries only; of two rows for one IP (two interfaces) the present one."""
-    networks = [ipaddress.ip_network(item, strict=False) for item in scope]
     chosen: dict[str, RouterArpEntry] = {}
     for entry in entries:
         address = ipaddress.ip_address(entry.ip)
@@ -346,12 +348,13 @@ async def poll_router(
 ) -> RouterArpTable:
     """Read ``router``'s ARP table; the entries of ``scope`` (addresses or prefixes) only.
 
-    Never raises for anything the network or the agent does; the worst case takes about
+    Never raises for anything the network or the agent does (a malformed ``scope`` is the
+    caller's bug: ``ValueError`` before anything is sent); the worst case takes about
     ``timeout * (retries + 1)`` per request (a v3 read makes one more, the engine discovery).
     ``engine`` may be shared by many concurrent polls (:func:`poll_routers` does).
     """
     started, clock = time.time(), time.monotonic()
-    scope = tuple(scope)
+    networks = [ipaddress.ip_network(item, strict=False) for item in scope]
 
     def finish(**fields: Any) -> RouterArpTable:
         return RouterArpTable(
@@ -371,7 +374,7 @@ async def poll_router(
     finally:
         if own_engine and session is not None:
             session.engine.close_dispatcher()
-    return finish(ok=True, entries=_in_scope(rows, scope), table=name, rows=len(rows))
+    return finish(ok=True, entries=_in_scope(rows, networks), table=name, rows=len(rows))
 
 
 class Poller:

@@ -271,3 +271,8 @@ def test_table_round_trips_through_json() -> None:
     assert snmp.table_from_dict(snmp.table_to_dict(table)) == table
     assert snmp.format_mac(bytes(6)) is None
     assert snmp.format_mac(b"\x02\xab" * 3) == "02:ab:02:ab:02:ab"
+
+
+async def test_malformed_scope_is_the_callers_bug_raised_before_sending() -> None:
+    with pytest.raises(ValueError):
+        await snmp.poll_router("127.0.0.1", snmp.V2c("x"), ["not-an-address"], timeout=0.1)
