@@ -9,6 +9,7 @@ and a v3 authPriv SHA/AES user; the probe runs in ``core``. No SNMP mocks anywhe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import pytest
 from probes import snmp
 from tests.conftest import require_real
 from tests.lab import netns
-from tests.lab.snmpd import Snmpd, V3User, probe_in, snmpd_available
+from tests.lab.snmpd import Snmpd, V3User, free_udp_port, probe_in, snmpd_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -276,3 +277,50 @@ def test_table_round_trips_through_json() -> None:
 async def test_malformed_scope_is_the_callers_bug_raised_before_sending() -> None:
     with pytest.raises(ValueError):
         await snmp.poll_router("127.0.0.1", snmp.V2c("x"), ["not-an-address"], timeout=0.1)
+
+
+# --- on loopback: the asyncio loop keeps running, engines are kept --------------------------
+
+
+async def test_a_silent_router_never_blocks_the_loop() -> None:
+    """Waiting for a router that never answers is a timer, not a stall of the monitor."""
+    silent_port = free_udp_port()  # nothing listens there (bound a moment ago, then closed)
+    worst, stop = 0.0, asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not stop.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.monotonic() - before - 0.01)
+
+    ticking = asyncio.create_task(ticker())
+    tables = await snmp.poll_routers(
+        [snmp.RouterRequest("127.0.0.1", snmp.V2c(COMMUNITY), ("127.0.0.0/8",), port=silent_port)]
+        * 4, timeout=0.3, retries=1,
+    )
+    stop.set()
+    await ticking
+    assert [t.error for t in tables] == ["timeout"] * 4
+    assert all(0.5 < t.duration < 1.5 for t in tables)  # two tries of 0.3 s, side by side
+    assert worst < 0.15, worst
+
+
+async def test_poller_keeps_one_engine_per_credentials_across_cycles(tmp_path: Path) -> None:
+    require_real(*snmpd_available())
+    port = free_udp_port()
+    with Snmpd(tmp_path, "127.0.0.1", community=COMMUNITY, user=USER, port=port):
+        v2c, v3 = snmp.V2c(COMMUNITY), snmp.V3(USER.name, USER.auth_key, USER.priv_key)
+        requests = [snmp.RouterRequest("127.0.0.1", c, ("127.0.0.0/8",), port=port)
+                    for c in (v2c, v3, v2c)]
+        poller = snmp.Poller(timeout=1.0, retries=1)
+        try:
+            first = await poller.poll(requests)
+            engines = (poller.engine(v2c), poller.engine(v3))
+            second = await poller.poll(requests)
+            assert (poller.engine(v2c), poller.engine(v3)) == engines
+            assert engines[0] is not engines[1]
+        finally:
+            poller.close()
+    # the root namespace's table may be empty: read and typed either way, never a timeout
+    assert {t.error for t in first + second} <= {None, "empty"}
