@@ -251,3 +251,25 @@ def test_a_bad_tokens_file_is_bad_input_before_anything_starts(
     config.write_text(f"web:\n  tokens_file: {tmp_path / 'missing.yaml'}\n", encoding="utf-8")
     assert main([command, "--config", str(config), "--mqtt", "mqtt://127.0.0.1:1"]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+async def test_the_local_check_of_a_pc_on_the_segment_travels_with_the_targets(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    """A commune agent on a PC that is none of the hosts sends its local check among the
+    targets (subject: the commune); anything else there is not the inventory's."""
+    from probes.result import LocalDetail, ProbeResult, to_dict
+
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    topic = f"tslcd/v1/results/{key}"
+
+    def with_targets(*subjects: str) -> bytes:
+        body = json.loads(batch(inventory, key, vantage=key, at=time.time() + len(subjects)))
+        body["commune"]["targets"] = [to_dict(ProbeResult(
+            "local", s, True, time.time(), 0.01, None, LocalDetail("eth0"))) for s in subjects]
+        return json.dumps(body).encode()
+
+    assert collector.handle(topic, with_targets(key))
+    assert not collector.handle(topic, with_targets("75/99999"))
+    assert not collector.handle(topic, with_targets(key, key))
+    assert rejected(collector, "unknown_target") == 2
