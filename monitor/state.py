@@ -608,6 +608,17 @@ class StateEngine:
             if scope not in self.state.communes:
                 for (event, subject), firing in list(self._open[scope].items()):
                     self._resolve((event, scope, subject), firing, now, {})
+        # targets the inventory does not have (e.g. made up by a batch before the collector
+        # checked them): their alerts would never resolve, their trackers never go
+        targets = {t.name for t in self._inventory.targets}
+        for scope in [s for s in self._open if s.startswith("target@")]:
+            for (event, subject), firing in list(self._open[scope].items()):
+                if subject not in targets:
+                    self._resolve((event, scope, subject), firing, now, {})
+        for key in [k for k in self._trackers if k[0] == "target" and k[2] not in targets]:
+            del self._trackers[key]
+            self._by_scope.get(key[1], set()).discard(key)
+            self._pending.removed_trackers.append(key)
 
     def _restore(self, store: Store) -> None:
         try:

@@ -485,3 +485,29 @@ def test_staleness_is_known_before_applying_and_seqs_are_stored_with_the_batch(
     with sim.engine.batch():
         sim.engine.forget_agent_seqs(["agent-75"])
     assert store.agent_seqs() == {}
+
+
+def test_restart_resolves_the_alerts_of_targets_the_inventory_does_not_have(
+        tmp_path: Path) -> None:
+    """Made-up targets (accepted before the collector checked them) must not keep alerts
+    open and trackers stored forever: a restart resolves and drops them."""
+    db = tmp_path / "state.db"
+    real = Target("congtaidaibieu", "https://congtaidaibieu.quochoi.vn/")
+    first = Sim(make_inventory(targets=(real,)), store=Store(db))
+    fired = []
+    for name in ("congtaidaibieu", "evil-1"):
+        for _ in range(3):
+            fired += first.engine.apply_targets(
+                [ProbeResult("target", name, False, first.now, 0.1)], "75")
+    assert len(kinds(fired)) == 2
+    first.engine.store.close()
+    store = Store(db)
+    for ev in store.outbox_pending():
+        store.outbox_done(ev)
+    again = Sim(make_inventory(targets=(real,)), store=store)
+    evil = next(e for e in fired if "evil-1" in e.message)
+    assert [(e.id, e.state) for e in store.outbox_pending()] == [(evil.id, "resolved")]
+    assert [k for k in store.load().trackers if k[0] == "target"] == [
+        ("target", "75", "congtaidaibieu")]
+    assert len(store.load().open_alerts) == 1
+    assert again.engine.state.targets == {}
