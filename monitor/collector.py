@@ -135,7 +135,9 @@ class RejectionLog:
         self.window = window
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def note(self, exc: Rejected, topic: str, now: float) -> None:
+    def note(self, exc: Rejected, topic: str, now: float, *, logged: bool = False) -> bool:
+        """Count one rejection; True when it opened a window (its line is written now,
+        unless ``logged``: the caller wrote it, with a traceback)."""
         key = (exc.agent or "?", exc.reason)
         if key not in self._windows and len(self._windows) >= MAX_REJECT_KEYS:
             key = ("*", exc.reason)
@@ -143,10 +145,12 @@ class RejectionLog:
         current = self._windows.get(key)
         if current is None:
             self._windows[key] = _Window(now, 0, topic, error)
-            _log_rejection(key, 1, topic, error)
-        else:
-            current.count += 1
-            current.topic, current.error = topic, error
+            if not logged:
+                _log_rejection(key, 1, topic, error)
+            return True
+        current.count += 1
+        current.topic, current.error = topic, error
+        return False
 
     def flush(self, now: float) -> None:
         """Log the windows that ended with rejections in them; forget the quiet ones."""
@@ -493,9 +497,12 @@ class Collector:
             payload = b""
         try:
             self.handle(str(message.topic), bytes(payload), bool(message.retain))
-        except Exception:  # whatever a payload does, the collector goes on
+        except Exception as exc:  # whatever a payload does, the collector goes on
             self.rejected.labels("error").inc()
-            log.exception("batch_failed", topic=str(message.topic)[:200])
+            topic = str(message.topic)[:200]
+            failure = Rejected("error", f"{type(exc).__name__}: {str(exc)[:200]}")
+            if self.rejections.note(failure, topic, time.time(), logged=True):
+                log.exception("batch_failed", topic=topic)  # the traceback, once a minute
 
     async def _tick_forever(self) -> None:
         while True:

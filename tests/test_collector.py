@@ -273,3 +273,25 @@ async def test_the_local_check_of_a_pc_on_the_segment_travels_with_the_targets(
     assert not collector.handle(topic, with_targets("75/99999"))
     assert not collector.handle(topic, with_targets(key, key))
     assert rejected(collector, "unknown_target") == 2
+
+
+async def test_failures_past_validation_are_logged_once_a_minute_with_the_traceback(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    import aiomqtt
+
+    class Exploding(Collector):
+        def _accept(self, obs: CommuneObservation, batch: envelope.Batch) -> None:
+            raise RuntimeError("boom")
+
+    collector = Exploding(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    with capture_logs() as logs:
+        for _ in range(5):
+            collector._on_message(aiomqtt.Message(
+                f"tslcd/v1/results/{key}", batch(inventory, key), 1, False, 1, None))
+    assert rejected(collector, "error") == 5
+    failed = [e for e in logs if e["event"] == "batch_failed"]
+    assert len(failed) == 1 and failed[0].get("exc_info")
+    with capture_logs() as logs:
+        collector.rejections.flush(time.time() + 61)
+    assert [(e["reason"], e["count"]) for e in logs] == [("error", 4)]
