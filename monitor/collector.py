@@ -243,16 +243,17 @@ class Collector:
         if len(payload) > self.options.max_payload:
             raise Rejected("too_large", f"{len(payload)} bytes > {self.options.max_payload}")
         place = self.pipeline.inventory.commune(province, commune)
+        if place is None:  # before parsing anything: a made-up commune costs a lookup
+            raise Rejected("unknown_commune", f"{province[:16]}/{commune[:16]} is not in the "
+                           "inventory")
         try:
-            batch = envelope.decode(payload, None if place is None else self._counts(place))
+            batch = envelope.decode(payload, self._counts(place))
         except envelope.EnvelopeError as exc:
             raise Rejected(exc.reason, str(exc), exc.agent) from None
         obs, agent = batch.observation, batch.agent
         _check_times(batch, time.time())
         if (obs.province, obs.commune) != (province, commune):
             raise Rejected("mismatch", f"batch is for {obs.province}/{obs.commune}", agent)
-        if place is None:
-            raise Rejected("unknown_commune", "not in the inventory", agent)
         self._check_scope(agent, obs)
         _check_inventory(place, self.pipeline.inventory, obs, agent)
         self._check_sequence(batch)
