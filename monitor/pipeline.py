@@ -8,6 +8,7 @@ the same exposition and web show the result.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable
 
@@ -71,6 +72,7 @@ class Pipeline:
         """One agent batch (already validated by the collector); the exposition is refreshed
         on its own timer (see collector). The state engine goes first: should it raise,
         neither the agent's last-heard time nor the RTT history has moved."""
+        _computable(obs)
         events = self.engine.apply(obs)
         self.samples.record(obs)
         self.agents_heard[agent] = time.time()
@@ -97,3 +99,15 @@ class Pipeline:
 
     def _publish(self, events: list[AlertEvent]) -> None:
         self.dispatcher.publish_all(events)
+
+
+def _computable(obs: CommuneObservation) -> None:
+    """The arithmetic that /metrics and the RTT history will do on this observation, done
+    first: should a value slip past validation (say a string among the RTTs) it raises
+    here, before the state has changed, instead of breaking every later render."""
+    for host in obs.hosts:
+        icmp = host.icmp
+        if icmp is not None:
+            for value in (icmp.rtt_mean, icmp.jitter, icmp.loss_ratio):
+                if value is not None and not math.isfinite(value):
+                    raise ValueError(f"host {host.name!r}: not a finite ICMP measurement")

@@ -295,3 +295,26 @@ async def test_failures_past_validation_are_logged_once_a_minute_with_the_traceb
     with capture_logs() as logs:
         collector.rejections.flush(time.time() + 61)
     assert [(e["reason"], e["count"]) for e in logs] == [("error", 4)]
+
+
+async def test_an_observation_that_cannot_be_rendered_changes_no_state(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    """Past validation, the pipeline does the renders' arithmetic before touching the state:
+    an observation built wrong (strings as RTTs) raises and leaves everything as it was."""
+    from probes.result import IcmpDetail, ProbeResult
+
+    key = first_key(inventory, "75")
+    province, _, code = key.partition("/")
+    commune = inventory.commune(province, code)
+    assert commune is not None
+    bad = ProbeResult("icmp", "x", True, time.time(), 0.1, None,
+                      IcmpDetail(2, 2, ("a", "b")))  # type: ignore[arg-type]
+    obs = CommuneObservation(province, code, time.time(), province, hosts=tuple(
+        HostObservation(h.name, str(h.ip), True, "icmp", bad.detail, None, (bad,))  # type: ignore[arg-type]
+        for h in commune.hosts), gateway_alive=True)
+    with pytest.raises(TypeError):
+        pipeline.ingest_commune(obs, province)
+    assert pipeline.engine.state.communes[key].status == CommuneStatus.UNKNOWN
+    assert len(pipeline.samples) == 0 and pipeline.agents_heard == {}
+    assert not pipeline.engine.is_stale(obs)
+    await pipeline.refresh_metrics()  # /metrics still renders
