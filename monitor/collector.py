@@ -72,7 +72,7 @@ MAX_AGE = 30 * 86_400.0  # seconds: a batch may have waited in an agent's spool 
 MAX_SKEW = 30.0  # seconds an agent's clock may run ahead of the collector's
 AGENT_EXPIRY = 86_400.0  # seconds after which a silent agent no agents file lists is forgotten
 REJECT_LOG_WINDOW = 60.0  # seconds: one batch_rejected line per agent and reason per window
-MAX_REJECT_KEYS = 1000  # (agent, reason) windows tracked; beyond, claimed agents are pooled
+MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents are pooled (*)
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
                   "unknown_host", "unknown_target", "too_many_agents")

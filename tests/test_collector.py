@@ -318,3 +318,21 @@ async def test_an_observation_that_cannot_be_rendered_changes_no_state(
     assert len(pipeline.samples) == 0 and pipeline.agents_heard == {}
     assert not pipeline.engine.is_stale(obs)
     await pipeline.refresh_metrics()  # /metrics still renders
+
+
+async def test_many_claimed_agents_are_pooled_in_the_rejection_log(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    """Varying the claimed agent id must not buy one log line per message: past
+    MAX_REJECT_KEYS windows, the claims share one ``*`` line per reason."""
+    from monitor.collector import MAX_REJECT_KEYS
+
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    with capture_logs() as logs:
+        for i in range(MAX_REJECT_KEYS + 400):
+            body = json.loads(batch(inventory, key, agent=f"ghost-{i}"))
+            body["commune"]["gateway_alive"] = "yes"
+            assert not collector.handle(f"tslcd/v1/results/{key}", json.dumps(body).encode())
+    lines = [e for e in logs if e["event"] == "batch_rejected"]
+    assert len(lines) == MAX_REJECT_KEYS + 1 and lines[-1]["agent"] == "*"
+    assert rejected(collector, "schema") == MAX_REJECT_KEYS + 400
