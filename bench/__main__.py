@@ -21,7 +21,7 @@ def _modules() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from monitor import log
+    from monitor.common import log
 
     log.configure("warning", json=False)  # the program's logs on stderr, never in the table
     names = argv or _modules()

@@ -37,8 +37,8 @@ from bench import Row, main
 from inventory import generate
 from inventory.loader import load
 from inventory.model import Inventory
-from monitor import envelope
-from monitor.observation import CommuneObservation, observe_host
+from monitor.cycle.observation import CommuneObservation, observe_host
+from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
 
 INTERVAL = 30.0
@@ -238,7 +238,8 @@ class MosquittoProcess:
 
 class CollectorProcess:
     def __init__(self, workdir: Path, inventory: Path, broker: int) -> None:
-        self.argv = [sys.executable, "-m", "monitor.cli", "--log-level", "warning", "collector",
+        self.argv = [sys.executable, "-m", "monitor.cli.main", "--log-level", "warning",
+                     "collector",
                      "--inventory", str(inventory), "--mqtt", f"mqtt://127.0.0.1:{broker}",
                      "--state", str(workdir / "state.db")]
         self.workdir = workdir

@@ -33,8 +33,8 @@ from bench.bench_collector import CollectorProcess, MosquittoProcess, _get, _wai
 from inventory import generate
 from inventory.loader import load
 from inventory.model import Commune
-from monitor import envelope
-from monitor.observation import CommuneObservation, commune_to_dict, observe_host
+from monitor.cycle.observation import CommuneObservation, commune_to_dict, observe_host
+from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult
 
 GOAL_MB = 200.0

@@ -16,9 +16,9 @@ import time
 
 from bench import Row, main
 from inventory.model import Commune, Defaults, Host, Inventory, Milestone, Province, Target
-from monitor.metrics import CycleStats, Exposition
-from monitor.observation import UnknownDevice, observe_host
-from monitor.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
+from monitor.cycle.observation import UnknownDevice, observe_host
+from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
+from monitor.present.metrics import CycleStats, Exposition
 from probes.result import ArpDetail, IcmpDetail, ProbeResult, TargetDetail
 
 PROVINCES = 34

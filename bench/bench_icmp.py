@@ -194,8 +194,8 @@ CONTENDERS: list[Contender] = [
 
 async def _engine(targets: Path, paced: bool) -> int:
     """What our contender process does: one ping_many over the targets; prints alive hosts."""
-    from monitor.pacing import Pacer
     from probes.icmp import Pinger
+    from probes.pacing import Pacer
 
     hosts = [ipaddress.ip_address(a) for a in targets.read_text().split()]
     pacer = Pacer(20_000.0, 50.0) if paced else None

@@ -1,6 +1,6 @@
 """Cost of the election-period operations per cycle, nationwide, during a drill.
 
-:meth:`monitor.operations.Operations.evaluate` runs on the event loop after every cycle:
+:meth:`monitor.decide.operations.Operations.evaluate` runs on the event loop after every cycle:
 deadline checks (milestones x communes), inspection flags (every host), escalation (every
 commune inside a period) and the drill sample, whose spans are written to SQLite in one
 transaction. 3,321 communes, 9,963 hosts, 2 milestones, a drill and a period in force, a
@@ -20,9 +20,9 @@ from pathlib import Path
 from bench import Row, main
 from bench.bench_exposition import populated_state, synthetic_inventory
 from inventory.model import Drill, Period
-from monitor import drills
-from monitor.alerts import VN_TZ
-from monitor.operations import Operations
+from monitor.decide import drills
+from monitor.decide.events import VN_TZ
+from monitor.decide.operations import Operations
 
 CYCLES = 7
 GOAL_SECONDS = 0.250

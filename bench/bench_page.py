@@ -15,10 +15,10 @@ from dataclasses import replace
 import aiohttp
 
 from bench import Row
-from monitor.history import RttHistory
-from monitor.observation import CommuneObservation
-from monitor.web.server import WebContext, build_app, serve
-from tests import web_support as ws
+from monitor.cycle.observation import CommuneObservation
+from monitor.present.rtt_history import RttHistory
+from monitor.present.web.server import WebContext, build_app, serve
+from tests.support import web as ws
 
 RUNS = 5
 PAINTED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"

@@ -84,7 +84,7 @@ def build_namespace() -> None:
 
 
 def start_agents(workdir: Path, count: int) -> list[Any]:
-    from tests.lab.snmpd import Snmpd, V3User
+    from tests.support.lab.snmpd import Snmpd, V3User
 
     user = V3User(USER, AUTH_KEY, PRIV_KEY)
     agents = []
@@ -228,7 +228,7 @@ def rows_of(name: str, cycles: list[dict[str, Any]], count: int) -> list[Row]:
 
 
 def run(count: int = ROUTERS, cycles: int = CYCLES) -> list[Row]:
-    from tests.lab.snmpd import snmpd_available
+    from tests.support.lab.snmpd import snmpd_available
 
     available, why = snmpd_available()
     if not available or os.geteuid() != 0:

@@ -24,7 +24,7 @@ import psutil
 import structlog
 
 from inventory.model import Commune, IPNetwork
-from monitor.observation import UnknownDevice
+from monitor.cycle.observation import UnknownDevice
 from probes.result import ArpDetail, ProbeResult
 
 log = structlog.get_logger("arp")

@@ -37,7 +37,7 @@ from typing import Literal
 
 import structlog
 
-from monitor.pacing import GRANULARITY, Bucket, Pacer, interleave_groups, spread_offsets
+from probes.pacing import GRANULARITY, Bucket, Pacer, interleave_groups, spread_offsets
 from probes.result import IcmpDetail, ProbeResult
 
 log = structlog.get_logger("icmp")

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 # --- segment-and-target helper: free ports and namespace labs (begin) ---------------------
-import os
 import socket
 from collections.abc import Iterator
 
 import pytest
 
-from tests.lab import netns
-
-
-def require_real(available: bool, reason: str) -> None:
-    """Skip when a real component is missing, but fail under CI=true (it must be there)."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
+from tests.support import require_real
+from tests.support.lab import netns
 
 
 @pytest.fixture
@@ -52,9 +43,9 @@ def lab(netns_ready: None) -> Iterator[netns.Lab]:
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """An anonymous mosquitto on a free loopback port (``.url``, ``.port``), stopped after.
 
-    For passwords or ACLs use ``tests.servers.Mosquitto(tmp_path, users=..., acl=...)``.
+    For passwords or ACLs use ``tests.support.servers.Mosquitto(tmp_path, users=..., acl=...)``.
     """
-    from tests.servers import Mosquitto
+    from tests.support.servers import Mosquitto
 
     with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
         yield broker

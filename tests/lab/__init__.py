@@ -1,1 +1,0 @@
-"""Test-only network labs (namespaces, bridges, veths) and runners that probe inside them."""

@@ -1,0 +1,82 @@
+"""Retained commune status on ``tslcd/v1/status/ISP/PROV/COMMUNE`` (contract section 4).
+
+For the operators' staff: subscribing to ``tslcd/v1/status/VNPT/#`` gives every VNPT line at
+once, the current status arriving at subscription (retained), then each change. The
+collector calls :meth:`StatusBoard.changes` on its timer; only communes whose status,
+backup state, hosts up or vantage changed are (re)published, and all of them at start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from inventory.model import Commune, Inventory
+from monitor.decide.events import VN_TZ
+from monitor.decide.status import CommuneState, MonitorState, carrying_line
+from monitor.remote.envelope import STATUS_TOPIC, topic_segment
+
+
+def status_topic(commune: Commune) -> str:
+    return f"{STATUS_TOPIC}/{topic_segment(commune.isp)}/{commune.province}/{commune.code}"
+
+
+def status_payload(commune: Commune, cs: CommuneState) -> dict[str, Any]:
+    hosts = list(cs.hosts.values())
+    return {
+        "province": commune.province,
+        "commune": commune.code,
+        "commune_name": commune.name,
+        "isp": commune.isp,
+        "circuit": commune.circuit,
+        "status": cs.status.name.lower(),
+        "code": int(cs.status),
+        "since": _iso(cs.since),
+        "hosts_up": sum(1 for h in hosts if h.up is True),
+        "hosts_total": len(hosts),
+        "on_backup": cs.on_backup,
+        "line": carrying_line(cs),  # primary, backup, none (null: unknown)
+        "vantage": cs.vantage,
+    }
+
+
+class StatusBoard:
+    """What was last published per commune, to publish only the changes."""
+
+    def __init__(self) -> None:
+        self._published: dict[str, tuple[str, bytes]] = {}  # PROV/COMMUNE -> (topic, payload)
+
+    def changes(self, inventory: Inventory, state: MonitorState) -> list[tuple[str, bytes]]:
+        """(topic, payload) of every commune whose status differs from what was published;
+        a commune that moved to another operator's topic is cleared from the old one."""
+        out: list[tuple[str, bytes]] = []
+        for commune in inventory.communes():
+            cs = state.communes.get(commune.key)
+            if cs is None:
+                continue
+            topic = status_topic(commune)
+            payload = json.dumps(status_payload(commune, cs), ensure_ascii=False,
+                                 separators=(",", ":")).encode()
+            previous = self._published.get(commune.key)
+            if previous == (topic, payload):
+                continue
+            if previous is not None and previous[0] != topic:
+                out.append((previous[0], b""))  # an empty retained message deletes it
+            out.append((topic, payload))
+        return out
+
+    def published(self, topic_payloads: list[tuple[str, bytes]],
+                  inventory: Inventory) -> None:
+        """Record what the broker acknowledged."""
+        by_topic = {status_topic(c): c.key for c in inventory.communes()}
+        for topic, payload in topic_payloads:
+            key = by_topic.get(topic)
+            if key is not None and payload:
+                self._published[key] = (topic, payload)
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return dt.datetime.fromtimestamp(when, VN_TZ).isoformat(timespec="seconds")

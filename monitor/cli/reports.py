@@ -1,0 +1,114 @@
+"""``tslcd-monitor report readiness|drill``: reports from the inventory and the state database.
+
+The report modules (openpyxl, sqlite, the drill tracker) are imported by the command that
+needs them, not by every start of ``tslcd-monitor``: ``check`` pays for none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inventory.model import Drill, Inventory
+
+#: What both reports can be written as (``monitor.present.reports.WRITERS``,
+#: ``monitor.decide.drills.WRITERS``).
+FORMATS = ("csv", "html", "xlsx")
+
+
+def register(sub: Any) -> None:
+    """Add ``report readiness`` and ``report drill`` to the ``tslcd-monitor`` subcommands."""
+    report = sub.add_parser("report", help="reports against the inventory's milestones")
+    kinds = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    p = kinds.add_parser("readiness", help="per commune: each milestone met, when, late or not")
+    _add_common(p)
+    p.set_defaults(handler=cmd_report_readiness)
+    p = kinds.add_parser("drill", help="per commune: connected during the drill, from when to "
+                                       "when; the communes that never connected")
+    _add_common(p)
+    p.add_argument("--drill", help="the drill's id (default: the one running, else the latest)")
+    p.set_defaults(handler=cmd_report_drill)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inventory", required=True)
+    p.add_argument("--state", required=True, help="the monitor's SQLite state database")
+    p.add_argument("--format", choices=FORMATS, default="csv")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+
+
+def cmd_report_readiness(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 2 on an unreadable inventory or database."""
+    from inventory.loader import InventoryError, load
+    from monitor.present import reports
+    from monitor.store.path_check import StatePathError, check_readable
+
+    try:
+        inventory = load(args.inventory)
+        check_readable(args.state)
+        first_passed = reports.first_passed_from_db(args.state)
+    except (InventoryError, StatePathError, ValueError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report = reports.readiness(inventory, first_passed, time.time())
+    return _write(reports.WRITERS[args.format](report), args.output)
+
+
+def pick_drill(inventory: Inventory, ident: str | None, now: float) -> Drill:
+    """The named drill; else the one running; else the latest that started. ValueError."""
+    if ident is not None:
+        for drill in inventory.drills:
+            if drill.id == ident:
+                return drill
+        known = ", ".join(d.id for d in inventory.drills) or "none"
+        raise ValueError(f"--drill {ident}: no such drill in the inventory (drills: {known})")
+    at = dt.datetime.fromtimestamp(now, dt.UTC)
+    started = [d for d in inventory.drills if d.start <= at]
+    if not started:
+        raise ValueError("the inventory has no drill that has started yet (drills:)")
+    running = [d for d in started if d.active(at)]
+    return max(running or started, key=lambda d: d.start)
+
+
+def cmd_report_drill(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 2 on bad input (inventory, database, drill id)."""
+    from inventory.loader import InventoryError, load
+    from monitor.decide import drills
+    from monitor.store.ops_db import read_spans
+    from monitor.store.path_check import StatePathError, check_readable
+
+    now = time.time()
+    try:
+        inventory = load(args.inventory)
+        drill = pick_drill(inventory, args.drill, now)
+        check_readable(args.state)
+        spans = read_spans(args.state, drill.id)
+    except (InventoryError, StatePathError, ValueError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    live = None
+    if drill.active(dt.datetime.fromtimestamp(now, dt.UTC)) and spans:
+        # the monitor's latest sample: the live count is of the communes it saw connected
+        live = drills.LiveCount(0, 0, max(s.end for ss in spans.values() for s in ss))
+    return _write(
+        drills.WRITERS[args.format](drills.drill_report(drill, inventory, spans, now, live)),
+        args.output)
+
+
+def _write(data: bytes, output: str) -> int:
+    """0 with the report written; 2, naming the file, when it cannot be."""
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    try:
+        Path(output).write_bytes(data)
+    except OSError as exc:
+        print(f"{output}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,277 @@
+"""One probe cycle over the inventory, and the loop that runs one per interval.
+
+A cycle pings every host and gateway through the shared pinger, asks the hosts that did
+not answer ICMP by TCP (Windows PCs drop echo), scans the commune segments this vantage sits
+on by ARP, and checks the election system. Every probe is isolated: one that raises or
+hangs yields a failed result and never stalls the others; the whole cycle is bounded by its
+interval, and cycles never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from inventory.model import Commune, Inventory, IPAddress, Target
+from monitor.cycle.observation import (
+    CommuneObservation,
+    CycleReport,
+    answered,
+    observe_host,
+)
+from probes import target, tcp
+from probes.icmp import Pinger
+from probes.pacing import Pacer
+from probes.result import ProbeResult
+
+log = structlog.get_logger("scheduler")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    vantage: str = "central"
+    spread: float | None = None  # seconds to spread host probes over; None: half the interval
+    max_pps: float = 50_000.0  # all echo requests of this process (about 34 Mbit/s)
+    commune_pps: float = 50.0  # per commune, so a thin line is never flooded
+    tcp_concurrency: int = 1_000
+    tcp_timeout: float = 1.0
+    arp: bool = True  # scan the segments this vantage sits on, where privileges allow
+    arp_window: float = 1.5
+    target_timeout: float = 5.0
+
+
+class Scheduler:
+    def __init__(self, inventory: Inventory, pinger: Pinger, options: SchedulerOptions) -> None:
+        self.inventory = inventory
+        self.pinger = pinger
+        self.options = options
+
+    async def cycle(self) -> CycleReport:
+        """Probe everything once; returns within about one interval whatever the network does."""
+        inv = self.inventory
+        started = time.time()
+        t0 = time.monotonic()
+        interval = inv.interval_at(started)  # shorter inside a period such as election day
+        budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
+        segment_task = asyncio.create_task(self._scan_segments(inv, budget))
+        target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
+        communes = list(inv.communes())
+        icmp = await self._ping_all(inv, communes, budget, interval)
+
+        def remaining() -> float:
+            return t0 + budget - time.monotonic()
+
+        tcp_results = await self._tcp_fallback(communes, icmp, remaining())
+        segments = await _bounded(segment_task, remaining(), {})
+        targets = [
+            await _bounded(task, remaining(), _failed("target", tgt.name, "deadline"))
+            for task, tgt in zip(target_tasks, inv.targets, strict=True)
+        ]
+        report = CycleReport(started=started, vantage=self.options.vantage, targets=targets)
+        report.communes = [
+            self._observe_commune(c, started, icmp[i], tcp_results.get(i, {}), segments.get(c.key))
+            for i, c in enumerate(communes)
+        ]
+        report.duration = time.monotonic() - t0
+        return report
+
+    async def run_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
+        """A cycle per interval on a fixed grid; an overrun skips slots, never overlaps."""
+        next_start = time.monotonic()
+        while True:
+            try:
+                report = await self.cycle()
+                await on_report(report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken cycle must not end the monitor
+                log.exception("cycle_failed")
+            interval = self.inventory.interval_at(time.time())
+            next_start += interval
+            now = time.monotonic()
+            if now > next_start:
+                skipped = math.ceil((now - next_start) / interval)
+                log.warning("cycle_overrun", skipped_cycles=skipped)
+                next_start += skipped * interval
+            await asyncio.sleep(next_start - now)
+
+    async def _ping_all(self, inv: Inventory, communes: list[Commune], budget: float,
+                        interval: float) -> list[list[ProbeResult | None]]:
+        """Every commune's addresses (:func:`_commune_addresses`) in one ICMP job; the
+        results per commune, in that order (None: no ICMP from this vantage)."""
+        addresses: list[IPAddress] = []
+        groups: list[int] = []
+        sizes: list[int] = []
+        for index, commune in enumerate(communes):
+            own = _commune_addresses(commune)
+            addresses += own
+            groups += [index] * len(own)
+            sizes.append(len(own))
+        opts = self.options
+        spread = opts.spread if opts.spread is not None else interval / 2
+        icmp = inv.defaults.icmp
+        # the last echo of a host must be answered before the budget ends
+        spread = max(0.0, min(spread, budget - icmp.count * icmp.timeout - 1.0))
+        try:
+            results = await self.pinger.ping_each(
+                addresses,
+                count=icmp.count,
+                timeout=icmp.timeout,
+                spread=spread,
+                pacer=Pacer(opts.max_pps, opts.commune_pps),
+                groups=groups,
+            )
+        except Exception as exc:
+            log.exception("icmp_cycle_failed")
+            results = [_failed("icmp", str(ip), repr(exc)) for ip in addresses]
+        per_commune, start = [], 0
+        for size in sizes:
+            per_commune.append(results[start:start + size])
+            start += size
+        return per_commune
+
+    async def _tcp_fallback(
+        self, communes: list[Commune], icmp: list[list[ProbeResult | None]], budget: float
+    ) -> dict[int, dict[int, ProbeResult]]:
+        """TCP connect for the computers that did not answer echo (Windows firewalls drop it):
+        results by commune and host position."""
+        silent = [
+            (c, h, host)
+            for c, commune in enumerate(communes)
+            for h, host in enumerate(commune.hosts)
+            if host.tcp_ports and not _answered_echo(icmp[c][h])
+        ]
+        if not silent:
+            return {}
+        gate = asyncio.Semaphore(self.options.tcp_concurrency)
+        timeout = max(0.1, min(self.options.tcp_timeout, budget))
+
+        async def one(ip: str, ports: tuple[int, ...]) -> ProbeResult:
+            async with gate:
+                return await tcp.probe_any(ip, ports, timeout)
+
+        texts = [str(host.ip) for _, _, host in silent]
+        results = await asyncio.gather(*(
+            _isolated(one(text, host.tcp_ports), "tcp", text)
+            for text, (_, _, host) in zip(texts, silent, strict=True)
+        ))
+        found: dict[int, dict[int, ProbeResult]] = {}
+        for (c, h, _), result in zip(silent, results, strict=True):
+            found.setdefault(c, {})[h] = result
+        return found
+
+    async def _scan_segments(self, inv: Inventory, budget: float) -> dict[str, Any]:
+        """ARP-scan the commune segments this vantage is attached to (needs CAP_NET_RAW),
+        within the cycle's budget: a short cycle shortens the listening, never the scan."""
+        if not self.options.arp:
+            return {}
+        from probes import arp
+
+        interfaces = arp.interface_addresses()
+        local = [c for c in inv.communes() if arp.segment_interface(c.subnet, interfaces)]
+        if not local or not arp.arp_permitted():
+            return {}
+        scans = await asyncio.gather(
+            *(arp.scan_segment(c, window=self.options.arp_window, budget=budget - 0.1)
+              for c in local),
+            return_exceptions=True,
+        )
+        found = {}
+        for commune, scan in zip(local, scans, strict=True):
+            if isinstance(scan, BaseException):
+                log.error("arp_scan_failed", commune=commune.key, error=repr(scan))
+            else:
+                found[commune.key] = scan
+        return found
+
+    async def _probe_target(self, tgt: Target) -> ProbeResult:
+        return await _isolated(
+            target.probe(tgt, timeout=self.options.target_timeout), "target", tgt.name
+        )
+
+    def _observe_commune(
+        self,
+        commune: Commune,
+        at: float,
+        icmp: list[ProbeResult | None],
+        tcp_results: dict[int, ProbeResult],
+        scan: Any,
+    ) -> CommuneObservation:
+        """``icmp`` holds the results for :func:`_commune_addresses`, ``tcp_results`` those
+        of the hosts that were asked by TCP, by position."""
+        hosts = []
+        for position, host in enumerate(commune.hosts):
+            ping = icmp[position]
+            # the address as text, made once by the pinger
+            text = str(host.ip) if ping is None else ping.subject
+            results = tuple(r for r in (ping, tcp_results.get(position)) if r is not None)
+            if scan is not None and text in scan.hosts:
+                results += (scan.hosts[text],)
+            hosts.append(observe_host(host.name, text, results))
+        gateways = iter(icmp[len(commune.hosts):])
+        return CommuneObservation(
+            province=commune.province,
+            commune=commune.code,
+            at=at,
+            vantage=self.options.vantage,
+            hosts=tuple(hosts),
+            gateway_alive=_gateway_alive(commune.gateway, gateways, scan, "gateway"),
+            backup_gateway_alive=_gateway_alive(
+                commune.backup_gateway, gateways, scan, "backup_gateway"
+            ),
+            unknown_devices=None if scan is None else tuple(scan.unknown),
+        )
+
+
+def _answered_echo(result: ProbeResult | None) -> bool:
+    return result is not None and result.ok
+
+
+def _gateway_alive(
+    ip: IPAddress | None, icmp: Iterator[ProbeResult | None], scan: Any, scan_field: str
+) -> bool | None:
+    """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment.
+    ``icmp`` yields the commune's gateway results in :func:`_commune_addresses` order."""
+    if ip is None:
+        return None
+    results = [r for r in (next(icmp), getattr(scan, scan_field, None)) if r]
+    return any(answered(r) for r in results)
+
+
+def _commune_addresses(commune: Commune) -> list[IPAddress]:
+    """What a commune's ICMP results are for: its hosts, then its gateway and backup."""
+    extra = [ip for ip in (commune.gateway, commune.backup_gateway) if ip is not None]
+    return [h.ip for h in commune.hosts] + extra
+
+
+def _failed(kind: Any, subject: str, error: str) -> ProbeResult:
+    return ProbeResult(kind=kind, subject=subject, ok=False, started=time.time(), duration=0.0,
+                       error=error)
+
+
+async def _isolated(coro: Coroutine[Any, Any, ProbeResult], kind: str, subject: str) -> ProbeResult:
+    """Run one probe so that whatever it raises becomes a failed result, not a broken cycle."""
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.error("probe_failed", probe=kind, subject=subject, error=repr(exc))
+        return _failed(kind, subject, repr(exc))
+
+
+async def _bounded(task: asyncio.Task[T], remaining: float, default: T) -> T:
+    """The task's result if it finishes in time; otherwise cancel it and use the default."""
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, remaining))
+    if not done:
+        task.cancel()
+        log.warning("probe_deadline", task=task.get_name())
+        return default
+    return task.result()

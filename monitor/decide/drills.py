@@ -1,0 +1,275 @@
+"""Drills ("diễn tập"): which communes were connected during the window, from when to when.
+
+On a drill day every commune in the drill's scope is expected online. Each cycle inside the
+window samples every such commune: it counts as *connected* when its line carries it (status
+ok or degraded, i.e. also on the backup line), at least one of its computers is up, and,
+where an agent reports from the commune itself, the election system is reachable from there
+(from a central vantage that says nothing about the commune, so only the hosts count).
+
+Consecutive connected samples make one span (start: the first cycle that saw it connected,
+end: the last one); a disconnected cycle, or a gap of more than three cycles (the monitor
+was stopped), starts a new span. Spans are kept in the state database, so the report can be
+written during the drill (the page shows "connected X of N" live), after it, and by
+``tslcd-monitor report drill`` from the database alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inventory.model import Commune, Drill, Inventory, Target, in_scope
+from monitor.decide.status import CommuneState, CommuneStatus, MonitorState
+from monitor.present.reports import (
+    HTML_STYLE,
+    VIETNAM,
+    cell_text,
+    csv_bytes,
+    local_time,
+    xlsx_bytes,
+)
+from monitor.store.ops_db import OpsStore, Span
+
+GAP_CYCLES = 3  # a longer silence between connected samples splits the span
+
+
+def connected(commune: Commune, cs: CommuneState | None, state: MonitorState,
+              targets: tuple[Target, ...]) -> bool:
+    """Whether the commune takes part in the drill right now (see the module docstring)."""
+    if cs is None or cs.status not in (CommuneStatus.OK, CommuneStatus.DEGRADED):
+        return False
+    if not any(h.up is True for h in cs.hosts.values()):
+        return False
+    vantage = cs.vantage
+    if vantage and vantage != "central" and "/" in vantage and targets and in_scope(
+            vantage, commune.province, commune.code):
+        return all((ts := state.targets.get((t.name, vantage))) is not None and ts.up
+                   for t in targets)
+    return True
+
+
+def drill_communes(drill: Drill, inventory: Inventory) -> Iterator[Commune]:
+    return (c for c in inventory.communes() if drill.covers(c.province, c.code))
+
+
+def active_drills(inventory: Inventory, now: float) -> list[Drill]:
+    at = dt.datetime.fromtimestamp(now, dt.UTC)
+    return [d for d in inventory.drills if d.active(at)]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCount:
+    connected: int
+    total: int
+    at: float  # the cycle it was counted at
+
+
+@dataclass
+class DrillTracker:
+    """Samples the communes of every active drill after each cycle; keeps the spans."""
+
+    store: OpsStore
+    live: dict[str, LiveCount] = field(default_factory=dict)
+    _latest: dict[str, dict[str, Span]] = field(default_factory=dict)  # drill -> commune ->
+
+    def observe(self, inventory: Inventory, state: MonitorState, now: float) -> None:
+        gap = GAP_CYCLES * inventory.defaults.interval
+        active = active_drills(inventory, now)
+        for drill in active:
+            self._sample(drill, inventory, state, now, gap)
+        for ident in [i for i in self.live if i not in {d.id for d in active}]:
+            del self.live[ident]  # the count is shown only while the drill runs
+
+    def spans(self, drill: str) -> dict[str, list[Span]]:
+        return self.store.spans(drill)
+
+    def _sample(self, drill: Drill, inventory: Inventory, state: MonitorState, now: float,
+                gap: float) -> None:
+        latest = self._latest_spans(drill.id)
+        changed, count, total = [], 0, 0
+        for commune in drill_communes(drill, inventory):
+            total += 1
+            last = latest.get(commune.key)
+            if connected(commune, state.communes.get(commune.key), state, inventory.targets):
+                count += 1
+                if last is not None and last.open and now - last.end <= gap:
+                    last.end = now
+                else:
+                    last = latest[commune.key] = Span(commune.province, commune.code, now, now,
+                                                      True)
+                changed.append(last)
+            elif last is not None and last.open:
+                last.open = False
+                changed.append(last)
+        self.store.save_spans(drill.id, changed)
+        self.live[drill.id] = LiveCount(count, total, now)
+
+    def _latest_spans(self, drill: str) -> dict[str, Span]:
+        latest = self._latest.get(drill)
+        if latest is None:  # first sample since start: continue from the database
+            latest = self._latest[drill] = {k: v[-1] for k, v in self.store.spans(drill).items()}
+        return latest
+
+
+# --- the report -----------------------------------------------------------------------------
+
+TITLE = "Báo cáo kết quả diễn tập kết nối"
+
+
+@dataclass(frozen=True, slots=True)
+class CommuneDrill:
+    province: str
+    province_name: str
+    commune: str
+    commune_name: str
+    isp: str
+    circuit: str | None
+    spans: tuple[Span, ...]
+
+    @property
+    def appeared(self) -> bool:
+        return bool(self.spans)
+
+    @property
+    def first(self) -> float | None:
+        return self.spans[0].start if self.spans else None
+
+    @property
+    def last(self) -> float | None:
+        return self.spans[-1].end if self.spans else None
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.end - s.start for s in self.spans)
+
+
+@dataclass(frozen=True, slots=True)
+class DrillReport:
+    drill: Drill
+    generated: float
+    communes: tuple[CommuneDrill, ...]
+    live: LiveCount | None = None  # while the drill runs
+
+    @property
+    def appeared(self) -> int:
+        return sum(c.appeared for c in self.communes)
+
+    @property
+    def never(self) -> list[CommuneDrill]:
+        return [c for c in self.communes if not c.appeared]
+
+
+def drill_report(drill: Drill, inventory: Inventory, spans: Mapping[str, list[Span]],
+                 now: float, live: LiveCount | None = None) -> DrillReport:
+    """The drill's report over the (already scoped) inventory; spans clipped to the window.
+    With ``live`` (the drill runs), the live count is recounted over these communes: those
+    whose latest span was still open at the latest sample."""
+    start, end = drill.start.timestamp(), drill.end.timestamp()
+    rows, now_connected = [], 0
+    for province in inventory.provinces:
+        for c in province.communes:
+            if not drill.covers(c.province, c.code):
+                continue
+            clipped = tuple(
+                Span(s.province, s.commune, max(s.start, start), min(s.end, end), s.open)
+                for s in spans.get(c.key, ()) if s.end >= start and s.start < end)
+            rows.append(CommuneDrill(c.province, province.name, c.code, c.name, c.isp,
+                                     c.circuit, clipped))
+            latest = spans.get(c.key, [])[-1:]
+            now_connected += bool(live and latest and latest[0].open and latest[0].end >= live.at)
+    scoped_live = LiveCount(now_connected, len(rows), live.at) if live is not None else None
+    return DrillReport(drill, now, tuple(rows), scoped_live)
+
+
+HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Mã xã", "Xã, phường", "Nhà mạng", "Mã đường truyền",
+            "Đã kết nối", "Kết nối từ", "Kết nối đến", "Thời gian kết nối (phút)",
+            "Các khoảng kết nối")
+NEVER_HEADINGS = HEADINGS[:6]
+YES, NO = "Có", "Không"
+
+
+def _clock(at: float) -> str:
+    return dt.datetime.fromtimestamp(round(at), VIETNAM).strftime("%H:%M")
+
+
+def _spans_text(spans: tuple[Span, ...]) -> str:
+    return "; ".join(f"{_clock(s.start)}–{_clock(s.end)}" for s in spans)
+
+
+def _fixed(c: CommuneDrill) -> list[Any]:
+    return [c.province, c.province_name, c.commune, c.commune_name, c.isp, c.circuit or None]
+
+
+def rows(report: DrillReport) -> Iterator[list[Any]]:
+    for c in report.communes:
+        yield [*_fixed(c), YES if c.appeared else NO, local_time(c.first), local_time(c.last),
+               round(c.seconds / 60, 1) if c.appeared else None, _spans_text(c.spans) or None]
+
+
+def never_rows(report: DrillReport) -> Iterator[list[Any]]:
+    return (_fixed(c) for c in report.never)
+
+
+def summary_lines(report: DrillReport) -> list[str]:
+    d = report.drill
+    start, end = (dt.datetime.fromtimestamp(t.timestamp(), VIETNAM) for t in (d.start, d.end))
+    lines = [f"{d.title} ({d.id}): {start:%d/%m/%Y %H:%M} – {end:%d/%m/%Y %H:%M} (giờ Việt Nam)",
+             f"Số xã, phường đã kết nối trong thời gian diễn tập: {report.appeared}/"
+             f"{len(report.communes)}; chưa kết nối: {len(report.never)}"]
+    if report.live is not None:
+        lines.append(f"Đang diễn tập: hiện đang kết nối {report.live.connected}/"
+                     f"{report.live.total}")
+    lines.append(f"Thời điểm lập báo cáo: {cell_text(local_time(report.generated))} "
+                 "(giờ Việt Nam)")
+    return lines
+
+
+def to_csv(report: DrillReport) -> bytes:
+    """Summary, the per-commune table, then the communes that never connected."""
+    return csv_bytes([
+        ([TITLE], ([line] for line in summary_lines(report))),
+        (list(HEADINGS), rows(report)),
+        (["Xã, phường chưa kết nối"], []),
+        (list(NEVER_HEADINGS), never_rows(report)),
+    ])
+
+
+def to_xlsx(report: DrillReport) -> bytes:
+    return xlsx_bytes(TITLE, [
+        ("Theo xã", (list(HEADINGS), rows(report))),
+        ("Chưa kết nối", (list(NEVER_HEADINGS), never_rows(report))),
+        ("Tổng hợp", (["Nội dung"], ([line] for line in summary_lines(report)))),
+    ])
+
+
+def to_html(report: DrillReport) -> str:
+    def table(heads: tuple[str, ...], body: Iterator[list[Any]], mark: bool) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+        out = []
+        for row in body:
+            cells = "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in row)
+            cls = ' class="never"' if mark and row[6] == NO else ""
+            out.append(f"<tr{cls}>{cells}</tr>")
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table>"
+
+    summary = "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines(report))
+    return (
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{TITLE}</title><style>{HTML_STYLE % 'never'}</style></head><body>"
+        f"<h1>{TITLE}</h1>{summary}"
+        f"<h2>Xã, phường chưa kết nối ({len(report.never)})</h2>"
+        f"{table(NEVER_HEADINGS, never_rows(report), False)}"
+        f"<h2>Chi tiết theo xã, phường</h2>{table(HEADINGS, rows(report), True)}"
+        "</body></html>"
+    )
+
+
+WRITERS: dict[str, Callable[[DrillReport], bytes]] = {
+    "csv": to_csv,
+    "xlsx": to_xlsx,
+    "html": lambda report: to_html(report).encode("utf-8"),
+}

@@ -1,0 +1,788 @@
+"""From observations to debounced state and alert events.
+
+Rules (the why is in each docstring below; the summary is here for operators):
+
+* Debouncing. Hosts, gateways, backup gateways and targets (per vantage) are each tracked
+  the same way. A never-probed subject is *unknown*. From unknown, the first good cycle
+  makes it up (an answer is proof of life) while ``down_after`` consecutive failed cycles
+  make it down (one lost packet proves nothing). Afterwards, up -> down takes ``down_after``
+  consecutive failures and down -> up ``up_after`` consecutive good cycles. A cycle that did
+  not observe a subject leaves it as it is.
+* Commune status. UNKNOWN: nothing judged yet, or its agent went silent. DOWN: the gateway
+  is down with no backup gateway up, or every host is down. DEGRADED: some host down, or
+  running on the backup line (primary gateway down, backup up: ``on_backup``). OK otherwise.
+* Alerts are the difference between the conditions that hold and the alerts that are open.
+  A condition that starts fires (with ``since`` = when it began); one that ends resolves
+  (same id). Suppression only holds back *new* firings; it never stops probing, state
+  tracking or a resolution:
+  - parent: while the commune is DOWN, its hosts' ``host_down`` are held (and, when the
+    line is down, their ``host_flapping`` too), so an outage gives one ``commune_down``
+    instead of one ``host_down`` per computer;
+  - flapping: a host whose debounced state changed more than ``flap_changes`` times within
+    ``flap_window`` seconds gets one ``host_flapping``; its ``host_down`` (and a
+    ``commune_down`` caused by all hosts being down) is held until it has been stable for a
+    whole window (then ``host_flapping`` resolves);
+  - maintenance: inside a window, every alert of the scope is held except
+    ``unknown_device`` (a foreign device is a security matter). When the window ends, the
+    conditions still present fire at the next cycle, with ``since`` = when they began.
+* ``commune_degraded`` fires when the commune runs on its backup line (the primary line is
+  down): hosts down are already reported one by one as ``host_down``, so a commune-level
+  duplicate would only add noise (the status is DEGRADED in both cases). ``unknown_device``
+  fires once per unknown MAC, immediately.
+* First passes (``CommuneState.first_passed``, for milestones): ``inspection`` when every
+  computer has its police inspection record in the inventory (at the latest stamp's day);
+  ``link`` when the gateway and every host are up; ``ip_config`` when every host's ARP
+  shows exactly one MAC, the expected one where the inventory has one (without an ARP
+  vantage on the segment it cannot pass: the check is never guessed); ``target`` when every
+  inventory target was reached in the latest result from the commune's own vantage (an
+  agent whose scope covers it), or from ``central`` when the commune is observed centrally
+  (no agent covers it).
+* ``target_unreachable`` carries the vantage's province/commune (both null for ``central``;
+  the MQTT sink publishes those on ``tslcd/v1/alerts/central``). ``agent_silent`` (from
+  :meth:`StateEngine.mark_silent`) is per ``PROV`` or ``PROV/COMMUNE`` as the agent's scope;
+  the next observation from that scope resolves it. A silent commune's hosts restart from
+  unknown; alerts open before the silence stay open until a recovery resolves them.
+* Persistence (with a :class:`~monitor.store.state_db.Store`): debounced states and
+  counters, commune statuses, first passes and open alerts survive a restart. The flap
+  history and the start of conditions held back by suppression live in memory only: a
+  restart begins them anew.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import structlog
+
+from inventory.model import Commune, Defaults, Host, Inventory, in_scope
+from monitor.cycle.observation import CommuneObservation
+from monitor.decide.events import (
+    VN_TZ,
+    AlertEvent,
+    AlertState,
+    Language,
+    alert_id,
+    make_event,
+    place_label,
+    render,
+)
+from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
+from monitor.store.state_db import (
+    Batch,
+    CommuneRow,
+    HistoryRow,
+    Snapshot,
+    Store,
+    TrackerKey,
+    TrackerRow,
+    dumps_key,
+    loads_key,
+)
+from probes.result import ArpDetail, ProbeResult
+
+log = structlog.get_logger("state")
+
+#: (event, scope, subject): scope ``PROV/COMMUNE``, ``PROV`` or ``target@VANTAGE``; subject
+#: the host's name, a device's MAC, a target's name, or "".
+AlertKey = tuple[str, str, str]
+
+GATEWAY_KINDS = ("gateway", "backup_gateway")
+#: Events evaluated from a commune's observation: an open one no longer evaluated resolves.
+COMMUNE_EVENTS = frozenset(
+    {"commune_down", "commune_degraded", "host_down", "host_flapping", "ip_conflict",
+     "wrong_mac", "unknown_device"}
+)
+NEVER_SILENCED = frozenset({"unknown_device"})
+MAX_PENDING_ROWS = 100_000  # history/outbox rows kept for the store while it fails
+
+
+@dataclass(slots=True)
+class Condition:
+    """Whether an alert's condition holds this cycle (None: not observed, leave as is)."""
+
+    key: AlertKey
+    present: bool | None
+    since: float
+    province: str | None
+    commune: str | None
+    host: str | None = None
+    held: bool = False  # hold back a new firing (suppression); never a resolution
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+class StateEngine:
+    def __init__(
+        self,
+        inventory: Inventory,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        flap_changes: int = 4,
+        flap_window: float = 600.0,
+        language: Language = "vi",
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.flap_changes = flap_changes
+        self.flap_window = flap_window
+        self.language = language
+        self.state = MonitorState()
+        self._inventory = inventory
+        self._trackers: dict[TrackerKey, HostState] = {}
+        self._by_scope: dict[str, set[TrackerKey]] = {}  # index of _trackers by scope
+        self._flaps: dict[TrackerKey, deque[float]] = {}
+        self._open: dict[str, dict[tuple[str, str], AlertEvent]] = {}  # scope -> (event, subj)
+        self._cond_since: dict[AlertKey, float] = {}
+        self._last_at: dict[tuple[str, str], float] = {}  # (commune, vantage) -> latest cycle
+        self._pending = _Pending()
+        self._batch_depth = 0
+        self.store = None  # building from the inventory is not a change to store
+        self.set_inventory(inventory)
+        if store is not None:
+            self._restore(store)
+            self.store = store
+            with self.batch():
+                self._resolve_orphans()
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def inventory(self) -> Inventory:
+        return self._inventory
+
+    def apply(self, obs: CommuneObservation) -> list[AlertEvent]:
+        """Fold one commune's cycle into the state; returns the alert events it caused."""
+        commune = self._inventory.commune(obs.province, obs.commune)
+        cs = self.state.communes.get(f"{obs.province}/{obs.commune}")
+        if commune is None or cs is None:
+            log.warning("observation_unknown_commune", province=obs.province,
+                        commune=obs.commune, vantage=obs.vantage)
+            return []
+        if self.is_stale(obs):
+            # MQTT QoS 1 may deliver a batch twice: counting it again would skew debouncing.
+            log.debug("observation_stale", commune=commune.key, vantage=obs.vantage, at=obs.at)
+            return []
+        with self.batch():
+            events = self.apply_targets(obs.targets, obs.vantage) if obs.targets else []
+            self._observe(commune, cs, obs)
+            events += self._reconcile_all(self._commune_conditions(commune, cs, obs.at), obs.at,
+                                          stale_scope=commune.key)
+            events += self._reconcile_all(self._silence_ended(commune, obs.at), obs.at)
+        self._last_at[(commune.key, obs.vantage)] = obs.at
+        return events
+
+    def is_stale(self, obs: CommuneObservation) -> bool:
+        """Whether a cycle at least as recent from the same vantage was already applied (the
+        collector asks before anything else changes, so a replay refreshes nothing)."""
+        key = (f"{obs.province}/{obs.commune}", obs.vantage)
+        return obs.at <= self._last_at.get(key, float("-inf"))
+
+    def note_agent_seq(self, agent: str, seq: int, at: float) -> None:
+        """The collector's replay guard, written in the same transaction as the batch."""
+        self._pending.agent_seqs[agent] = (seq, at)
+
+    def forget_agent_seqs(self, agents: Iterable[str]) -> None:
+        for agent in agents:
+            self._pending.agent_seqs.pop(agent, None)
+            self._pending.removed_agent_seqs.append(agent)
+
+    def apply_cycle(
+        self,
+        observations: Iterable[CommuneObservation],
+        targets: Iterable[ProbeResult] = (),
+        vantage: str = "central",
+    ) -> list[AlertEvent]:
+        """A whole cycle in one store transaction; targets first so ``target`` passes now."""
+        with self.batch():
+            events = self.apply_targets(targets, vantage)
+            for obs in observations:
+                events += self.apply(obs)
+        return events
+
+    def apply_targets(self, results: Iterable[ProbeResult], vantage: str) -> list[AlertEvent]:
+        """Election-system checks from one vantage, debounced like hosts per (target, vantage)."""
+        d = self._inventory.defaults
+        conditions = []
+        with self.batch():
+            for result in results:
+                if result.kind != "target":
+                    continue
+                key: TrackerKey = ("target", vantage, result.subject)
+                tracker = self._tracker(key, result.subject, vantage)
+                _debounce(tracker, result.ok, result.started, d.down_after, d.up_after)
+                self._pending.trackers.add(key)
+                up = tracker.up if tracker.up is not None else result.ok
+                self.state.targets[(result.subject, vantage)] = TargetState(
+                    result.subject, vantage, up, result)
+                conditions.append(self._target_condition(tracker, result, vantage))
+            return self._reconcile_all(conditions, self.clock())
+
+    def mark_silent(self, province: str, commune: str | None = None,
+                    only: Collection[str] | None = None) -> list[AlertEvent]:
+        """An agent covering ``PROV[/COMMUNE]`` went quiet: its communes become UNKNOWN.
+        ``only`` (commune keys) narrows that to the communes the agent actually reported on:
+        an agent no agents file vouches for must not blank a province it merely claimed."""
+        now = self.clock()
+        scope = f"{province}/{commune}" if commune else province
+        with self.batch():
+            for c in self._communes_in(province, commune):
+                if only is None or c.key in only:
+                    self._forget(c, self.state.communes[c.key], now)
+            label = self._scope_label(province, commune)
+            cond = Condition(("agent_silent", scope, ""), True, now, province, commune,
+                             held=self._in_maintenance(province, commune, now),
+                             fields={"label": label})
+            return self._reconcile_all([cond], now)
+
+    def set_inventory(self, inventory: Inventory) -> list[AlertEvent]:
+        """Reload: keeps the state of communes/hosts that still exist; resolves the alerts of
+        those that are gone (returned, to be published like any other)."""
+        now = self.clock()
+        self._inventory = inventory
+        wanted = {c.key: c for c in inventory.communes()}
+        events: list[AlertEvent] = []
+        with self.batch():
+            for key in [k for k in self.state.communes if k not in wanted]:
+                events += self._drop_commune(key, now)
+            for key, commune in wanted.items():
+                cs = self.state.communes.setdefault(
+                    key, CommuneState(commune.province, commune.code))
+                events += self._sync_hosts(commune, cs, now)
+        return events
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group changes into one store transaction (nested uses join the outer one)."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self.flush()
+
+    def flush(self) -> bool:
+        """Write pending changes; on failure keep them in memory for the next try."""
+        if self.store is None:
+            self._pending = _Pending()
+            return True
+        if self._pending.empty() or self.store.write(self._pending.to_batch(self)):
+            self._pending = _Pending()
+            return True
+        self._pending.trim()
+        return False
+
+    # --------------------------------------------------------------- observation
+
+    def _observe(self, commune: Commune, cs: CommuneState, obs: CommuneObservation) -> None:
+        d = self._inventory.defaults
+        at = obs.at
+        cs.last_seen, cs.vantage = at, obs.vantage
+        for h in obs.hosts:
+            hs = cs.hosts.get(h.name)
+            if hs is None:
+                continue
+            hs.last = h
+            self._step(("host", commune.key, h.name), hs, h.alive, at, d, commune)
+        for kind, alive in zip(GATEWAY_KINDS, (obs.gateway_alive, obs.backup_gateway_alive),
+                               strict=True):
+            tracker = self._trackers.get((kind, commune.key, kind))
+            if tracker is not None and alive is not None:
+                self._step((kind, commune.key, kind), tracker, alive, at, d, commune)
+        cs.gateway_up = self._tracker_up("gateway", commune.key)
+        cs.backup_gateway_up = self._tracker_up("backup_gateway", commune.key)
+        if obs.unknown_devices is not None:
+            cs.unknown_devices = obs.unknown_devices
+        self._update_status(cs, at)
+        self._record_first_passes(commune, cs, obs)
+        self._pending.communes.add(commune.key)
+
+    def _step(self, key: TrackerKey, hs: HostState, alive: bool, at: float, d: Defaults,
+              commune: Commune) -> None:
+        old = hs.up
+        changed = _debounce(hs, alive, at, d.down_after, d.up_after)
+        self._pending.trackers.add(key)
+        if changed:
+            label = key[2] if key[0] == "host" else f"({key[0]})"
+            self._pending.add_history(HistoryRow(at, commune.province, commune.code, label,
+                                                 _word(old), _word(hs.up)))
+            if old is not None:
+                self._note_flap(key, hs, at)
+        self._settle_flapping(key, hs, at)
+
+    def _note_flap(self, key: TrackerKey, hs: HostState, at: float) -> None:
+        changes = self._flaps.setdefault(key, deque())
+        changes.append(at)
+        while changes and changes[0] <= at - self.flap_window:
+            changes.popleft()
+        if len(changes) > self.flap_changes:
+            hs.flapping = True
+
+    def _settle_flapping(self, key: TrackerKey, hs: HostState, at: float) -> None:
+        """A flapping subject is stable again once a whole window passed without a change."""
+        changes = self._flaps.get(key)
+        if hs.flapping and (not changes or at - changes[-1] >= self.flap_window):
+            hs.flapping = False
+            self._flaps.pop(key, None)
+
+    def _update_status(self, cs: CommuneState, at: float) -> None:
+        status, on_backup = commune_status(cs)
+        cs.on_backup = on_backup
+        if status != cs.status:
+            self._pending.add_history(HistoryRow(at, cs.province, cs.commune, None,
+                                                 cs.status.name.lower(), status.name.lower()))
+            log.debug("commune_status", province=cs.province, commune=cs.commune,
+                     old=cs.status.name, new=status.name)
+            cs.status, cs.since = status, at
+
+    def _record_first_passes(self, commune: Commune, cs: CommuneState,
+                             obs: CommuneObservation) -> None:
+        hosts = [cs.hosts[h.name] for h in commune.hosts]
+        gateway_ok = cs.gateway_up is True or not _has_gateway(commune)
+        passed = {
+            "link": bool(hosts) and gateway_ok and all(h.up is True for h in hosts),
+            "ip_config": bool(hosts) and all(
+                h.last is not None and _arp_verdict(h.last.arp, host.mac) == "ok"
+                for h, host in zip(hosts, commune.hosts, strict=True)),
+            "target": self._target_reached(commune, obs.vantage),
+            "inspection": (stamped := _inspected_on(commune)) is not None,
+        }
+        for check, ok in passed.items():
+            if ok and check not in cs.first_passed:
+                at = min(obs.at, stamped) if check == "inspection" and stamped else obs.at
+                cs.first_passed[check] = at
+                self._pending.first_passed.append((cs.province, cs.commune, check, at))
+
+    def _target_reached(self, commune: Commune, vantage: str) -> bool:
+        targets = self._inventory.targets
+        if vantage != "central" and not in_scope(vantage, commune.province, commune.code):
+            vantage = "central"
+        return bool(targets) and all(
+            (ts := self.state.targets.get((t.name, vantage))) is not None and ts.last.ok
+            for t in targets)
+
+    # ----------------------------------------------------------------- conditions
+
+    def _commune_conditions(self, commune: Commune, cs: CommuneState,
+                            at: float) -> list[Condition]:
+        quiet = self._in_maintenance(commune.province, commune.code, at)
+        down = cs.status == CommuneStatus.DOWN
+        reason = _down_reason(cs)
+        held_by_parent = {
+            "host_down": down,
+            "host_flapping": down and reason == "gateway",
+            "commune_down": reason == "hosts" and any(h.flapping for h in cs.hosts.values()),
+        }
+        label = place_label(commune.name, commune.isp, commune.circuit)
+        base = {"province": commune.province, "commune": commune.code}
+
+        def cond(event: str, subject: str, present: bool | None, since: float | None,
+                 host: str | None = None, **fields: object) -> Condition:
+            held = (quiet and event not in NEVER_SILENCED) or held_by_parent.get(event, False)
+            return Condition((event, commune.key, subject), present,
+                             since if since is not None else at, host=host, held=held,
+                             fields={"label": label, "host": host, **fields}, **base)
+
+        known = cs.status != CommuneStatus.UNKNOWN
+        out = [
+            cond("commune_down", "", down if known else None, cs.since,
+                 reason=reason, gateway=commune.gateway),
+            cond("commune_degraded", "", cs.on_backup and not down if known else None,
+                 cs.since, reason="backup"),
+        ]
+        for host in commune.hosts:
+            out += self._host_conditions(cond, commune.key, cs.hosts[host.name], host)
+        out += self._device_conditions(cond, commune, cs)
+        return out
+
+    def _host_conditions(self, cond: Callable[..., Condition], scope: str, hs: HostState,
+                         host: Host) -> list[Condition]:
+        f = {"ip": hs.ip}
+        down = cond("host_down", hs.name, None if hs.up is None else not hs.up, hs.since,
+                    host=hs.name, **f)
+        down.held = down.held or hs.flapping
+        changes = len(self._flaps.get(("host", scope, hs.name), ()))
+        out = [down, cond("host_flapping", hs.name, hs.flapping, None, host=hs.name,
+                          changes=changes, minutes=round(self.flap_window / 60), **f)]
+        arp = hs.last.arp if hs.last is not None else None
+        verdict = _arp_verdict(arp, host.mac)
+        seen = verdict != "none" if arp is not None else None
+        macs = ", ".join(arp.macs) if arp is not None else ""
+        out.append(cond("ip_conflict", hs.name, seen and verdict == "conflict", None,
+                        host=hs.name, macs=macs, **f))
+        out.append(cond("wrong_mac", hs.name, seen and verdict == "wrong", None, host=hs.name,
+                        mac=macs,
+                        expected=host.mac or (arp.expected_mac if arp else None), **f))
+        return out
+
+    def _device_conditions(self, cond: Callable[..., Condition], commune: Commune,
+                           cs: CommuneState) -> list[Condition]:
+        if cs.unknown_devices is None:  # never scanned: keep what is open
+            return [cond("unknown_device", subj, None, None)
+                    for ev, subj in self._open.get(commune.key, {}) if ev == "unknown_device"]
+        return [cond("unknown_device", d.mac.lower(), True, None, ip=d.ip, mac=d.mac.lower())
+                for d in cs.unknown_devices]
+
+    def _target_condition(self, tracker: HostState, result: ProbeResult,
+                          vantage: str) -> Condition:
+        province, _, commune = vantage.partition("/")
+        prov = None if vantage == "central" else province
+        comm = commune or None
+        held = prov is not None and self._in_maintenance(prov, comm, result.started)
+        return Condition(
+            ("target_unreachable", f"target@{vantage}", result.subject),
+            None if tracker.up is None else not tracker.up,
+            tracker.since or result.started, prov, comm, held=held,
+            fields={"label": self._vantage_label(vantage), "target": result.subject,
+                    "vantage": vantage},
+        )
+
+    def _silence_ended(self, commune: Commune, at: float) -> list[Condition]:
+        """Data from a commune ends the silence of its agent (commune- or province-wide)."""
+        return [
+            Condition(("agent_silent", scope, ""), False, at, commune.province, comm,
+                      fields={"label": self._scope_label(commune.province, comm)})
+            for scope, comm in ((commune.key, commune.code), (commune.province, None))
+            if ("agent_silent", "") in self._open.get(scope, {})
+            or ("agent_silent", scope, "") in self._cond_since
+        ]
+
+    # ------------------------------------------------------------------ reconcile
+
+    def _reconcile_all(self, conditions: list[Condition], now: float,
+                       stale_scope: str | None = None) -> list[AlertEvent]:
+        events = [ev for c in conditions if (ev := self._reconcile(c, now)) is not None]
+        if stale_scope is not None:
+            evaluated = {c.key for c in conditions}
+            for (event, subject), firing in list(self._open.get(stale_scope, {}).items()):
+                if event in COMMUNE_EVENTS and (event, stale_scope, subject) not in evaluated:
+                    events.append(self._resolve((event, stale_scope, subject), firing, now, {}))
+        return events
+
+    def _reconcile(self, c: Condition, now: float) -> AlertEvent | None:
+        scope, (event, subject) = c.key[1], (c.key[0], c.key[2])
+        firing = self._open.get(scope, {}).get((event, subject))
+        if c.present is None:
+            return None
+        if not c.present:
+            self._cond_since.pop(c.key, None)
+            return None if firing is None else self._resolve(c.key, firing, now, c.fields)
+        since = self._cond_since.setdefault(c.key, c.since)
+        if firing is not None or c.held:
+            return None
+        ev = make_event(
+            event_id=alert_id(event, scope, subject, since), event=event, state="firing",
+            province=c.province, commune=c.commune, host=c.host, since=since,
+            message=self._message(event, "firing", c.fields),
+        )
+        self._open.setdefault(scope, {})[(event, subject)] = ev
+        self._pending.open(c.key, ev)
+        return ev
+
+    def _resolve(self, key: AlertKey, firing: AlertEvent, now: float,
+                 fields: dict[str, object]) -> AlertEvent:
+        event, scope, subject = key
+        self._open[scope].pop((event, subject), None)
+        self._cond_since.pop(key, None)
+        ev = make_event(
+            event_id=firing.id, event=event, state="resolved", province=firing.province,
+            commune=firing.commune, host=firing.host, since=now,
+            message=self._resolved_message(firing, fields),
+        )
+        self._pending.close(key, ev)
+        return ev
+
+    def _message(self, event: str, state: AlertState, fields: dict[str, object]) -> str:
+        fields = dict(fields)
+        label = fields.pop("label")
+        return f"{label}: {render(event, state, self.language, **fields)}"
+
+    def _resolved_message(self, firing: AlertEvent, fields: dict[str, object]) -> str:
+        """Resolution text; fields missing (host or device gone) fall back to the firing's."""
+        try:
+            return self._message(firing.event, "resolved", fields)
+        except (KeyError, IndexError):
+            label, _, body = firing.message.partition(": ")
+            done = "đã hết" if self.language == "vi" else "resolved"
+            return f"{label}: {done}: {body}"
+
+    # ------------------------------------------------------------------- helpers
+
+    def _in_maintenance(self, province: str, commune: str | None, at: float) -> bool:
+        when = dt.datetime.fromtimestamp(at, dt.UTC)
+        return any(
+            in_scope(m.scope, province, commune) and _aware(m.start) <= when < _aware(m.end)
+            for m in self._inventory.maintenance
+        )
+
+    def _tracker(self, key: TrackerKey, name: str, ip: str) -> HostState:
+        tracker = self._trackers.get(key)
+        if tracker is None or tracker.ip != ip:
+            tracker = self._trackers[key] = HostState(name, ip)
+            self._by_scope.setdefault(key[1], set()).add(key)
+        return tracker
+
+    def _tracker_up(self, kind: str, scope: str) -> bool | None:
+        tracker = self._trackers.get((kind, scope, kind))
+        return None if tracker is None else tracker.up
+
+    def _communes_in(self, province: str, commune: str | None) -> list[Commune]:
+        return [c for c in self._inventory.communes() if in_scope(
+            f"{province}/{commune}" if commune else province, c.province, c.code)]
+
+    def _scope_label(self, province: str, commune: str | None) -> str:
+        c = self._inventory.commune(province, commune) if commune else None
+        if c is not None:
+            return place_label(c.name, c.isp, c.circuit)
+        p = self._inventory.province(province)
+        return p.name if p is not None else province
+
+    def _vantage_label(self, vantage: str) -> str:
+        if vantage == "central":
+            return "Trung tâm giám sát" if self.language == "vi" else "Central monitor"
+        province, _, commune = vantage.partition("/")
+        return self._scope_label(province, commune or None)
+
+    def _forget(self, commune: Commune, cs: CommuneState, now: float) -> None:
+        """Silent agent: nothing is known any more; debounced states restart from unknown."""
+        for kind, name in _tracker_names(commune):
+            tracker = self._trackers[(kind, commune.key, name)]
+            tracker.up, tracker.since = None, now
+            tracker.consecutive_ok = tracker.consecutive_fail = 0
+            tracker.flapping = False
+            self._flaps.pop((kind, commune.key, name), None)
+            self._pending.trackers.add((kind, commune.key, name))
+        cs.gateway_up = cs.backup_gateway_up = None
+        cs.on_backup = False
+        if cs.status != CommuneStatus.UNKNOWN:
+            self._pending.add_history(HistoryRow(now, cs.province, cs.commune, None,
+                                                 cs.status.name.lower(), "unknown"))
+            cs.status, cs.since = CommuneStatus.UNKNOWN, now
+        self._pending.communes.add(commune.key)
+
+    def _sync_hosts(self, commune: Commune, cs: CommuneState, now: float) -> list[AlertEvent]:
+        """Create trackers for new hosts/gateways; drop (and resolve) those that are gone."""
+        wanted = set(_tracker_names(commune))
+        ips = {h.name: str(h.ip) for h in commune.hosts}
+        for kind, name in wanted:
+            ip = ips.get(name) or str(getattr(commune, kind, "") or "")
+            tracker = self._tracker((kind, commune.key, name), name, ip)
+            if kind == "host":
+                cs.hosts[name] = tracker
+        events: list[AlertEvent] = []
+        for kind, scope, name in list(self._by_scope.get(commune.key, ())):
+            if (kind, name) not in wanted:
+                events += self._drop_tracker((kind, scope, name), now)
+        cs.hosts = {h.name: cs.hosts[h.name] for h in commune.hosts}  # inventory order
+        return events
+
+    def _drop_tracker(self, key: TrackerKey, now: float) -> list[AlertEvent]:
+        _, scope, name = key
+        del self._trackers[key]
+        self._by_scope.get(scope, set()).discard(key)
+        self._flaps.pop(key, None)
+        self._pending.removed_trackers.append(key)
+        open_here = self._open.get(scope, {})
+        return [self._resolve((ev, scope, subj), firing, now, {})
+                for (ev, subj), firing in list(open_here.items()) if subj == name]
+
+    def _drop_commune(self, key: str, now: float) -> list[AlertEvent]:
+        cs = self.state.communes.pop(key)
+        events: list[AlertEvent] = []
+        for tkey in list(self._by_scope.pop(key, ())):
+            events += self._drop_tracker(tkey, now)
+        for (ev, subj), firing in list(self._open.get(key, {}).items()):
+            events.append(self._resolve((ev, key, subj), firing, now, {}))
+        self._pending.removed_communes.append((cs.province, cs.commune))
+        return events
+
+    def _resolve_orphans(self) -> None:
+        """Alerts restored for communes the inventory no longer has are resolved; the
+        resolutions go through the store's outbox, which the dispatcher sends at start."""
+        now = self.clock()
+        for scope in [s for s in self._open if "/" in s and not s.startswith("target@")]:
+            if scope not in self.state.communes:
+                for (event, subject), firing in list(self._open[scope].items()):
+                    self._resolve((event, scope, subject), firing, now, {})
+        # targets the inventory does not have (e.g. made up by a batch before the collector
+        # checked them): their alerts would never resolve, their trackers never go
+        targets = {t.name for t in self._inventory.targets}
+        for scope in [s for s in self._open if s.startswith("target@")]:
+            for (event, subject), firing in list(self._open[scope].items()):
+                if subject not in targets:
+                    self._resolve((event, scope, subject), firing, now, {})
+        for key in [k for k in self._trackers if k[0] == "target" and k[2] not in targets]:
+            del self._trackers[key]
+            self._by_scope.get(key[1], set()).discard(key)
+            self._pending.removed_trackers.append(key)
+
+    def _restore(self, store: Store) -> None:
+        try:
+            snap = store.load()
+        except Exception as exc:  # a corrupt or unreadable database must not stop the monitor
+            log.error("state_store_error", path=store.path, error=str(exc))
+            return
+        self._restore_snapshot(snap)
+
+    def _restore_snapshot(self, snap: Snapshot) -> None:
+        for key, row in snap.trackers.items():
+            tracker = self._trackers.get(key)
+            if tracker is None and key[0] == "target":
+                tracker = self._tracker(key, key[2], key[1])
+            if tracker is not None:
+                tracker.up, tracker.since, tracker.flapping = row.up, row.since, row.flapping
+                tracker.consecutive_ok, tracker.consecutive_fail = row.ok, row.fail
+        for key, cs in self.state.communes.items():
+            row = snap.communes.get(key)
+            if row is not None:
+                cs.status, cs.since = CommuneStatus(row.status), row.since
+                cs.on_backup, cs.last_seen, cs.vantage = row.on_backup, row.last_seen, row.vantage
+                if row.last_seen is not None and row.vantage is not None:
+                    self._last_at[(key, row.vantage)] = row.last_seen
+            cs.gateway_up = self._tracker_up("gateway", key)
+            cs.backup_gateway_up = self._tracker_up("backup_gateway", key)
+            cs.first_passed.update(snap.first_passed.get(key, {}))
+        for text, firing in snap.open_alerts.items():
+            event, scope, subject = loads_key(text)
+            self._open.setdefault(scope, {})[(event, subject)] = firing
+
+
+def commune_status(cs: CommuneState) -> tuple[CommuneStatus, bool]:
+    """(status, on_backup) from the debounced states of a commune's gateways and hosts."""
+    hosts = list(cs.hosts.values())
+    on_backup = cs.gateway_up is False and cs.backup_gateway_up is True
+    if cs.gateway_up is None and all(h.up is None for h in hosts):
+        return CommuneStatus.UNKNOWN, False
+    if cs.gateway_up is False and not on_backup:
+        return CommuneStatus.DOWN, False
+    if hosts and all(h.up is False for h in hosts):
+        return CommuneStatus.DOWN, on_backup
+    if on_backup or any(h.up is False for h in hosts):
+        return CommuneStatus.DEGRADED, on_backup
+    return CommuneStatus.OK, on_backup
+
+
+def _debounce(hs: HostState, alive: bool, at: float, down_after: int, up_after: int) -> bool:
+    """Count one cycle; True when the debounced state changed (see the module docstring)."""
+    if alive:
+        hs.consecutive_ok, hs.consecutive_fail = hs.consecutive_ok + 1, 0
+        new = True if hs.up is None or hs.consecutive_ok >= up_after else hs.up
+    else:
+        hs.consecutive_ok, hs.consecutive_fail = 0, hs.consecutive_fail + 1
+        new = False if hs.consecutive_fail >= max(down_after, 1) else hs.up
+    if new == hs.up:
+        return False
+    hs.up, hs.since = new, at
+    return True
+
+
+def _arp_verdict(arp: ArpDetail | None, expected: str | None) -> str:
+    """none (no ARP, or nobody answered), conflict (2+ MACs), wrong (not expected) or ok."""
+    if arp is None or not arp.macs:
+        return "none"
+    if len(set(arp.macs)) > 1:
+        return "conflict"
+    expected = (expected or arp.expected_mac or "").lower()
+    return "wrong" if expected and arp.macs[0].lower() != expected else "ok"
+
+
+def _down_reason(cs: CommuneState) -> str:
+    return "gateway" if cs.gateway_up is False and not cs.on_backup else "hosts"
+
+
+def _has_gateway(commune: Commune) -> bool:
+    return getattr(commune, "gateway", None) is not None
+
+
+def _inspected_on(commune: Commune) -> float | None:
+    """When the last of the commune's computers was stamped (the start of that day, Vietnam
+    time), or None while any computer lacks its inspection record."""
+    dates = [h.inspection.date for h in commune.hosts if h.inspection is not None]
+    if not commune.hosts or len(dates) < len(commune.hosts):
+        return None
+    return dt.datetime.combine(max(dates), dt.time(), VN_TZ).timestamp()
+
+
+def _tracker_names(commune: Commune) -> list[tuple[str, str]]:
+    names = [("host", h.name) for h in commune.hosts]
+    names += [(kind, kind) for kind in GATEWAY_KINDS if getattr(commune, kind, None) is not None]
+    return names
+
+
+def _word(up: bool | None) -> str:
+    return "unknown" if up is None else "up" if up else "down"
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    """Maintenance times without an offset are Vietnam's local time."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=VN_TZ)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Changes not yet in the store; kept (and merged) while the store fails."""
+
+    trackers: set[TrackerKey] = field(default_factory=set)
+    communes: set[str] = field(default_factory=set)
+    first_passed: list[tuple[str, str, str, float]] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
+    opened: dict[AlertKey, AlertEvent] = field(default_factory=dict)
+    closed: set[AlertKey] = field(default_factory=set)
+    outbox: list[AlertEvent] = field(default_factory=list)
+    removed_trackers: list[TrackerKey] = field(default_factory=list)
+    removed_communes: list[tuple[str, str]] = field(default_factory=list)
+    agent_seqs: dict[str, tuple[int, float]] = field(default_factory=dict)
+    removed_agent_seqs: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not any((self.trackers, self.communes, self.first_passed, self.history,
+                        self.opened, self.closed, self.outbox, self.removed_trackers,
+                        self.removed_communes, self.agent_seqs, self.removed_agent_seqs))
+
+    def add_history(self, row: HistoryRow) -> None:
+        self.history.append(row)
+
+    def open(self, key: AlertKey, ev: AlertEvent) -> None:
+        self.opened[key] = ev
+        self.outbox.append(ev)
+
+    def close(self, key: AlertKey, ev: AlertEvent) -> None:
+        self.opened.pop(key, None)
+        self.closed.add(key)
+        self.outbox.append(ev)
+
+    def trim(self) -> None:
+        """Bound memory while the store keeps failing: drop the oldest rows first."""
+        del self.history[:-MAX_PENDING_ROWS]
+        del self.outbox[:-MAX_PENDING_ROWS]
+
+    def to_batch(self, engine: StateEngine) -> Batch:
+        trackers = [
+            TrackerRow(k[0], k[1], k[2], t.up, t.since, t.consecutive_ok, t.consecutive_fail,
+                       t.flapping)
+            for k in self.trackers if (t := engine._trackers.get(k)) is not None
+        ]
+        communes = [
+            CommuneRow(cs.province, cs.commune, int(cs.status), cs.since, cs.on_backup,
+                       cs.last_seen, cs.vantage)
+            for k in self.communes if (cs := engine.state.communes.get(k)) is not None
+        ]
+        return Batch(
+            trackers=trackers,
+            communes=communes,
+            first_passed=list(self.first_passed),
+            history=list(self.history),
+            opened=[(dumps_key(k), ev) for k, ev in self.opened.items()],
+            closed=[dumps_key(k) for k in self.closed],
+            outbox=list(self.outbox),
+            removed_trackers=list(self.removed_trackers),
+            removed_communes=list(self.removed_communes),
+            agent_seqs=[(a, seq, at) for a, (seq, at) in self.agent_seqs.items()],
+            removed_agent_seqs=list(self.removed_agent_seqs),
+        )
+

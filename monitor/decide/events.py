@@ -1,0 +1,189 @@
+"""Alert events (contract section 4): one JSON shape on every sink, Vietnamese by default.
+
+An alert's ``id`` is a hash of what fired, where, and when the condition began, so the same
+firing always carries the same id: retries and restarts (the id is stored with the open
+alert) never make a second alert, and the resolution repeats the id of what it resolves.
+``since`` is when the event's state began: the start of the condition for a firing, the
+moment of recovery for a resolution.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+#: Vietnam has kept UTC+07:00 without daylight saving since 1975: a fixed offset is exact
+#: for every time the monitor shows, and needs no tz database on the host.
+VN_TZ = dt.timezone(dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
+
+AlertState = Literal["firing", "resolved"]
+Language = Literal["vi", "en"]
+
+SEVERITY: dict[str, str] = {
+    "commune_down": "critical",
+    "unknown_device": "critical",
+    "ip_conflict": "critical",
+    "commune_degraded": "warning",
+    "host_down": "warning",
+    "host_flapping": "warning",
+    "wrong_mac": "warning",
+    "target_unreachable": "warning",
+    "agent_silent": "warning",
+    "deadline": "warning",
+    "uninspected_host": "warning",
+    "escalation": "critical",
+}
+
+#: Events raised by the calendar (:mod:`monitor.decide.operations`, which words their messages),
+#: not by the state engine.
+OPERATIONS_EVENTS = frozenset({"deadline", "uninspected_host", "escalation"})
+
+#: Message bodies per event and state, (Vietnamese, English); fields filled by ``format``.
+_MESSAGES: dict[str, tuple[str, str]] = {
+    "commune_down.firing": (
+        "mất kết nối: {reason_vi}",
+        "connection lost: {reason_en}",
+    ),
+    "commune_down.resolved": ("đã kết nối trở lại", "connection restored"),
+    "commune_degraded.firing": ("kết nối không đầy đủ: {reason_vi}", "degraded: {reason_en}"),
+    "commune_degraded.resolved": ("kết nối đã đầy đủ trở lại", "fully connected again"),
+    "host_down.firing": ("máy {host} ({ip}) mất kết nối", "computer {host} ({ip}) unreachable"),
+    "host_down.resolved": (
+        "máy {host} ({ip}) đã kết nối trở lại",
+        "computer {host} ({ip}) reachable again",
+    ),
+    "host_flapping.firing": (
+        "máy {host} ({ip}) kết nối chập chờn ({changes} lần đổi trạng thái trong {minutes} phút)",
+        "computer {host} ({ip}) flapping ({changes} state changes in {minutes} min)",
+    ),
+    "host_flapping.resolved": (
+        "máy {host} ({ip}) đã kết nối ổn định",
+        "computer {host} ({ip}) stable again",
+    ),
+    "ip_conflict.firing": (
+        "xung đột địa chỉ IP {ip} của máy {host}: các MAC {macs} cùng trả lời",
+        "IP address conflict on {ip} of computer {host}: MACs {macs} all answer",
+    ),
+    "ip_conflict.resolved": (
+        "hết xung đột địa chỉ IP {ip} của máy {host}",
+        "IP address conflict on {ip} of computer {host} cleared",
+    ),
+    "wrong_mac.firing": (
+        "máy {host} ({ip}) trả lời bằng MAC {mac}, khác MAC đăng ký {expected}",
+        "computer {host} ({ip}) answers with MAC {mac}, not the registered {expected}",
+    ),
+    "wrong_mac.resolved": (
+        "máy {host} ({ip}) đã trả lời đúng MAC đăng ký",
+        "computer {host} ({ip}) answers with its registered MAC again",
+    ),
+    "unknown_device.firing": (
+        "phát hiện thiết bị lạ {ip} (MAC {mac}) trong mạng của xã",
+        "unknown device {ip} (MAC {mac}) on the commune's network",
+    ),
+    "unknown_device.resolved": (
+        "thiết bị lạ {ip} (MAC {mac}) không còn trong mạng",
+        "unknown device {ip} (MAC {mac}) gone from the network",
+    ),
+    "target_unreachable.firing": (
+        "không truy cập được hệ thống {target} từ {vantage}",
+        "election system {target} unreachable from {vantage}",
+    ),
+    "target_unreachable.resolved": (
+        "đã truy cập lại được hệ thống {target} từ {vantage}",
+        "election system {target} reachable again from {vantage}",
+    ),
+    "agent_silent.firing": (
+        "không nhận được dữ liệu giám sát (agent im lặng)",
+        "no monitoring data received (agent silent)",
+    ),
+    "agent_silent.resolved": ("đã nhận lại dữ liệu giám sát", "monitoring data received again"),
+}
+
+#: Reasons named inside messages, (Vietnamese, English).
+REASONS: dict[str, tuple[str, str]] = {
+    "gateway": ("đường truyền không phản hồi (gateway {gateway})", "line down (gateway {gateway})"),
+    "hosts": ("không máy nào phản hồi", "no computer answers"),
+    "backup": (
+        "đường truyền chính mất, đang chạy trên đường dự phòng",
+        "primary line down, running on the backup line",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    id: str
+    event: str
+    state: AlertState
+    severity: str
+    province: str | None
+    commune: str | None
+    host: str | None
+    since: str  # ISO 8601 in +07:00
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> AlertEvent:
+        data = json.loads(text)
+        return cls(**{name: data.get(name) for name in cls.__slots__})
+
+
+def iso_vn(timestamp: float) -> str:
+    """Unix time as ISO 8601 at +07:00, e.g. ``2026-02-06T08:15:30+07:00``."""
+    return dt.datetime.fromtimestamp(timestamp, VN_TZ).isoformat(timespec="seconds")
+
+
+def alert_id(event: str, scope: str, subject: str, since: float) -> str:
+    """Stable id of one firing: same inputs, same id, in any process."""
+    raw = f"{event}|{scope}|{subject}|{since:.3f}"
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
+
+
+def place_label(name: str, isp: str | None = None, circuit: str | None = None) -> str:
+    """``Phường Trấn Biên (VNPT, DNI-0001)``: how operators recognise a commune's line."""
+    extra = ", ".join(part for part in (isp, circuit) if part)
+    return f"{name} ({extra})" if extra else name
+
+
+def render(event: str, state: AlertState, lang: Language = "vi", **fields: Any) -> str:
+    """The body of a message; ``reason`` (a key of REASONS) is expanded in both languages."""
+    reason = fields.pop("reason", None)
+    if reason is not None:
+        vi, en = REASONS[reason]
+        fields["reason_vi"] = vi.format(**fields)
+        fields["reason_en"] = en.format(**fields)
+    vi, en = _MESSAGES[f"{event}.{state}"]
+    return (vi if lang == "vi" else en).format(**fields)
+
+
+def make_event(
+    *,
+    event_id: str,
+    event: str,
+    state: AlertState,
+    province: str | None,
+    commune: str | None,
+    host: str | None,
+    since: float,
+    message: str,
+) -> AlertEvent:
+    return AlertEvent(
+        id=event_id,
+        event=event,
+        state=state,
+        severity=SEVERITY.get(event, "warning"),
+        province=province,
+        commune=commune,
+        host=host,
+        since=iso_vn(since),
+        message=message,
+    )

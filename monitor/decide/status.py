@@ -1,0 +1,75 @@
+"""The read model of the monitor's state: what metrics, the web, MQTT status and reports show.
+
+:mod:`monitor.decide.engine` keeps these up to date from observations; the sinks only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from monitor.cycle.observation import HostObservation, UnknownDevice
+from probes.result import ProbeResult
+
+
+class CommuneStatus(IntEnum):
+    """Values of ``tslcd_commune_status`` (contract section 3)."""
+
+    OK = 0
+    DEGRADED = 1
+    DOWN = 2
+    UNKNOWN = 3
+
+
+@dataclass(slots=True)
+class HostState:
+    name: str
+    ip: str
+    up: bool | None = None  # debounced; None until judged (never probed)
+    since: float | None = None  # Unix time of the last debounced change
+    flapping: bool = False
+    consecutive_ok: int = 0
+    consecutive_fail: int = 0
+    last: HostObservation | None = None  # the latest cycle's observation
+
+
+@dataclass(slots=True)
+class CommuneState:
+    province: str
+    commune: str
+    status: CommuneStatus = CommuneStatus.UNKNOWN
+    since: float | None = None
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    gateway_up: bool | None = None
+    backup_gateway_up: bool | None = None
+    on_backup: bool = False
+    unknown_devices: tuple[UnknownDevice, ...] | None = None  # None: never scanned
+    last_seen: float | None = None  # Unix time of the latest observation
+    vantage: str | None = None
+    first_passed: dict[str, float] = field(default_factory=dict)  # check -> Unix time
+
+
+@dataclass(slots=True)
+class TargetState:
+    target: str
+    vantage: str
+    up: bool
+    last: ProbeResult
+
+
+@dataclass(slots=True)
+class MonitorState:
+    communes: dict[str, CommuneState] = field(default_factory=dict)  # "PROV/COMMUNE" ->
+    targets: dict[tuple[str, str], TargetState] = field(default_factory=dict)  # (target, vantage)
+
+
+def carrying_line(cs: CommuneState | None) -> str | None:
+    """Which line carries the commune: ``primary``, ``backup`` (the primary is down, the
+    backup up) or ``none`` (down); None while nothing is known."""
+    if cs is None or cs.status == CommuneStatus.UNKNOWN:
+        return None
+    if cs.on_backup:
+        return "backup"
+    if cs.gateway_up is False or cs.status == CommuneStatus.DOWN:
+        return "none"
+    return "primary"

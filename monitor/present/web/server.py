@@ -1,0 +1,496 @@
+"""The HTTP server of ``run`` and ``collector``: metrics, health, API, status page, reports.
+
+Access control sits in one middleware: it resolves the caller's :class:`Scope` (bearer
+token, or the same token in a cookie after the login form) before any handler runs, and
+every handler reads only through that scope. With no tokens file everything is open (the
+local demo); ``/healthz`` and the login page are always open.
+
+The HTTP layer (:class:`HardenedRunner`) bounds what a client can hold open or send (header
+timeout, field and body sizes), answers malformed requests with a bare status that never
+echoes a header, and logs through structlog (one JSON line per request or error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import hmac
+import ipaddress
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server as WebServer
+
+from inventory.model import Inventory
+from inventory.official import commune_code, province_code
+from monitor.common.log import route_stdlib
+from monitor.decide import drills
+from monitor.decide.status import MonitorState
+from monitor.present import reports
+from monitor.present.rtt_history import RttHistory
+from monitor.present.web import api
+from monitor.present.web.auth import OPEN, Scope, TokenEntry, TokenStore, TokenWatch, hash_token
+
+log = structlog.get_logger("monitor.present.web")
+
+COOKIE = "tslcd_token"
+COOKIE_MAX_AGE = 12 * 3600  # seconds; a work day, then log in again
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_PUBLIC = ("/healthz", "/login", "/static/", "/favicon.ico")
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+}
+
+
+@dataclass
+class WebContext:
+    inventory: Callable[[], Inventory]
+    state: MonitorState
+    metrics_body: Callable[[], bytes]
+    metrics_body_gzip: Callable[[], bytes] | None = None  # the same, compressed once per render
+    history: Callable[[str, str], list[dict]] = field(default=lambda _p, _c: [])
+    samples: RttHistory = field(default_factory=RttHistory)
+    tokens: TokenStore | None = None  # None: no access control (local demo)
+    metrics_token: str | None = None  # a token only for scraping /metrics
+    ready: Callable[[], bool] = field(default=lambda: True)
+    drills: drills.DrillTracker | None = None  # drill spans and live counts (operations)
+    tokens_file: Path | None = None  # where ``tokens`` came from: watched, reloaded on change
+    tokens_poll: float = 2.0  # seconds between checks of the tokens file
+
+
+CTX = web.AppKey("ctx", WebContext)
+VIEWS = web.AppKey("views", api.ScopedViews)
+TOKEN_WATCH = web.AppKey("token_watch", TokenWatch)
+SCOPE = web.RequestKey("scope", Scope)  # the caller's scope, set by the access control
+
+
+def build_app(ctx: WebContext) -> web.Application:
+    app = web.Application(middlewares=[_security_headers, _access_control],
+                          client_max_size=MAX_BODY)
+    app[CTX] = ctx
+    app[VIEWS] = api.ScopedViews(ctx.inventory)
+    static = resources.files("monitor.present.web") / "static"
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/api/v1/me", whoami)
+    app.router.add_get("/api/v1/communes", list_communes)
+    app.router.add_get("/api/v1/communes/{province}/{commune}", get_commune)
+    app.router.add_get("/report/readiness.{fmt:csv|xlsx|html}", readiness_report)
+    app.router.add_get("/api/v1/drills", list_drills)
+    app.router.add_get("/report/drill/{drill}.{fmt:csv|xlsx|html}", drill_report)
+    app.router.add_static("/static/", str(static), append_version=False)
+    if ctx.tokens_file is not None:
+        app[TOKEN_WATCH] = TokenWatch(ctx.tokens_file, functools.partial(_use_tokens, ctx),
+                                      ctx.tokens_poll)
+        app.cleanup_ctx.append(_watch_tokens)
+    return app
+
+
+def _use_tokens(ctx: WebContext, store: TokenStore) -> None:
+    """Swap the tokens in force: the next request authenticates against ``store``."""
+    ctx.tokens = store
+
+
+async def _watch_tokens(app: web.Application) -> AsyncIterator[None]:
+    """Runs the tokens file's watch for as long as the app serves."""
+    task = asyncio.create_task(app[TOKEN_WATCH].run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def reload_tokens(runner: web.AppRunner) -> None:
+    """Re-read the tokens file now (SIGHUP); nothing when no tokens file is configured."""
+    watch = runner.app.get(TOKEN_WATCH)
+    if watch is not None:
+        watch.request()
+
+
+async def serve(app: web.Application, host: str, port: int, tls_cert: str | None = None,
+                tls_key: str | None = None) -> web.AppRunner:
+    """Start serving (HTTPS when given a certificate); stop with ``await runner.cleanup()``."""
+    context = None
+    if tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(tls_cert, tls_key)
+    runner = HardenedRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=context).start()
+    log.info("web_listening", host=host, port=port, tls=context is not None)
+    ctx = app.get(CTX)
+    if ctx is not None and ctx.tokens is None and not is_loopback(host):
+        log.warning("web_open_beyond_loopback", host=host, port=port,
+                    message="Trang, API và /metrics mở cho mọi người trên mạng (không có tệp "
+                            "mã truy cập) / served beyond loopback without a tokens file")
+    return runner
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine ("" and 0.0.0.0 are every interface)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the HTTP layer: limits and logging ---------------------------------------------------------
+
+#: Seconds a connection may take to send a whole request head, and may stay idle between
+#: requests. aiohttp has no header-read timeout of its own, but its keep-alive timer already
+#: runs from the moment a connection opens and closes it if no complete request head has
+#: arrived when it fires (bytes dribbled in do not reset it), so it is the header timeout.
+HEADER_TIMEOUT = 5.0
+#: Largest request body (the login form only carries a token).
+MAX_BODY = 64 * 1024
+#: Largest request line and header field (aiohttp's default; a larger one is a 400).
+MAX_FIELD = 8190
+_LOGGED = web.RequestKey("logged", bool)  # its error is logged already: no access line
+
+
+class _QuietRequestHandler(RequestHandler):
+    """aiohttp's protocol with an error path that never echoes the request: its own
+    ``handle_error`` puts the parser's message (which quotes the offending header line,
+    cookie and all) into the 400 body and logs a multi-line traceback per bad request."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        request[_LOGGED] = True
+        if status >= 500:
+            log.error("web_handler_failed", method=request.method, path=request.path,
+                      remote=request.remote, exc_info=exc)
+        else:
+            log.info("web_bad_request", status=status, remote=request.remote,
+                     reason=type(exc).__name__ if exc is not None else "")
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error")
+        response = web.Response(status=status, text=f"{status} {_phrase(status)}\n")
+        response.force_close()
+        return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class _Server(WebServer):
+    def __call__(self) -> RequestHandler:
+        return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class HardenedRunner(web.AppRunner):
+    """An :class:`~aiohttp.web.AppRunner` with the header timeout, the field limits, the
+    quiet error path and access lines through structlog."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(app, access_log_class=AccessLog, access_log=route_stdlib("aiohttp.access"),
+                         keepalive_timeout=HEADER_TIMEOUT, max_line_size=MAX_FIELD,
+                         max_field_size=MAX_FIELD, logger=route_stdlib("aiohttp.server"))
+        for name in ("aiohttp.web", "aiohttp.internal"):
+            route_stdlib(name)
+
+    async def _make_server(self) -> WebServer:
+        plain = await super()._make_server()
+        return _Server(plain.request_handler, request_factory=plain.request_factory,
+                       handler_cancellation=plain.handler_cancellation, **plain._kwargs)
+
+
+class AccessLog(AbstractAccessLogger):
+    """One structlog line per request: method, path (no query, no header), status, size,
+    time. Successful requests at debug level (the page refreshes and Prometheus scrapes all
+    day), and 401s too (the access control logs them with its reason); other refusals and
+    failures at info."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.get(_LOGGED):
+            return
+        emit = log.debug if response.status < 400 or response.status == 401 else log.info
+        emit("web_access", method=request.method, path=request.path, status=response.status,
+             bytes=response.body_length, seconds=round(time, 4), remote=request.remote)
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+# --- middlewares ----------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    response.headers.update(_SECURITY_HEADERS)
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+@web.middleware
+async def _access_control(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    path = request.path
+    if path.startswith(_PUBLIC):
+        return await handler(request)
+    token = presented_token(request)
+    if path == "/metrics":
+        if _may_scrape(ctx, token):
+            return await handler(request)
+        return _unauthorized(request, "metrics")
+    if ctx.tokens is None:
+        request[SCOPE] = OPEN
+        return await handler(request)
+    entry = ctx.tokens.authenticate(token)
+    if entry is None or entry.scope.kind == "metrics":
+        return _unauthorized(request, "missing" if not token else "rejected")
+    request[SCOPE] = entry.scope
+    return await handler(request)
+
+
+def presented_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(COOKIE) or None
+
+
+def _may_scrape(ctx: WebContext, token: str | None) -> bool:
+    """Open when nothing is configured; else the metrics token, or an admin/metrics token."""
+    if ctx.tokens is None and ctx.metrics_token is None:
+        return True
+    if ctx.metrics_token and token and _same(token, ctx.metrics_token):
+        return True
+    entry = ctx.tokens.authenticate(token) if ctx.tokens else None
+    return entry is not None and entry.scope.kind in ("admin", "metrics")
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(hash_token(a), hash_token(b))
+
+
+def _unauthorized(request: web.Request, reason: str) -> web.StreamResponse:
+    log.info("web_unauthorized", path=request.path, reason=reason, remote=request.remote)
+    if request.method == "GET" and request.path == "/":
+        raise web.HTTPSeeOther("/login")
+    return web.json_response({"error": "unauthorized"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="tslcd-monitor"'})
+
+
+def scope_of(request: web.Request) -> Scope:
+    return request[SCOPE]
+
+
+# --- plain endpoints ------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ready = request.app[CTX].ready()
+    return web.json_response({"status": "ok" if ready else "starting"},
+                             status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
+    if ctx.metrics_body_gzip is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=ctx.metrics_body_gzip(), headers=headers)
+    return web.Response(body=ctx.metrics_body(), headers=headers)
+
+
+@functools.cache
+def _template(name: str) -> str:
+    return (resources.files("monitor.present.web") / "templates" / name).read_text(encoding="utf-8")
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=_template("index.html"), content_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page(failed=False)
+
+
+def _login_page(failed: bool) -> web.Response:
+    message = ('<p class="error">Mã truy cập không hợp lệ hoặc đã hết hạn / '
+               "invalid or expired token</p>") if failed else ""
+    text = _template("login.html").replace("<!--ERROR-->", message)
+    return web.Response(text=text, content_type="text/html", status=401 if failed else 200)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    form = await request.post()
+    token = str(form.get("token", "")).strip()
+    if ctx.tokens is None:
+        raise web.HTTPSeeOther("/")
+    entry = ctx.tokens.authenticate(token)
+    if entry is None or entry.scope.kind == "metrics":
+        log.info("web_login_failed", remote=request.remote)
+        return _login_page(failed=True)
+    log.info("web_login", name=entry.name, scope=str(entry.scope), remote=request.remote)
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(COOKIE, token, max_age=_cookie_age(entry), path="/", httponly=True,
+                        samesite="Strict", secure=request.secure)
+    raise response
+
+
+def _cookie_age(entry: TokenEntry) -> int:
+    if entry.expires is None:
+        return COOKIE_MAX_AGE
+    left = (entry.expires - dt.datetime.now(dt.UTC)).total_seconds()
+    return max(1, min(COOKIE_MAX_AGE, int(left)))
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+async def whoami(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    scope = scope_of(request)
+    return web.json_response({"scope": str(scope), "auth": ctx.tokens is not None})
+
+
+# --- API ------------------------------------------------------------------------------------
+
+
+async def list_communes(request: web.Request) -> web.Response:
+    try:
+        flt = api.ListFilter.from_query(request.query)
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    view = request.app[VIEWS].get(scope_of(request))
+    return api.json_response(request, api.commune_list(view, request.app[CTX].state, flt))
+
+
+async def get_commune(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    view = request.app[VIEWS].get(scope_of(request))
+    prov = province_code(request.match_info["province"])
+    commune = view.inventory.commune(prov, commune_code(request.match_info["commune"]))
+    if commune is None:  # also: outside the caller's scope
+        return api.error(request, 404, "no such commune")
+    province = view.inventory.province(prov)
+    try:
+        detail = api.commune_detail(
+            commune,
+            province.name if province else "",
+            view.inventory.milestones,
+            ctx.state,
+            ctx.samples,
+            ctx.history(commune.province, commune.code),
+            time.time(),
+        )
+        return api.json_response(request, detail)
+    except Exception:  # this commune's data only: logged once, not at every refresh
+        api.RENDER_FAILURES.failed(commune.key, view="detail")
+        return api.error(request, 500, "Không hiển thị được dữ liệu của xã này / this "
+                                       "commune's data could not be rendered")
+
+
+# --- reports --------------------------------------------------------------------------------
+
+_REPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "html": "text/html; charset=utf-8",
+}
+
+
+async def readiness_report(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    fmt = request.match_info["fmt"]
+    view = request.app[VIEWS].get(scope_of(request))
+    report = reports.readiness(view.inventory, reports.first_passed_from_state(ctx.state),
+                               time.time())
+    body: Any = await asyncio.to_thread(reports.WRITERS[fmt], report)
+    headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}
+    if fmt != "html":
+        day = dt.datetime.now(reports.VIETNAM).strftime("%Y%m%d")
+        headers["Content-Disposition"] = (
+            f'attachment; filename="bao-cao-san-sang-{day}.{fmt}"')
+    return web.Response(body=body, headers=headers)
+
+
+# --- drills ---------------------------------------------------------------------------------
+
+
+def _drill_reports(request: web.Request) -> list[drills.DrillReport]:
+    """Every drill that has started, over the caller's communes (none without a tracker)."""
+    ctx = request.app[CTX]
+    if ctx.drills is None:
+        return []
+    view = request.app[VIEWS].get(scope_of(request))
+    now = time.time()
+    at = dt.datetime.fromtimestamp(now, dt.UTC)
+    return [
+        drills.drill_report(d, view.inventory, ctx.drills.spans(d.id), now,
+                            ctx.drills.live.get(d.id))
+        for d in ctx.inventory().drills if d.start <= at
+    ]
+
+
+async def list_drills(request: web.Request) -> web.Response:
+    """Drills that started, newest first; ``connected`` is live while the drill runs."""
+    rows = [
+        {"id": r.drill.id, "title": r.drill.title, "from": r.drill.start.isoformat(),
+         "to": r.drill.end.isoformat(), "active": r.live is not None,
+         "connected": r.live.connected if r.live else None,
+         "appeared": r.appeared, "total": len(r.communes)}
+        for r in await asyncio.to_thread(_drill_reports, request)
+    ]
+    rows.sort(key=lambda r: r["from"], reverse=True)
+    return api.json_response(request, {"drills": rows})
+
+
+async def drill_report(request: web.Request) -> web.Response:
+    fmt, ident = request.match_info["fmt"], request.match_info["drill"]
+    found = [r for r in await asyncio.to_thread(_drill_reports, request) if r.drill.id == ident]
+    if not found:
+        return api.error(request, 404, "no such drill (or it has not started)")
+    body: Any = await asyncio.to_thread(drills.WRITERS[fmt], found[0])
+    headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}
+    if fmt != "html":
+        headers["Content-Disposition"] = (  # the id may hold a quote, CR/LF, a slash
+            f'attachment; filename="dien-tap-{reports.name_part(ident)}.{fmt}"')
+    return web.Response(body=body, headers=headers)

@@ -1,0 +1,306 @@
+"""``tslcd-monitor agent``: probes where the network is, publishes to the broker (issue #5).
+
+An agent probes its scope of the inventory (``PROV`` or ``PROV/COMMUNE``) with the same
+scheduler as ``run``, and turns every cycle into one results batch per commune on
+``tslcd/v1/results/PROV/COMMUNE`` (QoS 1). Batches go through a bounded on-disk spool
+(:mod:`monitor.remote.spool`) and leave it in order, once the broker acknowledged them: an outage of
+the broker or of the line loses nothing within the bound. It announces itself with a retained
+``online`` on ``tslcd/v1/agents/AGENT/state`` and leaves a last will ``offline``.
+
+Privileges are used where they exist and never required: without raw or ping sockets there
+is no ICMP (hosts are judged by TCP, gateways by a TCP answer, accepted or refused), without
+``CAP_NET_RAW`` no ARP; every batch lists those in ``skipped_checks``. The local check of
+the PC's own configuration (:mod:`probes.local`) and the election system's check need none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from inventory.model import Commune, Host, Inventory
+from monitor.common.mqtt_url import MqttUrl
+from monitor.cycle.observation import CommuneObservation, CycleReport, HostObservation
+from monitor.cycle.scheduler import Scheduler, SchedulerOptions
+from monitor.remote import envelope
+from monitor.remote.spool import DEFAULT_LIMIT, Spool, Spooled
+from probes import arp, local, tcp
+from probes.result import ProbeResult
+
+log = structlog.get_logger("agent")
+
+#: Ports on which a line router (CPE) usually answers, accepted or refused: web admin, SSH,
+#: telnet, DNS. Used for the gateway only when ICMP is not available.
+GATEWAY_PORTS = (80, 443, 22, 23, 53)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    agent_id: str
+    scope: str  # PROV or PROV/COMMUNE, official codes: also the vantage of every batch
+    spool_path: Path
+    spool_limit: int = DEFAULT_LIMIT
+    icmp: str = "auto"  # auto | raw | dgram | off
+    host: str | None = None  # the inventory host this PC is (local check); None: by its IP
+    ca_file: str | None = None
+    publish_window: int = 100  # batches in flight at once while draining the spool
+    publish_timeout: float = 10.0
+    retry_max: float = 30.0  # seconds between reconnection attempts, at most
+    gateway_ports: tuple[int, ...] = GATEWAY_PORTS
+    gateway_timeout: float = 1.0
+
+
+class AgentMetrics:
+    """The agent's own metrics, on a private registry (served with ``--metrics-listen``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.cycles = Counter("tslcd_agent_cycles", "Probe cycles run.", registry=self.registry)
+        self.published = Counter("tslcd_agent_published_batches",
+                                 "Results batches acknowledged by the broker.",
+                                 registry=self.registry)
+        self.dropped = Counter("tslcd_agent_spool_dropped_batches",
+                               "Batches dropped, oldest first, past the spool's bound.",
+                               registry=self.registry)
+        self.queued = Gauge("tslcd_agent_spool_queued_batches",
+                            "Batches waiting in the spool for the broker.", registry=self.registry)
+        self.connected = Gauge("tslcd_agent_broker_connected",
+                               "1 while connected to the broker.", registry=self.registry)
+
+
+class NoIcmp:
+    """Stands in for the pinger when no ICMP socket may be opened: every host gets no ICMP
+    result (None), so the scheduler asks them all by TCP."""
+
+    async def ping_each(self, hosts: Sequence[Any], **_: Any) -> list[ProbeResult | None]:
+        return [None] * len(hosts)
+
+
+class Agent:
+    def __init__(self, inventory: Inventory, broker: MqttUrl, options: AgentOptions) -> None:
+        self.inventory = inventory
+        self.broker = broker
+        self.options = options
+        self.metrics = AgentMetrics()
+        self.spool = Spool(options.spool_path, options.spool_limit)
+        self.skipped: tuple[str, ...] = ()
+        self._wake = asyncio.Event()
+        self._icmp = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe and publish until ``stop`` is set; then say ``offline`` and leave."""
+        log.info("agent_started", agent=self.options.agent_id, scope=self.options.scope,
+                 broker=self.broker.redacted(), communes=sum(1 for _ in
+                 self.inventory.communes()), spooled=len(self.spool))
+        try:
+            async with self._pinger() as pinger:
+                self.skipped = self._skipped_checks()
+                if self.skipped:
+                    log.warning("agent_checks_skipped", agent=self.options.agent_id,
+                                checks=list(self.skipped))
+                scheduler = Scheduler(self.inventory, pinger, SchedulerOptions(
+                    vantage=self.options.scope))
+                probing = asyncio.create_task(scheduler.run_forever(self.on_report))
+                try:
+                    await self._link(stop)
+                finally:
+                    probing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await probing
+        finally:
+            self.spool.close()
+            log.info("agent_stopped", agent=self.options.agent_id)
+
+    # ------------------------------------------------------------------ probing
+
+    @contextlib.asynccontextmanager
+    async def _pinger(self) -> AsyncIterator[Any]:
+        if self.options.icmp != "off" and sys.platform != "win32":  # raw ICMP needs Linux
+            from probes.icmp import IcmpPermissionError, Pinger
+
+            try:
+                async with Pinger(mode=self.options.icmp) as pinger:  # type: ignore[arg-type]
+                    self._icmp = True
+                    yield pinger
+                    return
+            except IcmpPermissionError as exc:
+                log.warning("icmp_unavailable", agent=self.options.agent_id, error=str(exc))
+        self._icmp = False
+        yield NoIcmp()
+
+    def _skipped_checks(self) -> tuple[str, ...]:
+        skipped = [] if self._icmp else ["icmp"]
+        if not arp.arp_permitted():
+            skipped.append("arp")
+        return tuple(skipped)
+
+    async def on_report(self, report: CycleReport) -> None:
+        """A finished cycle: complete it with the agent's own checks and spool its batches."""
+        observations = await self.complete(report)
+        items = [(envelope.results_topic(o.province, o.commune), envelope.encode_body(o))
+                 for o in observations]
+        dropped = await asyncio.to_thread(self.spool.append, items)
+        self.metrics.cycles.inc()
+        if dropped:
+            self.metrics.dropped.inc(dropped)
+            log.warning("spool_overflow", agent=self.options.agent_id, dropped=dropped,
+                        dropped_total=self.spool.dropped, limit=self.spool.limit)
+        self.metrics.queued.set(len(self.spool))
+        self._wake.set()
+
+    async def complete(self, report: CycleReport,
+                       config: local.LocalConfig | None = None) -> list[CommuneObservation]:
+        """The scheduler's observations plus what only an agent adds: skipped checks, the
+        gateway by TCP when there is no ICMP, the local check (of ``config``, default this
+        machine's), and this vantage's targets (once per cycle, with the first commune, so
+        the collector counts them once)."""
+        communes = {c.key: c for c in self.inventory.communes()}
+        gateways = {} if self._icmp else await self._gateways_by_tcp(communes.values())
+        if config is None:
+            config = await asyncio.to_thread(local.read_config)
+        completed = []
+        for index, obs in enumerate(report.communes):
+            commune = communes[f"{obs.province}/{obs.commune}"]
+            obs = replace(obs, skipped_checks=self.skipped)
+            if not self._icmp:
+                obs = replace(obs, gateway_alive=gateways.get(commune.key),
+                              backup_gateway_alive=None)
+            extra = tuple(report.targets) if index == 0 else ()
+            obs = self._with_local_check(obs, commune, config, extra)
+            completed.append(obs)
+        return completed
+
+    async def _gateways_by_tcp(self, communes: Any) -> dict[str, bool | None]:
+        """A gateway that answers TCP (accepted or refused) is alive; silence proves nothing
+        (many routers drop it), so it stays unjudged (None) rather than down."""
+        with_gateway = [c for c in communes if c.gateway is not None]
+        gate = asyncio.Semaphore(200)
+
+        async def one(commune: Commune) -> bool | None:
+            async with gate:
+                result = await tcp.probe_any(str(commune.gateway), self.options.gateway_ports,
+                                             self.options.gateway_timeout)
+            return True if result.ok else None
+
+        answers = await asyncio.gather(*(one(c) for c in with_gateway))
+        return {c.key: a for c, a in zip(with_gateway, answers, strict=True)}
+
+    def _with_local_check(self, obs: CommuneObservation, commune: Commune,
+                          config: local.LocalConfig,
+                          targets: tuple[ProbeResult, ...]) -> CommuneObservation:
+        """Attach the local check to the host this PC is (``--host``, else by its IP); when
+        the PC is on the segment but is none of the hosts, it travels with the targets."""
+        host = self._own_host(commune, config)
+        on_segment = commune.subnet is not None and config.interface_in(commune.subnet)
+        if host is None and not on_segment:
+            return replace(obs, targets=targets) if targets else obs
+        result = local.check(commune, host, config)
+        if host is None:
+            return replace(obs, targets=(*targets, result))
+        hosts = tuple(_with_result(h, result) if h.name == host.name else h for h in obs.hosts)
+        return replace(obs, hosts=hosts, targets=targets)
+
+    def _own_host(self, commune: Commune, config: local.LocalConfig) -> Host | None:
+        if self.options.host is not None:
+            if self.options.scope != commune.key:
+                return None  # --host names a computer of the agent's one commune
+            return next((h for h in commune.hosts if h.name == self.options.host), None)
+        return next((h for h in commune.hosts if config.interface_of(h.ip)), None)
+
+    # --------------------------------------------------------------- publishing
+
+    async def _link(self, stop: asyncio.Event) -> None:
+        """Stay connected to the broker and drain the spool into it, until ``stop``."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(**self._client_kwargs()) as client:
+                    await client.publish(self._state_topic, envelope.ONLINE, qos=1, retain=True,
+                                         timeout=self.options.publish_timeout)
+                    self.metrics.connected.set(1)
+                    log.info("broker_connected", agent=self.options.agent_id,
+                             broker=self.broker.redacted(), spooled=len(self.spool))
+                    failures = 0
+                    await self._serve(client, stop)
+                    await client.publish(self._state_topic, envelope.OFFLINE, qos=1, retain=True,
+                                         timeout=self.options.publish_timeout)
+            except aiomqtt.MqttError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("broker_unreachable", agent=self.options.agent_id,
+                                broker=self.broker.redacted(), error=str(exc),
+                                spooled=len(self.spool))
+            finally:
+                self.metrics.connected.set(0)
+            if not stop.is_set():
+                delay = min(self.options.retry_max, 0.5 * 2 ** min(failures, 8))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        while True:
+            await self._drain(client)
+            if stop.is_set():
+                return
+            self._wake.clear()
+            waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish the spool oldest first, a window at a time; forget only the acknowledged
+        prefix, so that what follows a failure is sent again, in order."""
+        while batch := await asyncio.to_thread(self.spool.head, self.options.publish_window):
+            queued, dropped = len(self.spool), self.spool.dropped
+            outcomes = await asyncio.gather(
+                *(self._publish(client, item, queued, dropped) for item in batch),
+                return_exceptions=True)
+            acked = 0
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    break
+                acked += 1
+            if acked:
+                await asyncio.to_thread(self.spool.remove, [i.seq for i in batch[:acked]])
+                self.metrics.published.inc(acked)
+                self.metrics.queued.set(len(self.spool))
+            failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            if failure is not None:
+                raise failure if isinstance(failure, aiomqtt.MqttError) else aiomqtt.MqttError(
+                    f"publish failed: {failure!r}")
+
+    async def _publish(self, client: aiomqtt.Client, item: Spooled, queued: int,
+                       dropped: int) -> None:
+        payload = envelope.encode(self.options.agent_id, item.seq, time.time(), queued, dropped,
+                                  item.body)
+        await client.publish(item.topic, payload, qos=1, retain=False,
+                             timeout=self.options.publish_timeout)
+
+    @property
+    def _state_topic(self) -> str:
+        return envelope.agent_state_topic(self.options.agent_id)
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs = envelope.client_kwargs(self.broker, self.options.ca_file)
+        kwargs["identifier"] = f"tslcd-agent-{self.options.agent_id}"
+        kwargs["will"] = aiomqtt.Will(self._state_topic, envelope.OFFLINE, qos=1, retain=True)
+        kwargs["timeout"] = self.options.publish_timeout
+        kwargs["keepalive"] = 30
+        return kwargs
+
+
+def _with_result(host: HostObservation, result: ProbeResult) -> HostObservation:
+    return replace(host, results=(*host.results, result))

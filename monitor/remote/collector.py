@@ -1,0 +1,634 @@
+"""``tslcd-monitor collector``: the agents' results, into the same pipeline as ``run``.
+
+Every results batch is checked, whole, before it can touch anything (state, history rings,
+the agent's last-seen time, series, the stored seq): its size (the broker, told the MQTT 5
+Maximum Packet Size, never even sends a bigger one), every field against the schema
+(:mod:`monitor.remote.envelope`), that the topic, the batch and the inventory agree on the commune,
+its hosts and its targets, that the agent may speak for it, that its times are plausible
+(at most 30 s ahead), that its ``seq`` is above the agent's last accepted one (kept in the
+state database) and that its cycle is newer than the last applied. Broker ACLs are the
+first guard (an agent may publish only under its province, docs/mqtt.md); the collector
+checks again on its own, so that a mistaken ACL or a leaked password still cannot move
+another province's communes. Each rejection counts in
+``tslcd_collector_rejected_total{reason}``; the log gets at most one line per claimed agent
+and reason per minute (:class:`RejectionLog`; never the payload).
+
+Who may speak for what: with an agents file (``agent id: PROV[/COMMUNE]``) an agent may
+report only inside its scope and unknown agents are refused; without one, a batch's vantage
+must cover the commune of its topic (the broker's ACLs then decide who may use which topic),
+at most 2 x the inventory's communes agent ids are tracked, one silent for a day is
+forgotten, and a silent one blanks only the communes it validly reported on.
+
+Agents that fall silent for ``silent_after`` intervals, or that say ``offline`` (their own
+last word, or their last will) and are not back within ``offline_grace`` seconds, have their
+scope marked silent: its communes go to unknown (never to up) and one ``agent_silent`` alert
+fires; their next batch resolves it. A broker restart must not raise that alert for every
+agent: the broker then publishes every agent's will, live just before it goes or queued in
+the collector's session for just after it is back. So ``offline`` waits out the grace, is
+forgotten when the collector itself loses the broker, and is not believed in the first
+``settle`` seconds after a (re)connection; the silence timer, restarted at each connection,
+still finds an agent that does not come back. Every ``refresh`` seconds the
+collector re-renders /metrics, checks for silence and publishes the retained status of the
+communes that changed (:mod:`monitor.alerts.status_sink`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import math
+import time
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector as PromCollector
+
+from inventory.model import Commune, Inventory, in_scope
+from monitor.alerts.status_sink import StatusBoard
+from monitor.cli.run import InventoryWatch
+from monitor.common.mqtt_url import MqttUrl
+from monitor.cycle.observation import CommuneObservation
+from monitor.present.metrics import CycleStats, count_probes
+from monitor.remote import envelope
+from monitor.remote.agents_file import AgentsFileError, load_agents  # noqa: F401 (moved there)
+from monitor.service.pipeline import Pipeline
+
+log = structlog.get_logger("collector")
+
+MAX_PAYLOAD = 256 * 1024
+#: MQTT v5 Maximum Packet Size the collector announces: the payload limit plus room for the
+#: fixed header, topic and properties. The broker then never sends it anything bigger.
+PACKET_OVERHEAD = 4096
+MAX_AGE = 30 * 86_400.0  # seconds: a batch may have waited in an agent's spool this long
+MAX_SKEW = 30.0  # seconds an agent's clock may run ahead of the collector's
+AGENT_EXPIRY = 86_400.0  # seconds after which a silent agent no agents file lists is forgotten
+REJECT_LOG_WINDOW = 60.0  # seconds: one batch_rejected line per agent and reason per window
+MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents are pooled (*)
+REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
+                  "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
+                  "unknown_host", "unknown_target", "too_many_agents")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorOptions:
+    broker: MqttUrl
+    ca_file: str | None = None
+    agents: Mapping[str, str] | None = None  # agent id -> allowed scope; None: by vantage
+    silent_after: float = 3.0  # intervals of the inventory without a batch
+    max_payload: int = MAX_PAYLOAD
+    refresh: float = 5.0  # seconds between renders of /metrics, silence and status checks
+    client_id: str = "tslcd-collector"  # stable: the broker keeps its session across restarts
+    retry_max: float = 30.0
+    offline_grace: float = 5.0  # seconds an "offline" agent has to say "online" again
+    settle: float = 10.0  # seconds after a connection in which "offline" is not believed
+    max_unknown_agents: int | None = None  # without an agents file; None: 2 x communes
+    agent_expiry: float = AGENT_EXPIRY
+
+
+@dataclass(slots=True)
+class AgentSeen:
+    scope: str | None  # None until its first batch (no agents file)
+    last: float
+    silent: bool = False
+    offline_at: float | None = None  # when it said "offline", until it is back
+    seq: int = 0
+    queued: int = 0
+    dropped: int = 0
+    listed: bool = False  # named in the agents file (its scope is vouched for)
+    communes: set[str] = field(default_factory=set)  # PROV/COMMUNE it validly reported on
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, message: str, agent: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.agent = agent
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    count: int  # rejections since the last line
+    topic: str
+    error: str
+
+
+class RejectionLog:
+    """``batch_rejected`` lines, at most one per claimed agent and reason per window.
+
+    A flood of bad batches (3,000 messages) must not become 3,000 log lines: the first
+    rejection of an (agent, reason) is logged at once, later ones are counted and logged as
+    one line (``count``, the latest topic and error) when the window ends. The agent is the
+    one the batch *claims* (or ``?`` when it could not be read); past ``MAX_REJECT_KEYS``
+    distinct claims, new ones are pooled under ``*`` so the log's own memory is bounded."""
+
+    def __init__(self, window: float = REJECT_LOG_WINDOW) -> None:
+        self.window = window
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def note(self, exc: Rejected, topic: str, now: float, *, logged: bool = False) -> bool:
+        """Count one rejection; True when it opened a window (its line is written now,
+        unless ``logged``: the caller wrote it, with a traceback)."""
+        key = (exc.agent or "?", exc.reason)
+        if key not in self._windows and len(self._windows) >= MAX_REJECT_KEYS:
+            key = ("*", exc.reason)
+        topic, error = topic[:200], str(exc)[:300]
+        current = self._windows.get(key)
+        if current is None:
+            self._windows[key] = _Window(now, 0, topic, error)
+            if not logged:
+                _log_rejection(key, 1, topic, error)
+            return True
+        current.count += 1
+        current.topic, current.error = topic, error
+        return False
+
+    def flush(self, now: float) -> None:
+        """Log the windows that ended with rejections in them; forget the quiet ones."""
+        for key, current in list(self._windows.items()):
+            if now - current.start < self.window:
+                continue
+            if current.count:
+                _log_rejection(key, current.count, current.topic, current.error)
+                current.start, current.count = now, 0
+            else:
+                del self._windows[key]
+
+
+def _log_rejection(key: tuple[str, str], count: int, topic: str, error: str) -> None:
+    log.warning("batch_rejected", agent=key[0], reason=key[1], count=count, topic=topic,
+                error=error)
+
+
+class Collector:
+    def __init__(self, pipeline: Pipeline, options: CollectorOptions,
+                 watch: InventoryWatch | None = None) -> None:
+        self.pipeline = pipeline
+        self.options = options
+        self.watch = watch
+        self.agents: dict[str, AgentSeen] = {}
+        self.accepted = 0
+        self.board = StatusBoard()
+        self._probes: Tally[tuple[str, str]] = Tally()
+        self._client: aiomqtt.Client | None = None
+        self._subscribed: set[str] = set()  # provinces whose results topics are subscribed
+        self._connected_at: float | None = None
+        registry = pipeline.exposition.registry
+        self.rejected = Counter("tslcd_collector_rejected", "Results batches refused, by reason.",
+                                ["reason"], registry=registry)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self.batches = Counter("tslcd_collector_batches", "Results batches accepted.",
+                               registry=registry)
+        registry.register(_AgentFamilies(self.agents))
+        self.rejections = RejectionLog()
+        self._cap_for: object = None
+        self._cap = 0
+        self.seqs = self._load_seqs()  # agent -> (last accepted seq, when): replay guard
+        now = time.time()
+        for agent, scope in (options.agents or {}).items():
+            # expected: silent if never heard
+            self.agents[agent] = AgentSeen(scope, now, listed=True,
+                                           seq=self.seqs.get(agent, (0, 0.0))[0])
+
+    def _load_seqs(self) -> dict[str, tuple[int, float]]:
+        try:
+            return self.pipeline.store.agent_seqs()
+        except Exception as exc:  # an unreadable state must not stop the collector
+            log.error("state_store_error", path=self.pipeline.store.path, error=str(exc))
+            return {}
+
+    @property
+    def unknown_agent_cap(self) -> int:
+        """How many agents no agents file lists may be tracked at once."""
+        if self.options.max_unknown_agents is not None:
+            return self.options.max_unknown_agents
+        inventory = self.pipeline.inventory
+        if self._cap_for is not inventory:  # counted once per inventory (reloads change it)
+            self._cap_for, self._cap = inventory, 2 * sum(1 for _ in inventory.communes())
+        return self._cap
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> bool:
+        """One MQTT message: a results batch or an agent's state. True when accepted."""
+        parts = topic.split("/")
+        if len(parts) == 5 and topic.startswith(envelope.AGENTS_TOPIC + "/") and \
+                parts[4] == "state":
+            self._agent_state(parts[3], payload, retained)
+            return True
+        try:
+            obs, batch = self._validate(topic, parts, payload)
+        except Rejected as exc:
+            self.rejected.labels(exc.reason).inc()
+            self.rejections.note(exc, topic, time.time())
+            return False
+        self._accept(obs, batch)
+        return True
+
+    def _validate(self, topic: str, parts: list[str],
+                  payload: bytes) -> tuple[CommuneObservation, envelope.Batch]:
+        if len(parts) != 5 or not topic.startswith(envelope.RESULTS_TOPIC + "/"):
+            raise Rejected("topic", "not a results topic")
+        province, commune = parts[3], parts[4]
+        if len(payload) > self.options.max_payload:
+            raise Rejected("too_large", f"{len(payload)} bytes > {self.options.max_payload}")
+        place = self.pipeline.inventory.commune(province, commune)
+        if place is None:  # before parsing anything: a made-up commune costs a lookup
+            raise Rejected("unknown_commune", f"{province[:16]}/{commune[:16]} is not in the "
+                           "inventory")
+        try:
+            batch = envelope.decode(payload, self._counts(place))
+        except envelope.EnvelopeError as exc:
+            raise Rejected(exc.reason, str(exc), exc.agent) from None
+        obs, agent = batch.observation, batch.agent
+        _check_times(batch, time.time())
+        if (obs.province, obs.commune) != (province, commune):
+            raise Rejected("mismatch", f"batch is for {obs.province}/{obs.commune}", agent)
+        self._check_scope(agent, obs)
+        _check_inventory(place, self.pipeline.inventory, obs, agent)
+        self._check_sequence(batch)
+        return obs, batch
+
+    def _counts(self, place: Commune) -> Callable[[dict[str, Any]], None]:
+        """Before the schema's field-by-field checks: no more hosts or targets than the
+        inventory has (a hostile batch of 256 made-up hosts costs a ``len``). ``targets``
+        may also carry the PC's local check (one), when it is none of the hosts."""
+        hosts, targets = len(place.hosts), len(self.pipeline.inventory.targets) + 1
+
+        def precheck(commune: dict[str, Any]) -> None:
+            for field_name, limit, reason in (("hosts", hosts, "unknown_host"),
+                                              ("targets", targets, "unknown_target")):
+                value = commune.get(field_name)
+                if isinstance(value, list) and len(value) > limit:
+                    raise envelope.EnvelopeError(
+                        reason, f"{len(value)} {field_name}, the inventory has {limit}")
+        return precheck
+
+    def _check_sequence(self, batch: envelope.Batch) -> None:
+        """Checks that keep a replayed or made-up agent from refreshing anything: room for a
+        new agent id, ``seq`` above the agent's last accepted one, and a cycle newer than the
+        last applied for the commune and vantage."""
+        agent = batch.agent
+        if agent not in self.agents and self.options.agents is None and \
+                len(self.agents) >= self.unknown_agent_cap:
+            raise Rejected("too_many_agents",
+                           f"already {len(self.agents)} agents without an agents file", agent)
+        last = self.seqs.get(agent, (0, 0.0))[0]
+        if batch.seq <= last:
+            raise Rejected("replay", f"seq {batch.seq} not above {last}", agent)
+        if self.pipeline.engine.is_stale(batch.observation):
+            raise Rejected("stale", "not newer than the last cycle of this commune and vantage",
+                           agent)
+
+    def _check_scope(self, agent: str, obs: CommuneObservation) -> None:
+        """The agent may speak for the commune: its vantage is the commune's province or the
+        commune itself (nothing else: each vantage keeps state), and (with an agents file)
+        the vantage lies inside the agent's allowed scope."""
+        if obs.vantage not in (obs.province, f"{obs.province}/{obs.commune}"):
+            raise Rejected("scope", f"vantage {obs.vantage[:40]!r} does not cover the commune",
+                           agent)
+        if self.options.agents is None:
+            return
+        allowed = self.options.agents.get(agent)
+        if allowed is None:
+            raise Rejected("unknown_agent", "agent not in the agents file", agent)
+        prov, _, comm = obs.vantage.partition("/")
+        if not in_scope(allowed, prov, comm or None):
+            raise Rejected("scope", f"agent may speak for {allowed} only", agent)
+
+    def _accept(self, obs: CommuneObservation, batch: envelope.Batch) -> None:
+        """A validated batch: the state first (in one store transaction with the agent's
+        seq); the agent's bookkeeping only once that succeeded."""
+        now = time.time()
+        with self.pipeline.engine.batch():
+            self.pipeline.ingest_commune(obs, obs.vantage)
+            self.pipeline.engine.note_agent_seq(batch.agent, batch.seq, now)
+        self.seqs[batch.agent] = (batch.seq, now)
+        seen = self.agents.get(batch.agent)
+        if seen is None:
+            seen = self.agents[batch.agent] = AgentSeen(obs.vantage, now)
+            log.info("agent_discovered", agent=batch.agent, vantage=obs.vantage)
+        if seen.silent:
+            log.info("agent_back", agent=batch.agent, scope=seen.scope)
+        if seen.seq and batch.seq > seen.seq + 1:
+            log.warning("batches_missing", agent=batch.agent, after=seen.seq, next=batch.seq,
+                        missing=batch.seq - seen.seq - 1, dropped_by_agent=batch.dropped)
+        seen.scope = seen.scope or obs.vantage
+        seen.communes.add(f"{obs.province}/{obs.commune}")
+        seen.last, seen.silent, seen.offline_at = now, False, None
+        seen.seq = max(seen.seq, batch.seq)
+        seen.queued, seen.dropped = batch.queued, batch.dropped
+        self._probes.update(count_probes(_results_of(obs)))
+        self.accepted += 1
+        self.batches.inc()
+
+    def _agent_state(self, agent: str, payload: bytes, retained: bool) -> None:
+        """``online`` cancels a pending ``offline``; a live ``offline`` starts the grace. A
+        retained one (an old word) or one just after a connection (wills of a broker
+        restart) is left to the silence timer."""
+        state = envelope.loads_state(payload)
+        seen = self.agents.get(agent)
+        now = time.time()
+        settling = self._connected_at is not None and \
+            now - self._connected_at < self.options.settle
+        believed = state == "offline" and not retained and not settling
+        if seen is None:  # not an agent we know: no line per message, nothing to change
+            return
+        log.info("agent_state", agent=agent, state=state or "invalid", retained=retained,
+                 believed=believed if state == "offline" else None)
+        if seen.silent:
+            return
+        if state == "online":
+            seen.offline_at = None
+        elif believed and seen.offline_at is None:
+            seen.offline_at = now
+
+    # ------------------------------------------------------------------- silence
+
+    def check_silence(self, now: float | None = None) -> list[str]:
+        """Mark the scope of every agent quiet for too long; returns the agents marked."""
+        now = time.time() if now is None else now
+        limit = self.options.silent_after * self.pipeline.inventory.defaults.interval
+        self._expire_unlisted(now)
+        marked = []
+        for agent, seen in self.agents.items():
+            if seen.silent or not seen.scope:
+                continue
+            if seen.offline_at is not None and now - seen.offline_at > self.options.offline_grace:
+                self._mark_silent(agent, seen, "offline")
+            elif now - seen.last > limit:
+                self._mark_silent(agent, seen, "silent")
+            else:
+                continue
+            marked.append(agent)
+        return marked
+
+    def _expire_unlisted(self, now: float) -> None:
+        """Agents no agents file lists are forgotten (series and all) once silent for
+        ``agent_expiry``; their last seq is kept, within a bound, against replays."""
+        expired = [a for a, seen in self.agents.items()
+                   if not seen.listed and now - seen.last > self.options.agent_expiry]
+        for agent in expired:
+            del self.agents[agent]
+            log.info("agent_forgotten", agent=agent)
+        keep = 4 * self.unknown_agent_cap + len(self.options.agents or {})
+        if len(self.seqs) > keep:
+            oldest = sorted((a for a in self.seqs if a not in self.agents),
+                            key=lambda a: self.seqs[a][1])[:len(self.seqs) - keep]
+            for agent in oldest:
+                del self.seqs[agent]
+            with self.pipeline.engine.batch():
+                self.pipeline.engine.forget_agent_seqs(oldest)
+
+    def _mark_silent(self, agent: str, seen: AgentSeen, why: str) -> None:
+        """An agents file vouches for its agent's whole scope; any other agent only ever
+        blanks the communes it validly reported on."""
+        seen.silent, seen.offline_at = True, None
+        if not seen.scope:
+            return
+        province, _, commune = seen.scope.partition("/")
+        log.warning("agent_silent", agent=agent, scope=seen.scope, reason=why,
+                    last_seen=round(seen.last, 3))
+        only = None if seen.listed else set(seen.communes)
+        self.pipeline.dispatcher.publish_all(
+            self.pipeline.engine.mark_silent(province, commune or None, only))
+
+    # -------------------------------------------------------------------- running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Receive until ``stop``; the timer renders /metrics, checks silence, publishes status."""
+        ticker = asyncio.create_task(self._tick_forever())
+        try:
+            await self._receive(stop)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await self.tick()
+
+    async def _receive(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(**self._client_kwargs()) as client:
+                    await client.subscribe([(f"{envelope.AGENTS_TOPIC}/+/state", 1)])
+                    self._subscribed = set()
+                    await self._subscribe_provinces(client)
+                    log.info("collector_connected", broker=self.options.broker.redacted())
+                    self._client, failures = client, 0
+                    self._restart_silence_timers()
+                    await self._consume(client, stop)
+            except aiomqtt.MqttError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("broker_unreachable", broker=self.options.broker.redacted(),
+                                error=str(exc))
+            finally:
+                self._client = None
+                self._forget_offline()
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(),
+                                           min(self.options.retry_max, 0.5 * 2 ** failures))
+
+    def _restart_silence_timers(self) -> None:
+        """Agents could not be heard while the collector had no broker: from now, each has
+        its full silence window again (their spooled batches arrive within it)."""
+        now = self._connected_at = time.time()
+        for seen in self.agents.values():
+            if not seen.silent:
+                seen.last = max(seen.last, now)
+
+    def _forget_offline(self) -> None:
+        """The broker is gone: "offline" heard just before is most likely its shutdown's
+        wills, not the agents' doing."""
+        self._connected_at = None
+        for seen in self.agents.values():
+            seen.offline_at = None
+
+    async def _subscribe_provinces(self, client: aiomqtt.Client) -> None:
+        """Results of the inventory's provinces only: collectors sharded by province (each
+        with its part of the inventory) never receive each other's batches."""
+        wanted = {p.code for p in self.pipeline.inventory.provinces} - self._subscribed
+        if wanted:
+            await client.subscribe(
+                [(f"{envelope.RESULTS_TOPIC}/{code}/+", 1) for code in sorted(wanted)])
+            self._subscribed |= wanted
+
+    async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        messages = aiter(client.messages)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                receiving = asyncio.create_task(anext(messages))
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    break
+                await self._process([receiving.result()], messages, len(client.messages))
+            # stopping: what is already here is not lost
+            await self._process([], messages, len(client.messages))
+        finally:
+            stopping.cancel()
+
+    async def _process(self, first: list[aiomqtt.Message], messages: AsyncIterator[
+            aiomqtt.Message], queued: int) -> None:
+        """The message(s) in hand and those already queued behind them (at most 500), in
+        one store transaction: a burst costs one commit, not one per batch."""
+        batch = first + [await anext(messages) for _ in range(min(queued, 500))]
+        with self.pipeline.engine.batch():
+            for message in batch:
+                self._on_message(message)
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        if isinstance(payload, str):
+            payload = payload.encode()
+        elif not isinstance(payload, bytes | bytearray):
+            payload = b""
+        try:
+            self.handle(str(message.topic), bytes(payload), bool(message.retain))
+        except Exception as exc:  # whatever a payload does, the collector goes on
+            self.rejected.labels("error").inc()
+            topic = str(message.topic)[:200]
+            failure = Rejected("error", f"{type(exc).__name__}: {str(exc)[:200]}")
+            if self.rejections.note(failure, topic, time.time(), logged=True):
+                log.exception("batch_failed", topic=topic)  # the traceback, once a minute
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.refresh)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed tick must not end the collector
+                log.exception("collector_tick_failed")
+
+    async def tick(self) -> None:
+        """Reload a changed inventory, mark silent agents, run the calendar's operations,
+        publish status, render /metrics."""
+        if self.watch is not None and (inventory := self.watch.poll()) is not None:
+            self.pipeline.reload(inventory)
+            if self._client is not None:
+                await self._subscribe_provinces(self._client)
+        self.check_silence()
+        self.rejections.flush(time.time())
+        self.pipeline.run_operations()
+        await self.publish_status()
+        probes, self._probes = self._probes, Tally()
+        await self.pipeline.refresh_metrics(
+            CycleStats(None, dict(probes), dict(self.pipeline.agents_heard)))
+
+    async def publish_status(self) -> None:
+        """Retained status of the communes that changed (all at start), QoS 1."""
+        client = self._client
+        if client is None:
+            return
+        inventory = self.pipeline.inventory
+        changes = self.board.changes(inventory, self.pipeline.engine.state)
+        for start in range(0, len(changes), 500):
+            chunk = changes[start:start + 500]
+            try:
+                await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=True)
+                                       for topic, payload in chunk))
+            except aiomqtt.MqttError as exc:
+                log.warning("status_publish_failed", error=str(exc))
+                return
+            self.board.published(chunk, inventory)
+
+    def _client_kwargs(self) -> dict[str, object]:
+        """MQTT v5, so that the broker learns the collector's Maximum Packet Size in CONNECT
+        and drops a bigger publish instead of sending it (paho itself reads a packet whole
+        before anyone can look at its length). The session persists like v3's
+        ``clean_session`` false: never a clean start, no expiry."""
+        kwargs = envelope.client_kwargs(self.options.broker, self.options.ca_file)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 0xFFFFFFFF  # never: the session outlives restarts
+        properties.MaximumPacketSize = self.options.max_payload + PACKET_OVERHEAD
+        kwargs.update(identifier=self.options.client_id, protocol=aiomqtt.ProtocolVersion.V5,
+                      clean_start=False, properties=properties, keepalive=30,
+                      max_inflight_messages=100)
+        return kwargs
+
+
+def _check_times(batch: envelope.Batch, now: float) -> None:
+    """Every time a batch carries (sent, the cycle's, each result's; they become states'
+    and alerts' times) must be plausible: at most ``MAX_SKEW`` ahead, ``MAX_AGE`` old."""
+    obs = batch.observation
+    times = [batch.sent, obs.at, *(r.started for r in obs.targets)]
+    times += [r.started for h in obs.hosts for r in h.results]
+    for when in times:
+        if not math.isfinite(when) or not now - MAX_AGE <= when <= now + MAX_SKEW:
+            raise Rejected("time", f"implausible time {when!r}", batch.agent)
+
+
+def _check_inventory(place: Commune, inventory: Inventory, obs: CommuneObservation,
+                     agent: str) -> None:
+    """Only the inventory's hosts (by name, at their IP), targets and subnet: a batch can
+    never create state, history rings or series the inventory does not have."""
+    ips = {h.name: str(h.ip) for h in place.hosts}
+    names: set[str] = set()
+    for host in obs.hosts:
+        if ips.get(host.name) != host.ip or host.name in names:
+            raise Rejected("unknown_host", f"host {host.name[:40]!r} at {host.ip} is not the "
+                           "inventory's for this commune (or repeated)", agent)
+        names.add(host.name)
+        if any(r.kind == "target" for r in host.results):
+            raise Rejected("schema", f"host {host.name[:40]!r}: a target result", agent)
+    # the inventory's targets, each once; and at most one local check of a PC that is on
+    # the segment but none of the hosts (subject: the commune, docs/mqtt.md)
+    wanted = {t.name for t in inventory.targets}
+    seen: set[tuple[str, str]] = set()
+    for result in obs.targets:
+        allowed = wanted if result.kind == "target" else \
+            {place.key} if result.kind == "local" else set()
+        key = (result.kind, result.subject if result.kind == "target" else "")
+        if result.subject not in allowed or key in seen:
+            raise Rejected("unknown_target", f"{result.kind} {result.subject[:40]!r} is not "
+                           "the inventory's (or repeated)", agent)
+        seen.add(key)
+    subnet = place.subnet
+    for device in obs.unknown_devices or ():
+        if subnet is not None and ipaddress.ip_address(device.ip) not in subnet:
+            raise Rejected("schema", f"device {device.ip} outside the subnet {subnet}", agent)
+
+
+def _results_of(obs: CommuneObservation) -> Iterable[object]:
+    yield from obs.targets
+    for host in obs.hosts:
+        yield from host.results
+
+
+class _AgentFamilies(PromCollector):
+    """Per agent id: its spool as it last reported it, and whether it is marked silent."""
+
+    def __init__(self, agents: Mapping[str, AgentSeen]) -> None:
+        self.agents = agents
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        queued = GaugeMetricFamily("tslcd_agent_spool_queued_batches",
+                                   "Batches waiting in the agent's spool when it last sent.",
+                                   labels=["agent_id", "scope"])
+        dropped = CounterMetricFamily("tslcd_agent_spool_dropped_batches",
+                                      "Batches the agent dropped past its spool's bound.",
+                                      labels=["agent_id", "scope"])
+        silent = GaugeMetricFamily("tslcd_agent_silent",
+                                   "1 while the agent is silent or offline.",
+                                   labels=["agent_id", "scope"])
+        for agent, seen in sorted(self.agents.items()):
+            labels = [agent, seen.scope or ""]
+            queued.add_metric(labels, seen.queued)
+            dropped.add_metric(labels, seen.dropped)
+            silent.add_metric(labels, int(seen.silent))
+        return [queued, dropped, silent]

@@ -1,0 +1,113 @@
+"""From observations to everything that presents them: state, alerts, metrics, history.
+
+``run`` feeds it whole cycles from the local scheduler; ``collector`` feeds it commune
+batches from agents. Either way the same state engine decides, the same sinks alert, and
+the same exposition and web show the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable
+
+import structlog
+
+from inventory.model import Inventory
+from monitor.alerts.sinks import Dispatcher, escalation_sinks_from_config, sinks_from_config
+from monitor.common.config import Config
+from monitor.cycle.observation import CommuneObservation, CycleReport
+from monitor.decide.engine import StateEngine
+from monitor.decide.events import AlertEvent
+from monitor.decide.operations import Operations
+from monitor.present.metrics import CycleStats, Exposition
+from monitor.present.rtt_history import RttHistory
+from monitor.store.state_db import Batch, Store
+from probes.result import ProbeResult
+
+log = structlog.get_logger("pipeline")
+
+
+class Pipeline:
+    def __init__(self, inventory: Inventory, config: Config, state_path: str | None) -> None:
+        self.store = Store(state_path or ":memory:")
+        self.engine = StateEngine(inventory, self.store)
+        self.exposition = Exposition()
+        self.samples = RttHistory()
+        self.dispatcher = Dispatcher(sinks_from_config(config), store=self.store)
+        self.operations = Operations(state_path)
+        self.escalation = Dispatcher(escalation_sinks_from_config(config))
+        self.agents_heard: dict[str, float] = {}
+        self.cycles = 0
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.engine.inventory
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+        await self.escalation.start()
+        await self.refresh_metrics()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.escalation.stop()
+        self.operations.close()
+        self.store.close()
+
+    async def ingest_cycle(self, report: CycleReport) -> None:
+        """A whole local cycle: one store transaction, then one render of /metrics."""
+        events = self.engine.apply_cycle(report.communes, report.targets, report.vantage)
+        self._publish(events)
+        self.run_operations()
+        for obs in report.communes:
+            self.samples.record(obs)
+        self.cycles += 1
+        await self.refresh_metrics(CycleStats.from_report(report, self.agents_heard))
+        log.info("cycle_done", duration=round(report.duration, 3), communes=len(report.communes),
+                 alerts=len(events))
+
+    def ingest_commune(self, obs: CommuneObservation, agent: str) -> None:
+        """One agent batch (already validated by the collector); the exposition is refreshed
+        on its own timer (see collector). The state engine goes first: should it raise,
+        neither the agent's last-heard time nor the RTT history has moved."""
+        _computable(obs)
+        events = self.engine.apply(obs)
+        self.samples.record(obs)
+        self.agents_heard[agent] = time.time()
+        self._publish(events)
+
+    def ingest_targets(self, results: Iterable[ProbeResult], vantage: str) -> None:
+        self._publish(self.engine.apply_targets(results, vantage))
+
+    def run_operations(self, now: float | None = None) -> None:
+        """The calendar's events (deadlines, inspections, escalation) and drill sampling;
+        after each local cycle, and on the collector's timer."""
+        outcome = self.operations.evaluate(self.inventory, self.engine.state, now)
+        if outcome.alerts:  # through the outbox, like the engine's: sent again after a crash
+            self.store.write(Batch(outbox=outcome.alerts))
+        self._publish(outcome.alerts)
+        self.escalation.publish_all(outcome.escalations)
+
+    def reload(self, inventory: Inventory) -> None:
+        self._publish(self.engine.set_inventory(inventory))
+
+    async def refresh_metrics(self, stats: CycleStats | None = None) -> None:
+        """Render /metrics in a worker thread so the probes' event loop never stalls on it."""
+        await asyncio.to_thread(self.exposition.update, self.inventory, self.engine.state, stats)
+
+    def _publish(self, events: list[AlertEvent]) -> None:
+        self.dispatcher.publish_all(events)
+
+
+def _computable(obs: CommuneObservation) -> None:
+    """The arithmetic that /metrics and the RTT history will do on this observation, done
+    first: should a value slip past validation (say a string among the RTTs) it raises
+    here, before the state has changed, instead of breaking every later render."""
+    for host in obs.hosts:
+        icmp = host.icmp
+        if icmp is not None:
+            for value in (icmp.rtt_mean, icmp.jitter, icmp.loss_ratio):
+                if value is not None and not math.isfinite(value):
+                    raise ValueError(f"host {host.name!r}: not a finite ICMP measurement")

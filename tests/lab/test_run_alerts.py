@@ -1,0 +1,160 @@
+"""End to end: `tslcd-monitor run` on the demo inventory, alerts on a real broker and webhook.
+
+Everything runs inside a namespace the test creates (its own loopback, so one demo host can
+be made unreachable with iptables without touching the machine's network): a Mosquitto
+broker, a subscriber, a webhook receiver and the monitor itself. The test reads what they
+received from files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from inventory.loader import demo_path, dump, load
+from tests.support import require_real
+from tests.support.lab.netns import Lab, Node
+
+VENV_BIN = Path(sys.executable).parent
+WAIT = 40.0  # seconds: generous for a loaded CI machine; cycles are 1 s
+
+
+def _small_demo(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    """Three demo communes, 1 s cycles, down after 2, up after 2, no milestones."""
+    demo = load(demo_path()).scoped("75")
+    province = demo.provinces[0]
+    province = dataclasses.replace(province, communes=province.communes[:3])
+    defaults = dataclasses.replace(demo.defaults, interval=1.0, down_after=2, up_after=2,
+                                   icmp=dataclasses.replace(demo.defaults.icmp, timeout=0.3))
+    inventory = dataclasses.replace(demo, provinces=(province,), defaults=defaults,
+                                    targets=(), milestones=())  # no deadline events
+    path.write_text(dump(inventory), encoding="utf-8")
+    hosts = [(c.code, h.name, str(h.ip)) for c in province.communes for h in c.hosts]
+    gateways = [(c.code, "gateway", str(c.gateway)) for c in province.communes]
+    return path.read_text(encoding="utf-8"), hosts + gateways
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _events(webhook: Path) -> list[dict]:
+    return [json.loads(line) for line in _lines(webhook)]
+
+
+def _mqtt_events(out: Path) -> list[dict]:
+    return [json.loads(line.split(" ", 1)[1]) for line in _lines(out) if " " in line]
+
+
+def _cycles(log: Path) -> int:
+    return sum('"cycle_done"' in line for line in _lines(log))
+
+
+def _block(node: Node, ip: str) -> None:
+    node.run("iptables", "-I", "OUTPUT", "-d", ip, "-j", "DROP")
+
+
+def _unblock(node: Node, ip: str) -> None:
+    node.run("iptables", "-D", "OUTPUT", "-d", ip, "-j", "DROP")
+
+
+@pytest.fixture
+def monitored(lab: Lab, tmp_path: Path) -> Iterator[dict]:
+    with contextlib.ExitStack() as files:
+        yield _start_monitored(lab, tmp_path, lambda p: files.enter_context(open(p, "wb")))
+
+
+def _start_monitored(lab: Lab, tmp_path: Path, out: Callable[[Path], BinaryIO]) -> dict:
+    require_real(shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists(),
+                 "mosquitto is not installed")
+    node = lab.node("run")
+    inv = tmp_path / "inventory.yaml"
+    _, addresses = _small_demo(inv)
+    broker_conf = tmp_path / "mosquitto.conf"
+    broker_conf.write_text("listener 18830 127.0.0.1\nallow_anonymous true\n", encoding="utf-8")
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    node.popen(mosquitto, "-c", str(broker_conf), stderr=out(tmp_path / "broker.log"))
+    mqtt_out = tmp_path / "mqtt.txt"
+    time.sleep(0.5)
+    node.popen("mosquitto_sub", "-h", "127.0.0.1", "-p", "18830", "-q", "1", "-v",
+               "-t", "tslcd/v1/alerts/#", stdout=out(mqtt_out))
+    webhook = tmp_path / "webhook.jsonl"
+    node.popen(sys.executable, "-m", "tests.support.lab.webhook_file", "--port", "19000",
+               "--out", str(webhook), cwd=str(Path(__file__).resolve().parents[2]))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "listen: 127.0.0.1:19750\n"
+        "alerts:\n  webhooks:\n    - url: http://127.0.0.1:19000/hook\n"
+        "  mqtt:\n    url: mqtt://127.0.0.1:18830\n",
+        encoding="utf-8",
+    )
+    log = tmp_path / "monitor.common.log"
+    monitor = node.popen(str(VENV_BIN / "tslcd-monitor"), "run", "--config", str(config),
+                         "--inventory", str(inv), "--state", str(tmp_path / "state.db"),
+                         stderr=out(log))
+    _wait(lambda: _cycles(log) >= 3, "three monitor cycles")
+    assert monitor.poll() is None, _lines(log)
+    return {"node": node, "webhook": webhook, "mqtt": mqtt_out, "log": log,
+            "addresses": addresses}
+
+
+def test_unreachable_host_gives_one_alert_and_one_recovery(monitored: dict) -> None:
+    node, webhook, mqtt_out, log = (monitored[k] for k in ("node", "webhook", "mqtt", "log"))
+    assert _events(webhook) == [], "nothing alerts while every demo host answers"
+    commune, host, ip = monitored["addresses"][0]
+
+    _block(node, ip)
+    _wait(lambda: len(_events(webhook)) >= 1, "the host_down alert")
+    seen = _cycles(log)
+    _wait(lambda: _cycles(log) >= seen + 3, "three more cycles")
+    events = _events(webhook)
+    assert len(events) == 1, events
+    fired = events[0]
+    assert (fired["event"], fired["state"], fired["commune"], fired["host"]) == (
+        "host_down", "firing", commune, host)
+    assert fired["province"] == "75" and host in fired["message"], fired
+
+    _unblock(node, ip)
+    _wait(lambda: len(_events(webhook)) >= 2, "the recovery")
+    seen = _cycles(log)
+    _wait(lambda: _cycles(log) >= seen + 3, "three more cycles")
+    events = _events(webhook)
+    assert [e["state"] for e in events] == ["firing", "resolved"], events
+    assert events[1]["id"] == fired["id"]
+    _wait(lambda: len(_mqtt_events(mqtt_out)) >= 2, "both events on MQTT")
+    assert [(e["id"], e["state"]) for e in _mqtt_events(mqtt_out)] == [
+        (fired["id"], "firing"), (fired["id"], "resolved")]
+    assert all(line.startswith("tslcd/v1/alerts/75 ") for line in _lines(mqtt_out))
+
+
+def test_gateway_outage_gives_one_commune_alert(monitored: dict) -> None:
+    node, webhook, log = monitored["node"], monitored["webhook"], monitored["log"]
+    commune = monitored["addresses"][-1][0]  # the last commune's gateway
+    dark = [ip for code, _, ip in monitored["addresses"] if code == commune]
+    for ip in dark:  # the line is cut: gateway and computers all silent
+        _block(node, ip)
+    _wait(lambda: len(_events(webhook)) >= 1, "the commune_down alert")
+    seen = _cycles(log)
+    _wait(lambda: _cycles(log) >= seen + 3, "three more cycles")
+    events = _events(webhook)
+    assert [(e["event"], e["commune"], e["host"]) for e in events] == [
+        ("commune_down", commune, None)], events
+    assert events[0]["severity"] == "critical"
