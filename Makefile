@@ -1,14 +1,22 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test bench lint demo-check
+.PHONY: run test test-fast bench lint demo-check
 
 run:
 	scripts/setup.sh run
 	.venv/bin/tslcd-monitor run
 
+# Four workers on two cores: most tests wait on brokers, browsers and namespaces, not CPU.
+# A file's tests stay on one worker (--dist loadfile): their fixtures are shared per module.
 test:
 	scripts/setup.sh test
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 4 --dist loadfile
+
+# The unit lane only (no broker, browser or namespace): under a minute.
+test-fast:
+	scripts/setup.sh test
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q -n 2 tests/unit
 
 bench:
 	scripts/setup.sh test

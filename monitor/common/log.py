@@ -15,9 +15,13 @@ import structlog
 
 _SECRET_KEYS = ("password", "token", "secret", "authorization", "cookie")
 
-#: Secrets inside free text (a library's error message, a traceback): header values of
-#: Authorization and Cookie, the session cookie, a bearer token.
+#: Secrets inside free text (a library's error message, a traceback, an access-log line):
+#: header values of Authorization and Cookie, the session cookie, a bearer token, and in
+#: URLs the password of user:password@ and query parameters named like a secret.
 _SECRET_TEXT = (
+    (re.compile(r"(?i)([?&][\w.-]*(?:token|password|passwd|secret|key|auth)[\w.-]*=)[^&\s'\"#]*"),
+     r"\1***"),
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^@/\s'\"]*@"), r"\1***@"),
     (re.compile(r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie)(\s*[:=]\s*)[^\r\n'\"]*"),
      r"\1\2***"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s'\",;]+"), r"\1***"),
@@ -26,7 +30,8 @@ _SECRET_TEXT = (
 
 
 def scrub(text: str) -> str:
-    """``text`` with Authorization/Cookie header values and bearer tokens replaced by ***."""
+    """``text`` with Authorization/Cookie header values, bearer tokens, URL passwords and
+    secret-named query parameters replaced by ***."""
     for pattern, replacement in _SECRET_TEXT:
         text = pattern.sub(replacement, text)
     return text

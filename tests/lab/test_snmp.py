@@ -302,8 +302,10 @@ async def test_a_silent_router_never_blocks_the_loop() -> None:
     stop.set()
     await ticking
     assert [t.error for t in tables] == ["timeout"] * 4
-    assert all(0.5 < t.duration < 1.5 for t in tables)  # two tries of 0.3 s, side by side
-    assert worst < 0.15, worst
+    assert all(0.5 < t.duration < 3.0 for t in tables)  # two tries of 0.3 s, side by side
+    # A blocking wait would stall the loop for both tries (>= 0.6 s); a loaded machine may
+    # delay a tick by a few hundred ms, which is not what this test is about.
+    assert worst < 0.5, worst
 
 
 async def test_poller_keeps_one_engine_per_credentials_across_cycles(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def free_tcp_port() -> int:
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[int]:
     """``app`` on a free port of 127.0.0.1 (yielded), stopped after."""
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_tcp_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -203,7 +203,7 @@ class WebhookReceiver:
     async def __aenter__(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

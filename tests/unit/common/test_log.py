@@ -77,6 +77,23 @@ def test_header_values_and_bearer_tokens_in_free_text_are_scrubbed(
     assert line["detail"] == "tslcd_token=***"
 
 
+@pytest.mark.parametrize(("text", "secret"), [
+    ('127.0.0.1 "POST /hook?token=T0KEN&x=1 HTTP/1.1" 500', "T0KEN"),
+    ("http://hook:p4ssw0rd@127.0.0.1:9000/hook", "p4ssw0rd"),
+    ("https://127.0.0.1/api?api_key=K3Y#frag", "K3Y"),
+    ("mqtt://agent:s3cr3t@127.0.0.1:1883", "s3cr3t"),
+])
+def test_secrets_in_urls_are_scrubbed(text: str, secret: str) -> None:
+    """An access-log line or an error may carry a URL with a password or a token in it."""
+    cleaned = log.scrub(text)
+    assert secret not in cleaned and "***" in cleaned
+
+
+def test_scrubbing_leaves_ordinary_urls_alone() -> None:
+    assert log.scrub("GET /metrics?page=2&province=75 HTTP/1.1") == \
+        "GET /metrics?page=2&province=75 HTTP/1.1"
+
+
 def test_a_routed_stdlib_logger_writes_one_json_line_through_the_redaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
