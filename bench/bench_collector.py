@@ -37,6 +37,7 @@ from bench import Row, main
 from inventory import generate
 from inventory.loader import load
 from inventory.model import Inventory
+from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, observe_host
 from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
@@ -118,7 +119,7 @@ class Agents:
                                      gateway_alive=True, targets=targets)
             self.seq[province] += 1
             agent = "agent-" + vantage.replace("/", "-")
-            out.append((envelope.results_topic(province, commune.code), envelope.encode(
+            out.append((topics.results_topic(province, commune.code), envelope.encode(
                 agent, self.seq[province], time.time(), 0, 0, envelope.encode_body(obs))))
         return out
 

@@ -33,6 +33,7 @@ from bench.bench_collector import CollectorProcess, MosquittoProcess, _get, _wai
 from inventory import generate
 from inventory.loader import load
 from inventory.model import Commune
+from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, commune_to_dict, observe_host
 from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult
@@ -101,7 +102,7 @@ def _message(commune: Commune, obs: CommuneObservation, agent: str, seq: int,
     body = commune_to_dict(obs)
     if pad:
         body["skipped_checks"] = ["x" * 60] * 16  # allowed texts, to fill the payload
-    return (envelope.results_topic(commune.province, commune.code),
+    return (topics.results_topic(commune.province, commune.code),
             envelope.encode(agent, seq, time.time(), 0, 0, json.dumps(body).encode()))
 
 
@@ -137,7 +138,7 @@ def _many_agents(communes: list[Commune]) -> Iterable[tuple[str, bytes]]:
 def _oversized(communes: list[Commune]) -> Iterable[tuple[str, bytes]]:
     commune = communes[0]
     for _ in range(OVERSIZED):
-        yield envelope.results_topic(commune.province, commune.code), b"{" + b" " * (4 << 20)
+        yield topics.results_topic(commune.province, commune.code), b"{" + b" " * (4 << 20)
 
 
 async def _send(client: aiomqtt.Client, messages: Iterable[tuple[str, bytes]]) -> int:

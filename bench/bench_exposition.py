@@ -16,10 +16,10 @@ import time
 
 from bench import Row, main
 from inventory.model import Commune, Defaults, Host, Inventory, Milestone, Province, Target
-from monitor.cycle.observation import UnknownDevice, observe_host
+from monitor.cycle.observation import observe_host
 from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
 from monitor.present.metrics import CycleStats, Exposition
-from probes.result import ArpDetail, IcmpDetail, ProbeResult, TargetDetail
+from probes.result import ArpDetail, IcmpDetail, ProbeResult, TargetDetail, UnknownDevice
 
 PROVINCES = 34
 COMMUNES = 3_321

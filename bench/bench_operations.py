@@ -20,8 +20,8 @@ from pathlib import Path
 from bench import Row, main
 from bench.bench_exposition import populated_state, synthetic_inventory
 from inventory.model import Drill, Period
+from monitor.alerts.event import VN_TZ
 from monitor.decide import drills
-from monitor.decide.events import VN_TZ
 from monitor.decide.operations import Operations
 
 CYCLES = 7

@@ -24,8 +24,7 @@ import psutil
 import structlog
 
 from inventory.model import Commune, IPNetwork
-from monitor.cycle.observation import UnknownDevice
-from probes.result import ArpDetail, ProbeResult
+from probes.result import ArpDetail, ProbeResult, UnknownDevice
 
 log = structlog.get_logger("arp")
 

@@ -334,3 +334,11 @@ def from_dict(data: Any, where: str = "result") -> ProbeResult:
 _RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(ProbeResult))
 _DETAIL_FIELDS = {kind: frozenset(f.name for f in dataclasses.fields(t))
                   for kind, t in _DETAIL_TYPES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownDevice:
+    """A device that answered ARP in a commune's subnet at an address the inventory lacks."""
+
+    ip: str
+    mac: str

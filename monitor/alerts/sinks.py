@@ -14,15 +14,15 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 import aiomqtt
 import structlog
 
+from monitor.alerts.event import AlertEvent
 from monitor.common.config import Config
+from monitor.common.log import safe_url
 from monitor.common.mqtt_url import parse_mqtt_url
-from monitor.decide.events import AlertEvent
 from monitor.store.state_db import Store
 
 log = structlog.get_logger("sinks")
@@ -96,7 +96,7 @@ class WebhookSink:
 
     def __init__(self, url: str, *, backoff: Backoff = Backoff(), timeout: float = 10.0) -> None:
         self.url = url
-        self.name = f"webhook {_safe_url(url)}"  # never the credentials or query (tokens)
+        self.name = f"webhook {safe_url(url)}"  # never the credentials or query (tokens)
         self.backoff = backoff
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -272,14 +272,6 @@ class Dispatcher:
     def _done(self, event: AlertEvent) -> None:
         if self.store is not None:
             self.store.outbox_done(event)
-
-
-def _safe_url(url: str) -> str:
-    """scheme://host:port/path: what may appear in logs (no user, password or query)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -181,11 +181,12 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
 async def serve_collector(svc: Service, options: Any, stop: asyncio.Event) -> None:
     """The collector with the web of ``run`` (status page, API, /metrics, /healthz)."""
-    from monitor.cli.run import InventoryWatch, serve_web
+    from monitor.cli.run import serve_web
     from monitor.present.web.server import reload_tokens
     from monitor.remote.collector import Collector
     from monitor.service.pipeline import Pipeline
     from monitor.service.report_schedule import start_report_schedule
+    from monitor.service.watch import InventoryWatch
 
     cfg = svc.cfg
     pipeline = Pipeline(svc.inventory, cfg, cfg.state)

@@ -8,7 +8,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -24,6 +24,7 @@ from monitor.present.web.auth import TokenFileError, TokenStore
 from monitor.present.web.server import WebContext, build_app, reload_tokens, serve
 from monitor.service.pipeline import Pipeline
 from monitor.service.report_schedule import start_report_schedule
+from monitor.service.watch import InventoryWatch
 from monitor.store.path_check import check_writable
 from probes.icmp import IcmpPermissionError, Pinger
 
@@ -84,42 +85,6 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     return 0
-
-
-@dataclass
-class InventoryWatch:
-    """Reloads the inventory on SIGHUP or when its file changes; a broken file is reported
-    and the inventory in force stays."""
-
-    path: Path
-    mtime: float = 0.0
-    requested: bool = False
-    errors: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.mtime = self._stat()
-
-    def _stat(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return self.mtime
-
-    def poll(self) -> Inventory | None:
-        mtime = self._stat()
-        if not self.requested and mtime == self.mtime:
-            return None
-        self.requested, self.mtime = False, mtime
-        try:
-            inventory = load(self.path)
-        except InventoryError as exc:
-            self.errors = [str(p) for p in exc.problems]
-            log.error("inventory_reload_failed", path=str(self.path), problems=self.errors)
-            return None
-        self.errors = []
-        log.info("inventory_reloaded", path=str(self.path), communes=sum(1 for _ in
-                 inventory.communes()))
-        return inventory
 
 
 async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,

@@ -123,7 +123,7 @@ def load(path: str | Path | None) -> Config:
 
 def check_report_schedule(cron: str, where: str) -> None:
     """A malformed ``reports.schedule`` (or ``--report-schedule``) is a ConfigError."""
-    from monitor.service.report_schedule import ScheduleError, parse_cron
+    from monitor.common.cron import ScheduleError, parse_cron
 
     try:
         parse_cron(cron)
@@ -190,7 +190,7 @@ class _ConfigChecker(yaml_file.Checker):
         return text if text is None else self.converted(node, None, text, parse_listen)
 
     def cron(self, node: Node, what: str) -> str | None:
-        from monitor.service.report_schedule import parse_cron
+        from monitor.common.cron import parse_cron
 
         text = self.text(node, what)
         return text if text is None else self.converted(node, what, text, parse_cron)

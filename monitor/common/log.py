@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -149,3 +150,11 @@ class OnceLog:
         self.seen.add(key)
         structlog.get_logger("monitor").exception(self.event, key=key, **fields)
         return True
+
+
+def safe_url(url: str) -> str:
+    """scheme://host:port/path: what may appear in logs (no user, password or query)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

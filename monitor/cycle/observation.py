@@ -15,6 +15,7 @@ from probes.result import (
     IcmpDetail,
     ProbeResult,
     ResultError,
+    UnknownDevice,
     check_ip,
     check_mac,
     check_text,
@@ -34,12 +35,6 @@ class HostObservation:
     icmp: IcmpDetail | None = None
     arp: ArpDetail | None = None  # None: no vantage on the segment
     results: tuple[ProbeResult, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownDevice:
-    ip: str
-    mac: str
 
 
 @dataclass(frozen=True, slots=True)

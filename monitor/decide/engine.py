@@ -60,8 +60,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from inventory.model import Commune, Defaults, Host, Inventory, in_scope
-from monitor.cycle.observation import CommuneObservation
-from monitor.decide.events import (
+from monitor.alerts.event import (
     VN_TZ,
     AlertEvent,
     AlertState,
@@ -71,6 +70,7 @@ from monitor.decide.events import (
     place_label,
     render,
 )
+from monitor.cycle.observation import CommuneObservation
 from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
 from monitor.store.state_db import (
     Batch,

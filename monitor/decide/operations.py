@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from inventory.model import Commune, Inventory, Milestone, Period, Province
+from monitor.alerts.event import VN_TZ, AlertEvent, Language, alert_id, make_event, place_label
 from monitor.decide.drills import DrillTracker
-from monitor.decide.events import VN_TZ, AlertEvent, Language, alert_id, make_event, place_label
 from monitor.decide.status import CommuneStatus, MonitorState
 from monitor.present.reports import deadline
 from monitor.store.ops_db import OpsStore

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from monitor.cycle.observation import HostObservation, UnknownDevice
-from probes.result import ProbeResult
+from monitor.cycle.observation import HostObservation
+from probes.result import ProbeResult, UnknownDevice
 
 
 class CommuneStatus(IntEnum):

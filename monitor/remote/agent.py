@@ -29,6 +29,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inventory.model import Commune, Host, Inventory
+from monitor.common import topics
 from monitor.common.mqtt_url import MqttUrl
 from monitor.cycle.observation import CommuneObservation, CycleReport, HostObservation
 from monitor.cycle.scheduler import Scheduler, SchedulerOptions
@@ -147,7 +148,7 @@ class Agent:
     async def on_report(self, report: CycleReport) -> None:
         """A finished cycle: complete it with the agent's own checks and spool its batches."""
         observations = await self.complete(report)
-        items = [(envelope.results_topic(o.province, o.commune), envelope.encode_body(o))
+        items = [(topics.results_topic(o.province, o.commune), envelope.encode_body(o))
                  for o in observations]
         dropped = await asyncio.to_thread(self.spool.append, items)
         self.metrics.cycles.inc()
@@ -291,7 +292,7 @@ class Agent:
 
     @property
     def _state_topic(self) -> str:
-        return envelope.agent_state_topic(self.options.agent_id)
+        return topics.agent_state_topic(self.options.agent_id)
 
     def _client_kwargs(self) -> dict[str, Any]:
         kwargs = envelope.client_kwargs(self.broker, self.options.ca_file)

@@ -29,7 +29,7 @@ forgotten when the collector itself loses the broker, and is not believed in the
 ``settle`` seconds after a (re)connection; the silence timer, restarted at each connection,
 still finds an agent that does not come back. Every ``refresh`` seconds the
 collector re-renders /metrics, checks for silence and publishes the retained status of the
-communes that changed (:mod:`monitor.alerts.status_sink`).
+communes that changed (:mod:`monitor.present.status_mqtt`).
 """
 
 from __future__ import annotations
@@ -53,14 +53,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector as PromCollector
 
 from inventory.model import Commune, Inventory, in_scope
-from monitor.alerts.status_sink import StatusBoard
-from monitor.cli.run import InventoryWatch
+from monitor.common import topics
 from monitor.common.mqtt_url import MqttUrl
 from monitor.cycle.observation import CommuneObservation
 from monitor.present.metrics import CycleStats, count_probes
+from monitor.present.status_mqtt import StatusBoard
 from monitor.remote import envelope
 from monitor.remote.agents_file import AgentsFileError, load_agents  # noqa: F401 (moved there)
 from monitor.service.pipeline import Pipeline
+from monitor.service.watch import InventoryWatch
 
 log = structlog.get_logger("collector")
 
@@ -222,7 +223,7 @@ class Collector:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> bool:
         """One MQTT message: a results batch or an agent's state. True when accepted."""
         parts = topic.split("/")
-        if len(parts) == 5 and topic.startswith(envelope.AGENTS_TOPIC + "/") and \
+        if len(parts) == 5 and topic.startswith(topics.AGENTS_TOPIC + "/") and \
                 parts[4] == "state":
             self._agent_state(parts[3], payload, retained)
             return True
@@ -237,7 +238,7 @@ class Collector:
 
     def _validate(self, topic: str, parts: list[str],
                   payload: bytes) -> tuple[CommuneObservation, envelope.Batch]:
-        if len(parts) != 5 or not topic.startswith(envelope.RESULTS_TOPIC + "/"):
+        if len(parts) != 5 or not topic.startswith(topics.RESULTS_TOPIC + "/"):
             raise Rejected("topic", "not a results topic")
         province, commune = parts[3], parts[4]
         if len(payload) > self.options.max_payload:
@@ -421,7 +422,7 @@ class Collector:
         while not stop.is_set():
             try:
                 async with aiomqtt.Client(**self._client_kwargs()) as client:
-                    await client.subscribe([(f"{envelope.AGENTS_TOPIC}/+/state", 1)])
+                    await client.subscribe([(f"{topics.AGENTS_TOPIC}/+/state", 1)])
                     self._subscribed = set()
                     await self._subscribe_provinces(client)
                     log.info("collector_connected", broker=self.options.broker.redacted())
@@ -462,7 +463,7 @@ class Collector:
         wanted = {p.code for p in self.pipeline.inventory.provinces} - self._subscribed
         if wanted:
             await client.subscribe(
-                [(f"{envelope.RESULTS_TOPIC}/{code}/+", 1) for code in sorted(wanted)])
+                [(f"{topics.RESULTS_TOPIC}/{code}/+", 1) for code in sorted(wanted)])
             self._subscribed |= wanted
 
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:

@@ -16,23 +16,20 @@ import json
 import logging
 import math
 import ssl
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.common.mqtt_url import MqttUrl
+from monitor.common.topics import (
+    topic_segment,
+)
 from monitor.cycle.observation import CommuneObservation, commune_from_dict, commune_to_dict
 from probes.result import check_text
 
 SCHEMA = 1
-PREFIX = "tslcd/v1"
-RESULTS_TOPIC = f"{PREFIX}/results"  # /PROV/COMMUNE
-STATUS_TOPIC = f"{PREFIX}/status"  # /ISP/PROV/COMMUNE
-AGENTS_TOPIC = f"{PREFIX}/agents"  # /AGENT/state
 ONLINE, OFFLINE = b"online", b"offline"
 MAX_AGENT_ID = 128
-_TOPIC_UNSAFE = str.maketrans({c: "-" for c in "/+#\0"})
 #: aiomqtt's logger for agents and the collector: it warns at every publish beyond ten in
 #: flight, which a spool being drained or a burst of batches always is; errors still show.
 MQTT_LOG = logging.getLogger("tslcd.mqtt")
@@ -58,18 +55,6 @@ class Batch:
     observation: CommuneObservation
 
 
-def results_topic(province: str, commune: str) -> str:
-    return f"{RESULTS_TOPIC}/{province}/{commune}"
-
-
-def agent_state_topic(agent: str) -> str:
-    return f"{AGENTS_TOPIC}/{agent}/state"
-
-
-def topic_segment(text: str, empty: str = "unassigned") -> str:
-    """A name as one topic level: NFC, without the characters MQTT reserves (``/ + #``)."""
-    cleaned = unicodedata.normalize("NFC", text).translate(_TOPIC_UNSAFE).strip()
-    return cleaned or empty
 
 
 def check_agent_id(agent: str) -> str:

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 import structlog
 
 from inventory.model import Inventory
+from monitor.alerts.event import AlertEvent
 from monitor.alerts.sinks import Dispatcher, escalation_sinks_from_config, sinks_from_config
 from monitor.common.config import Config
 from monitor.cycle.observation import CommuneObservation, CycleReport
 from monitor.decide.engine import StateEngine
-from monitor.decide.events import AlertEvent
 from monitor.decide.operations import Operations
 from monitor.present.metrics import CycleStats, Exposition
 from monitor.present.rtt_history import RttHistory

@@ -20,17 +20,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 import structlog
-from croniter import croniter
 
 from inventory.model import Drill, Inventory
-from monitor.alerts.sinks import _safe_url
+from monitor.alerts.event import VN_TZ, iso_vn
+from monitor.common.cron import next_run, parse_cron
+from monitor.common.log import safe_url
 from monitor.decide import drills
 from monitor.decide.drills import DrillTracker
-from monitor.decide.events import VN_TZ, iso_vn
 from monitor.decide.status import MonitorState
 from monitor.present import reports
 from monitor.present.reports import name_part
@@ -41,31 +40,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("schedule")
 
-try:
-    VN_ZONE: dt.tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
-except ZoneInfoNotFoundError:  # no tz database: Vietnam has no DST, the offset is exact
-    VN_ZONE = VN_TZ
-
 FORMATS = ("xlsx", "html", "csv")
 MAX_SLEEP = 300.0  # seconds: wake up regularly, so a clock change or suspend is noticed
 WEBHOOK_ATTEMPTS = 4
-
-
-class ScheduleError(ValueError):
-    """A malformed cron expression."""
-
-
-def parse_cron(text: str) -> str:
-    text = " ".join(text.split())
-    if not croniter.is_valid(text):
-        raise ScheduleError(f"'{text}' is not a cron expression "
-                            "(e.g. '0 7 * * 1': every Monday at 07:00, Vietnam time)")
-    return text
-
-
-def next_run(cron: str, now: float) -> float:
-    """The first time after ``now`` that ``cron`` (in Vietnam time) matches."""
-    return float(croniter(cron, dt.datetime.fromtimestamp(now, VN_ZONE)).get_next(float))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +164,7 @@ class ReportScheduler:
 
     async def send(self, files: list[ReportFile], summary: dict[str, Any]) -> bool:
         """POST the files; 5xx and network errors are retried a few times."""
-        url = _safe_url(self.webhook or "")
+        url = safe_url(self.webhook or "")
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
             try:
                 status = await self._post(files, summary)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from monitor.decide.events import AlertEvent
+from monitor.alerts.event import AlertEvent
 
 log = structlog.get_logger("ops_store")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from monitor.decide.events import AlertEvent
+from monitor.alerts.event import AlertEvent
 
 log = structlog.get_logger("store")
 

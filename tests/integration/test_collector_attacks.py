@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from inventory.loader import load
 from inventory.model import Commune, Inventory
+from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, HostObservation, commune_to_dict
 from monitor.decide.status import CommuneStatus
 from monitor.remote import envelope
@@ -59,7 +60,7 @@ def wire(obs: CommuneObservation | dict[str, Any], agent: str = "agent-75",
 
 
 def topic_of(commune: Commune) -> str:
-    return envelope.results_topic(commune.province, commune.code)
+    return topics.results_topic(commune.province, commune.code)
 
 
 async def publish(port: int, messages: Iterable[tuple[str, bytes]]) -> None:

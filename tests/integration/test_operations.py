@@ -16,11 +16,11 @@ from openpyxl import load_workbook
 
 from inventory.loader import loads
 from inventory.model import Inspection, Inventory
+from monitor.alerts.event import VN_TZ, AlertEvent
 from monitor.common.config import Config, WebhookConfig
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide import drills
 from monitor.decide.engine import StateEngine
-from monitor.decide.events import VN_TZ, AlertEvent
 from monitor.decide.operations import Operations
 from monitor.decide.status import CommuneStatus, carrying_line
 from monitor.service.pipeline import Pipeline
@@ -508,7 +508,7 @@ async def test_scheduler_cycles_at_the_periods_interval(monkeypatch: pytest.Monk
 
 
 def test_operators_mqtt_status_says_which_line_carries_the_commune(tmp_path: Path) -> None:
-    from monitor.alerts.status_sink import status_payload
+    from monitor.present.status_mqtt import status_payload
 
     sim = Sim(tmp_path)
     for minute in (0, 1, 2):

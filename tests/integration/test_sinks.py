@@ -10,6 +10,7 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
+from monitor.alerts.event import AlertEvent
 from monitor.alerts.sinks import (
     Backoff,
     Dispatcher,
@@ -20,7 +21,6 @@ from monitor.alerts.sinks import (
 )
 from monitor.common.config import Config, WebhookConfig
 from monitor.common.mqtt_url import parse_mqtt_url
-from monitor.decide.events import AlertEvent
 from monitor.store.state_db import Batch, Store
 from tests.support.servers import Mosquitto, WebhookReceiver
 

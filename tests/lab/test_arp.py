@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.cycle.observation import UnknownDevice
 from probes import arp
+from probes.result import UnknownDevice
 from tests.support.lab import netns
 from tests.support.lab.probe_runner import commune_from_spec, scan_in
 

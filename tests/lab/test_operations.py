@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from monitor.decide.events import VN_TZ
+from monitor.alerts.event import VN_TZ
 from tests.lab.test_run_alerts import _block, _cycles, _events, _small_demo, _wait
 from tests.support.lab.netns import Lab, Node
 

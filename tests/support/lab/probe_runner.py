@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from inventory.model import Commune, Host, Target
-from monitor.cycle.observation import UnknownDevice
 from probes import arp, target
-from probes.result import ProbeResult, from_dict, to_dict
+from probes.result import ProbeResult, UnknownDevice, from_dict, to_dict
 from tests.support.lab.netns import Node
 
 ROOT = Path(__file__).resolve().parents[3]

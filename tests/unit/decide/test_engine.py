@@ -15,12 +15,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from inventory.model import Commune, Defaults, Host, Inventory, Maintenance, Province, Target
-from monitor.cycle.observation import CommuneObservation, HostObservation, UnknownDevice
+from monitor.alerts.event import VN_TZ, AlertEvent
+from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.engine import StateEngine
-from monitor.decide.events import VN_TZ, AlertEvent
 from monitor.decide.status import CommuneState, CommuneStatus
 from monitor.store.state_db import Store
-from probes.result import ArpDetail, ProbeResult, TargetDetail
+from probes.result import ArpDetail, ProbeResult, TargetDetail, UnknownDevice
 
 T0 = dt.datetime(2026, 2, 6, 7, 0, tzinfo=VN_TZ).timestamp()
 STEP = 30.0

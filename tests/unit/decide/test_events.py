@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from monitor.common.mqtt_url import parse_mqtt_url
-from monitor.decide.events import (
+from monitor.alerts.event import (
     OPERATIONS_EVENTS,
     SEVERITY,
     AlertEvent,
@@ -18,6 +17,7 @@ from monitor.decide.events import (
     place_label,
     render,
 )
+from monitor.common.mqtt_url import parse_mqtt_url
 
 
 def test_since_is_iso_8601_in_vietnam_time() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from inventory.loader import dump, loads, validate_text
 from inventory.model import WARN_DAYS, Drill, Period
-from monitor.decide.events import VN_TZ
+from monitor.alerts.event import VN_TZ
 
 BASE = """\
 version: 1

@@ -13,11 +13,12 @@ from structlog.testing import capture_logs
 
 from inventory.loader import load
 from inventory.model import Inventory
-from monitor.alerts.status_sink import StatusBoard, status_topic
+from monitor.common import topics
 from monitor.common.config import Config
 from monitor.common.mqtt_url import parse_mqtt_url
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.status import CommuneStatus
+from monitor.present.status_mqtt import StatusBoard, status_topic
 from monitor.remote import envelope
 from monitor.remote.agents_file import load_agents
 from monitor.remote.collector import Collector, CollectorOptions
@@ -220,9 +221,9 @@ def test_status_board_publishes_changes_only_and_moves_topics(inventory: Invento
 
 
 def test_topic_segments_are_safe() -> None:
-    assert envelope.topic_segment("VNPT") == "VNPT"
-    assert envelope.topic_segment("A/B+#") == "A-B--"
-    assert envelope.topic_segment("  ") == "unassigned"
+    assert topics.topic_segment("VNPT") == "VNPT"
+    assert topics.topic_segment("A/B+#") == "A-B--"
+    assert topics.topic_segment("  ") == "unassigned"
     with pytest.raises(ValueError):
         envelope.check_agent_id("agent/75")
 

@@ -15,14 +15,9 @@ import pytest
 from aiohttp import web
 from openpyxl import load_workbook
 
+from monitor.common.cron import ScheduleError, next_run, parse_cron
 from monitor.service import report_schedule as schedule
-from monitor.service.report_schedule import (
-    ReportScheduler,
-    ScheduleError,
-    next_run,
-    parse_cron,
-    report_files,
-)
+from monitor.service.report_schedule import ReportScheduler, report_files
 from tests.integration.test_operations import A, B, Sim, vn
 
 MONDAY_7 = "0 7 * * 1"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from monitor.decide.events import AlertEvent
+from monitor.alerts.event import AlertEvent
 from monitor.store.state_db import Batch, CommuneRow, HistoryRow, Store, TrackerRow, dumps_key
 
 FIRING = AlertEvent("a" * 24, "host_down", "firing", "warning", "75", "26041", "may-01",

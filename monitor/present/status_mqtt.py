@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 from inventory.model import Commune, Inventory
-from monitor.decide.events import VN_TZ
+from monitor.alerts.event import VN_TZ
+from monitor.common.topics import STATUS_TOPIC, topic_segment
 from monitor.decide.status import CommuneState, MonitorState, carrying_line
-from monitor.remote.envelope import STATUS_TOPIC, topic_segment
 
 
 def status_topic(commune: Commune) -> str:

@@ -1,0 +1,32 @@
+"""Cron expressions in Vietnam time: the schedule of the reports for Sở Nội vụ."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from inventory.model import VIETNAM_TZ
+
+try:
+    VN_ZONE: dt.tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
+except ZoneInfoNotFoundError:  # no tz database: Vietnam has no DST, the offset is exact
+    VN_ZONE = VIETNAM_TZ
+
+
+class ScheduleError(ValueError):
+    """A malformed cron expression."""
+
+
+def parse_cron(text: str) -> str:
+    text = " ".join(text.split())
+    if not croniter.is_valid(text):
+        raise ScheduleError(f"'{text}' is not a cron expression "
+                            "(e.g. '0 7 * * 1': every Monday at 07:00, Vietnam time)")
+    return text
+
+
+def next_run(cron: str, now: float) -> float:
+    """The first time after ``now`` that ``cron`` (in Vietnam time) matches."""
+    return float(croniter(cron, dt.datetime.fromtimestamp(now, VN_ZONE)).get_next(float))
