@@ -52,6 +52,7 @@ class Config:
     inventory: str | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
     alerts_mqtt_url: str | None = None
+    alertmanagers: tuple[WebhookConfig, ...] = ()  # POST /api/v2/alerts of each (section 8)
     escalation_webhooks: tuple[WebhookConfig, ...] = ()  # a commune down too long (periods)
     escalation_mqtt_url: str | None = None
     escalation_mqtt_topic: str = ESCALATION_TOPIC  # published on TOPIC/PROV
@@ -68,7 +69,7 @@ class Config:
 
 
 TOP_KEYS = ("listen", "state", "inventory", "alerts", "reports", "web")
-ALERTS_KEYS = ("webhooks", "mqtt", "escalation")
+ALERTS_KEYS = ("webhooks", "mqtt", "escalation", "alertmanagers")
 ESCALATION_KEYS = ("webhooks", "mqtt")
 MQTT_KEYS = ("url",)
 ESCALATION_MQTT_KEYS = ("url", "topic")
@@ -152,6 +153,7 @@ class _ConfigChecker(yaml_file.Checker):
             inventory=self.optional(top, "inventory", self.path, "inventory"),
             webhooks=self.webhooks(alerts, "alerts.webhooks"),
             alerts_mqtt_url=self.get(alerts_mqtt, "url", self.mqtt_url, "alerts.mqtt.url"),
+            alertmanagers=self.webhooks(alerts, "alerts.alertmanagers", "alertmanagers"),
             escalation_webhooks=self.webhooks(escalation, "alerts.escalation.webhooks"),
             escalation_mqtt_url=self.get(escalation_mqtt, "url", self.mqtt_url,
                                          "alerts.escalation.mqtt.url"),
@@ -170,9 +172,11 @@ class _ConfigChecker(yaml_file.Checker):
         """``optional`` for a section that may itself be absent."""
         return None if fields is None else self.optional(fields, key, convert, what)
 
-    def webhooks(self, fields: _Fields | None, what: str) -> tuple[WebhookConfig, ...]:
+    def webhooks(self, fields: _Fields | None, what: str,
+                  key: str = "webhooks") -> tuple[WebhookConfig, ...]:
+        """A list of ``{url}`` under ``key`` (webhooks, or Alertmanagers)."""
         hooks = []
-        for item in self.items(fields.get("webhooks") if fields else None, what):
+        for item in self.items(fields.get(key) if fields else None, what):
             hook = self.fields(item, what, WEBHOOK_KEYS, required=("url",))
             url = self.get(hook, "url", self.http_url, f"{what}: url")
             if url is not None:
