@@ -1,4 +1,4 @@
-"""``tslcd-monitor report readiness|drill``: reports from the inventory and the state database.
+"""``tslcd-monitor report readiness|drill|availability``: from the inventory and the state.
 
 The report modules (openpyxl, sqlite, the drill tracker) are imported by the command that
 needs them, not by every start of ``tslcd-monitor``: ``check`` pays for none of them.
@@ -17,12 +17,14 @@ if TYPE_CHECKING:
     from inventory.model import Drill, Inventory
 
 #: What both reports can be written as (``monitor.present.reports.WRITERS``,
-#: ``monitor.decide.drills.WRITERS``).
+#: ``monitor.present.drill_report.WRITERS``).
 FORMATS = ("csv", "html", "xlsx")
+#: ``report availability`` also as JSON (``monitor.present.availability.WRITERS``).
+AVAILABILITY_FORMATS = (*FORMATS, "json")
 
 
 def register(sub: Any) -> None:
-    """Add ``report readiness`` and ``report drill`` to the ``tslcd-monitor`` subcommands."""
+    """Add ``report readiness``, ``drill`` and ``availability`` to the subcommands."""
     report = sub.add_parser("report", help="reports against the inventory's milestones")
     kinds = report.add_subparsers(dest="report", required=True, metavar="REPORT")
     p = kinds.add_parser("readiness", help="per commune: each milestone met, when, late or not")
@@ -33,12 +35,21 @@ def register(sub: Any) -> None:
     _add_common(p)
     p.add_argument("--drill", help="the drill's id (default: the one running, else the latest)")
     p.set_defaults(handler=cmd_report_drill)
+    p = kinds.add_parser("availability", help="per commune, with totals per operator and "
+                                              "province: availability, outages, downtime")
+    _add_common(p, AVAILABILITY_FORMATS)
+    p.add_argument("--from", dest="from_day", metavar="DATE",
+                   help="first day, Vietnam time (2026-02-06 or 06/02/2026; default: the "
+                        "first the state holds)")
+    p.add_argument("--to", dest="to_day", metavar="DATE",
+                   help="last day, included (default: the last the state holds)")
+    p.set_defaults(handler=cmd_report_availability)
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
     p.add_argument("--inventory", required=True)
     p.add_argument("--state", required=True, help="the monitor's SQLite state database")
-    p.add_argument("--format", choices=FORMATS, default="csv")
+    p.add_argument("--format", choices=formats, default="csv")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
 
 
@@ -57,6 +68,24 @@ def cmd_report_readiness(args: argparse.Namespace) -> int:
         return 2
     report = reports.readiness(inventory, first_passed, time.time())
     return _write(reports.WRITERS[args.format](report), args.output)
+
+
+def cmd_report_availability(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 2 on bad input (inventory, database, dates)."""
+    from inventory.loader import InventoryError, load
+    from monitor.present import availability
+    from monitor.store.path_check import StatePathError, check_readable
+
+    try:
+        start, end = availability.period(args.from_day, args.to_day)
+        inventory = load(args.inventory)
+        check_readable(args.state)
+        history = availability.history_from_db(args.state)
+    except (InventoryError, StatePathError, ValueError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report = availability.availability(inventory, history, start, end, time.time())
+    return _write(availability.WRITERS[args.format](report), args.output)
 
 
 def pick_drill(inventory: Inventory, ident: str | None, now: float) -> Drill:
@@ -79,6 +108,7 @@ def cmd_report_drill(args: argparse.Namespace) -> int:
     """Exit 0 with the report written; 2 on bad input (inventory, database, drill id)."""
     from inventory.loader import InventoryError, load
     from monitor.decide import drills
+    from monitor.present import drill_report
     from monitor.store.ops_db import read_spans
     from monitor.store.path_check import StatePathError, check_readable
 
@@ -96,7 +126,7 @@ def cmd_report_drill(args: argparse.Namespace) -> int:
         # the monitor's latest sample: the live count is of the communes it saw connected
         live = drills.LiveCount(0, 0, max(s.end for ss in spans.values() for s in ss))
     return _write(
-        drills.WRITERS[args.format](drills.drill_report(drill, inventory, spans, now, live)),
+        drill_report.WRITERS[args.format](drills.drill_report(drill, inventory, spans, now, live)),
         args.output)
 
 
