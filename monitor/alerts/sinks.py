@@ -19,6 +19,8 @@ import aiohttp
 import aiomqtt
 import structlog
 
+from inventory.model import Inventory
+from monitor.alerts.alertmanager import AlertmanagerSink, alertmanager_sinks
 from monitor.alerts.event import AlertEvent
 from monitor.common.config import Config
 from monitor.common.log import safe_url
@@ -171,12 +173,15 @@ class MqttSink:
                 await client.__aexit__(None, None, None)
 
 
-def sinks_from_config(config: Config) -> list[Sink]:
+def sinks_from_config(config: Config,
+                      inventory: Callable[[], Inventory] | None = None) -> list[Sink]:
     """The log, plus every webhook and the MQTT broker of ``alerts:`` (contract section 6)."""
     sinks: list[Sink] = [LogSink()]
     sinks += [WebhookSink(hook.url) for hook in config.webhooks]
     if config.alerts_mqtt_url:
         sinks.append(MqttSink(config.alerts_mqtt_url))
+    if inventory is not None:  # Alertmanager labels carry the inventory's operator, circuit
+        sinks += alertmanager_sinks(config, inventory)
     return sinks
 
 
@@ -210,6 +215,9 @@ class Dispatcher:
             asyncio.create_task(self._work(sink, queue), name=f"alerts {sink.name}")
             for sink, queue in zip(self.sinks, self._queues, strict=True)
         ]
+        for sink in self.sinks:  # the Alertmanager sinks re-send on their own timer
+            if isinstance(sink, AlertmanagerSink):
+                await sink.start()
         if self.store is not None:
             for event in self.store.outbox_pending():
                 self.publish(event)

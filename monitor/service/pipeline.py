@@ -35,7 +35,8 @@ class Pipeline:
         self.engine = StateEngine(inventory, self.store)
         self.exposition = Exposition()
         self.samples = RttHistory()
-        self.dispatcher = Dispatcher(sinks_from_config(config), store=self.store)
+        self.dispatcher = Dispatcher(sinks_from_config(config, lambda: self.engine.inventory),
+                                     store=self.store)
         self.operations = Operations(state_path)
         self.escalation = Dispatcher(escalation_sinks_from_config(config))
         self.agents_heard: dict[str, float] = {}
