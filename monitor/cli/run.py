@@ -1,13 +1,19 @@
-"""``tslcd-monitor run``: the scheduler, the pipeline and the web server in one process."""
+"""``tslcd-monitor run`` and ``collector``: one service process (issue 14).
+
+The pipeline, the web server and, as options, the central scheduler (``run``) and the
+agents' batches from the broker (``run --mqtt``, ``collector``): one code path, so the
+collector's validation and the retained status are the same in both.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,10 +24,16 @@ from inventory.loader import InventoryError, demo_path, load
 from inventory.model import Inventory
 from monitor.common import config as config_mod
 from monitor.common.config import Config, ConfigError
+from monitor.common.exits import EXIT_BAD_INPUT, EXIT_OK
+from monitor.common.mqtt_url import MqttUrl, parse_mqtt_url
 from monitor.cycle.observation import CycleReport
 from monitor.cycle.scheduler import Scheduler, SchedulerOptions
+from monitor.present.availability import history_from_store
 from monitor.present.web.auth import TokenFileError, TokenStore
-from monitor.present.web.server import WebContext, build_app, reload_tokens, serve
+from monitor.present.web.server import WebContext, build_app, reload_tokens
+from monitor.present.web.server import serve as serve_app
+from monitor.remote.agents_file import AgentsFileError, load_agents
+from monitor.remote.collector import Collector, CollectorOptions
 from monitor.service.pipeline import Pipeline
 from monitor.service.report_schedule import start_report_schedule
 from monitor.service.watch import InventoryWatch
@@ -29,6 +41,7 @@ from monitor.store.path_check import check_writable
 from probes.icmp import IcmpPermissionError, Pinger
 
 log = structlog.get_logger("app")
+PASSWORD_ENV = "TSLCD_MQTT_PASSWORD"
 
 
 def settings_from_args(args: argparse.Namespace) -> Config:
@@ -74,17 +87,53 @@ def service_from_args(args: argparse.Namespace) -> Service:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    """``run``: central probing; with ``--mqtt`` the agents' batches too, in one process."""
     try:
         svc = service_from_args(args)
-    except SERVICE_ERRORS as exc:
+        remote = remote_from_args(args) if getattr(args, "mqtt", None) else None
+    except (*SERVICE_ERRORS, AgentsFileError, ValueError) as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     try:
-        asyncio.run(Monitor(svc.cfg, svc.inventory_path, svc.inventory, svc.tokens).run())
+        run_until_signal(lambda stop: serve(svc, stop, probe=True, remote=remote))
     except IcmpPermissionError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def remote_from_args(args: argparse.Namespace) -> CollectorOptions:
+    """The broker side of ``run --mqtt`` and ``collector``: ``--mqtt``, ``--ca-file``,
+    ``--agents`` (who may speak for what), ``--silent-after``, ``--client-id``."""
+    agents = load_agents(args.agents) if args.agents else None
+    return CollectorOptions(broker=broker_from_url(args.mqtt), ca_file=args.ca_file,
+                            agents=agents, silent_after=args.silent_after,
+                            client_id=args.client_id)
+
+
+def broker_from_url(url: str) -> MqttUrl:
+    """``--mqtt``, the password possibly from ``TSLCD_MQTT_PASSWORD`` (not the process list)."""
+    broker = parse_mqtt_url(url)
+    password = os.environ.get(PASSWORD_ENV)
+    if password is not None and broker.password is None:
+        broker = replace(broker, password=password)
+    return broker
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)``; SIGTERM/SIGINT set ``stop`` for a clean exit (``offline`` sent)."""
+    if sys.platform == "win32":  # paho needs add_reader, which the proactor loop lacks
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
+                loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
 
 
 async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,
@@ -101,60 +150,71 @@ async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,
         tokens=tokens,
         ready=ready or (lambda: pipeline.cycles > 0),
         drills=pipeline.operations.drills,
+        status_history=lambda inv: history_from_store(inv, pipeline.store,
+                                                      pipeline.engine.state),
         # reloaded on change and on SIGHUP (reload_tokens); no file, no access control
         tokens_file=Path(cfg.tokens_file) if cfg.tokens_file and tokens is not None else None,
     )
     host, port = cfg.listen_host_port
-    return await serve(build_app(ctx), host, port, cfg.tls_cert, cfg.tls_key)
+    return await serve_app(build_app(ctx), host, port, cfg.tls_cert, cfg.tls_key)
 
 
-class Monitor:
-    def __init__(self, cfg: Config, path: Path, inventory: Inventory,
-                 tokens: TokenStore | None) -> None:
-        self.cfg = cfg
-        self.pipeline = Pipeline(inventory, cfg, cfg.state)
-        self.watch = InventoryWatch(path)
-        self.tokens = tokens
-        self.stopping = asyncio.Event()
-        self.runner: AppRunner | None = None
+async def serve(svc: Service, stop: asyncio.Event, *, probe: bool,
+                remote: CollectorOptions | None) -> None:
+    """The one service process, until ``stop``: with ``probe`` the central scheduler, with
+    ``remote`` the agents' batches from the broker (validated by the collector), both into
+    one pipeline (``run``, ``run --mqtt``, ``collector``), with the web, the scheduled
+    reports and SIGHUP (inventory and tokens reloaded)."""
+    cfg = svc.cfg
+    pipeline = Pipeline(svc.inventory, cfg, cfg.state)
+    watch = InventoryWatch(svc.inventory_path)
+    collector = Collector(pipeline, remote, watch) if remote is not None else None
+    await pipeline.start()
+    runner = await serve_web(pipeline, cfg, svc.tokens, ready=lambda: pipeline.cycles > 0 or (
+        collector is not None and collector.accepted > 0))
+    reports = start_report_schedule(pipeline, cfg)
 
-    async def run(self) -> None:
-        await self.pipeline.start()
-        runner = self.runner = await serve_web(self.pipeline, self.cfg, self.tokens)
-        reports = start_report_schedule(self.pipeline, self.cfg)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
-        log.info("monitor_started", listen=self.cfg.listen, inventory=str(self.watch.path),
-                 hosts=self.pipeline.inventory.host_count)
-        try:
-            async with Pinger() as pinger:
-                scheduler = Scheduler(self.pipeline.inventory, pinger, SchedulerOptions())
-                probing = asyncio.create_task(scheduler.run_forever(self._after_cycle(scheduler)))
-                await self.stopping.wait()
-                probing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probing
-        finally:
-            if reports is not None:
-                reports.cancel()
-            await runner.cleanup()
-            await self.pipeline.stop()
-            log.info("monitor_stopped")
+    def reload() -> None:
+        watch.requested = True
+        reload_tokens(runner)
 
-    def _request_reload(self) -> None:
-        """SIGHUP: the inventory after the next cycle, the tokens file at once."""
-        self.watch.requested = True
-        if self.runner is not None:
-            reload_tokens(self.runner)
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no SIGHUP on Windows
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    log.info("monitor_started", listen=cfg.listen, inventory=str(watch.path),
+             hosts=pipeline.inventory.host_count, probing=probe,
+             broker=None if remote is None else remote.broker.redacted())
+    try:
+        async with contextlib.AsyncExitStack() as tasks:
+            if probe:
+                await tasks.enter_async_context(_central_probing(pipeline, watch, collector))
+            await (collector.run(stop) if collector is not None else stop.wait())
+    finally:
+        if reports is not None:
+            reports.cancel()
+        await runner.cleanup()
+        await pipeline.stop()
+        log.info("monitor_stopped")
 
-    def _after_cycle(self, scheduler: Scheduler) -> Callable[[CycleReport], Awaitable[None]]:
+
+@contextlib.asynccontextmanager
+async def _central_probing(pipeline: Pipeline, watch: InventoryWatch,
+                           collector: Collector | None) -> AsyncIterator[None]:
+    """The central scheduler in the background while the context lasts. Its inventory is
+    the pipeline's: reloaded after a cycle here, or on the collector's timer when there is
+    one (one watcher, not two)."""
+    async with Pinger() as pinger:
+        scheduler = Scheduler(pipeline.inventory, pinger, SchedulerOptions())
+
         async def on_report(report: CycleReport) -> None:
-            await self.pipeline.ingest_cycle(report)
-            inventory = self.watch.poll()
-            if inventory is not None:
-                self.pipeline.reload(inventory)
-                scheduler.inventory = inventory
+            await pipeline.ingest_cycle(report)
+            if collector is None and (inventory := watch.poll()) is not None:
+                pipeline.reload(inventory)
+            scheduler.inventory = pipeline.inventory
 
-        return on_report
+        probing = asyncio.create_task(scheduler.run_forever(on_report), name="central probing")
+        try:
+            yield
+        finally:
+            probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probing

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory.model import Inventory
+from monitor.decide.status import MonitorState
 from monitor.present.reports import (
     HTML_STYLE,
     VIETNAM,
@@ -40,6 +41,7 @@ from monitor.present.reports import (
     local_time,
     xlsx_bytes,
 )
+from monitor.store.state_db import Store
 
 TITLE = "Báo cáo mức độ sẵn sàng đường truyền (availability)"
 DOWN = "down"
@@ -245,6 +247,23 @@ def history_from_connection(db: sqlite3.Connection) -> StateHistory:
     last_seen = {f"{p}/{c}": float(at) for p, c, at in
                  db.execute("SELECT province, commune, last_seen FROM communes "
                             "WHERE last_seen IS NOT NULL")}
+    return StateHistory(changes, last_seen)
+
+
+MAX_ROWS_PER_COMMUNE = 1_000_000  # the whole record: an election period holds far fewer
+
+
+def history_from_store(inventory: Inventory, store: Store, state: MonitorState) -> StateHistory:
+    """The same from the running monitor's own store (on its thread; an in-memory store
+    too) and its live state's last sightings, for the communes of ``inventory``."""
+    changes: dict[str, list[Change]] = {}
+    for c in inventory.communes():
+        rows = store.history(c.province, c.code, limit=MAX_ROWS_PER_COMMUNE)
+        mine = [Change(float(r["at"]), r["old"], r["new"]) for r in rows if r["host"] is None]
+        if mine:
+            changes[c.key] = mine
+    last_seen = {key: cs.last_seen for key, cs in state.communes.items()
+                 if cs.last_seen is not None}
     return StateHistory(changes, last_seen)
 
 

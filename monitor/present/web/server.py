@@ -39,7 +39,8 @@ from inventory.official import commune_code, province_code
 from monitor.common.log import route_stdlib
 from monitor.decide import drills
 from monitor.decide.status import MonitorState
-from monitor.present import reports
+from monitor.present import availability, reports
+from monitor.present.drill_report import WRITERS as DRILL_WRITERS
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web import api
 from monitor.present.web.auth import OPEN, Scope, TokenEntry, TokenStore, TokenWatch, hash_token
@@ -73,6 +74,9 @@ class WebContext:
     drills: drills.DrillTracker | None = None  # drill spans and live counts (operations)
     tokens_file: Path | None = None  # where ``tokens`` came from: watched, reloaded on change
     tokens_poll: float = 2.0  # seconds between checks of the tokens file
+    #: the commune status changes of the given (scoped) inventory, for the availability
+    #: report; None: no state behind this server (the report then holds no data)
+    status_history: Callable[[Inventory], availability.StateHistory] | None = None
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -97,6 +101,8 @@ def build_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/api/v1/communes", list_communes)
     app.router.add_get("/api/v1/communes/{province}/{commune}", get_commune)
     app.router.add_get("/report/readiness.{fmt:csv|xlsx|html}", readiness_report)
+    app.router.add_get("/report/availability.{fmt:csv|xlsx|html|json}", availability_report)
+    app.router.add_get("/api/v1/availability", availability_api)
     app.router.add_get("/api/v1/drills", list_drills)
     app.router.add_get("/report/drill/{drill}.{fmt:csv|xlsx|html}", drill_report)
     app.router.add_static("/static/", str(static), append_version=False)
@@ -452,6 +458,47 @@ async def readiness_report(request: web.Request) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
+def _availability(request: web.Request) -> availability.AvailabilityReport:
+    """Over the caller's communes only (totals too); ``?from=&to=`` Vietnam dates.
+    Raises ValueError on a bad date."""
+    ctx = request.app[CTX]
+    start, end = availability.period(request.query.get("from"), request.query.get("to"))
+    view = request.app[VIEWS].get(scope_of(request))
+    history = (ctx.status_history(view.inventory) if ctx.status_history is not None
+               else availability.StateHistory({}, {}))
+    return availability.availability(view.inventory, history, start, end, time.time())
+
+
+async def availability_report(request: web.Request) -> web.Response:
+    fmt = request.match_info["fmt"]
+    try:
+        report = _availability(request)
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    body: Any = await asyncio.to_thread(availability.WRITERS[fmt], report)
+    content_type = _REPORT_TYPES.get(fmt, "application/json; charset=utf-8")
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
+    if fmt not in ("html", "json"):
+        day = dt.datetime.now(reports.VIETNAM).strftime("%Y%m%d")
+        headers["Content-Disposition"] = (
+            f'attachment; filename="bao-cao-kha-dung-{day}.{fmt}"')
+    return web.Response(body=body, headers=headers)
+
+
+async def availability_api(request: web.Request) -> web.Response:
+    """``{"from", "to", "communes": [...], "totals": [...]}`` (times ISO, Vietnam)."""
+    try:
+        report = _availability(request)
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    return api.json_response(request, {
+        "from": dt.datetime.fromtimestamp(report.start, reports.VIETNAM).isoformat(),
+        "to": dt.datetime.fromtimestamp(report.end, reports.VIETNAM).isoformat(),
+        "communes": availability.to_json_rows(report),
+        "totals": availability.to_json_groups(report),
+    })
+
+
 # --- drills ---------------------------------------------------------------------------------
 
 
@@ -488,7 +535,7 @@ async def drill_report(request: web.Request) -> web.Response:
     found = [r for r in await asyncio.to_thread(_drill_reports, request) if r.drill.id == ident]
     if not found:
         return api.error(request, 404, "no such drill (or it has not started)")
-    body: Any = await asyncio.to_thread(drills.WRITERS[fmt], found[0])
+    body: Any = await asyncio.to_thread(DRILL_WRITERS[fmt], found[0])
     headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}
     if fmt != "html":
         headers["Content-Disposition"] = (  # the id may hold a quote, CR/LF, a slash

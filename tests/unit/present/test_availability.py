@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from inventory.loader import demo_path, load
 from inventory.model import Commune, Inventory
@@ -18,7 +19,9 @@ from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.engine import StateEngine
 from monitor.present import availability as av
 from monitor.present.availability import Change, StateHistory
+from monitor.present.web.server import WebContext, build_app
 from monitor.store.state_db import Store
+from tests.support import web as ws
 
 T0 = av.day_start(av.parse_day("2026-02-06", "test"))  # 00:00 Vietnam time
 
@@ -164,3 +167,52 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["report", "availability", "--inventory", str(demo_path()), "--state",
                  str(tmp_path / "missing.db")]) == 2
     assert "missing.db" in capsys.readouterr().err
+
+
+# --- the page and the API, scoped -----------------------------------------------------------
+
+ADMIN, VNPT = "adm-" + "a" * 40, "vnpt-" + "b" * 40
+
+
+async def test_page_and_api_hold_only_the_callers_communes(tmp_path: Path) -> None:
+    """One VNPT and one Viettel commune cut for 20 s (real engine, real Store, real aiohttp
+    server on loopback): a token for isp:VNPT sees VNPT's communes, outage and totals only."""
+    inventory = load(demo_path())
+    communes = list(inventory.communes())
+    cuts = [next(c for c in communes if c.isp == isp) for isp in ("VNPT", "Viettel")]
+    store = Store(tmp_path / "state.db")
+    engine = StateEngine(inventory, store, clock=lambda: T0)
+    for step in range(31):
+        at = T0 + 2.0 * step
+        engine.apply_cycle([_observation(c, at, not (c in cuts and 10 <= 2 * step <= 30))
+                            for c in communes])
+    ctx = WebContext(
+        inventory=lambda: inventory, state=engine.state, metrics_body=lambda: b"",
+        tokens=ws.token_store({ADMIN: "admin", VNPT: "isp:vnpt"}),
+        status_history=lambda inv: av.history_from_store(inv, store, engine.state))
+    async with TestClient(TestServer(build_app(ctx), host="127.0.0.1")) as client:
+        for token, isps in ((ADMIN, {"VNPT", "Viettel"}), (VNPT, {"VNPT"})):
+            headers = {"Authorization": f"Bearer {token}"}
+            resp = await client.get("/api/v1/availability", headers=headers)
+            assert resp.status == 200
+            body = await resp.json()
+            assert {r["isp"] for r in body["communes"]} == isps
+            expected = [c for c in communes if c.isp in isps]
+            assert len(body["communes"]) == len(expected)
+            cut = [r for r in body["communes"] if r["outages"]]
+            assert [r["commune"] for r in cut] == [c.code for c in cuts if c.isp in isps]
+            totals = {(g["kind"], g["key"]): g for g in body["totals"]}
+            assert totals[("total", "")]["downtime_seconds"] == pytest.approx(20 * len(cut),
+                                                                              abs=2)
+            assert {k for kind, k in totals if kind == "isp"} == isps
+            page = await client.get("/report/availability.html", headers=headers)
+            text = await page.text()
+            assert all(f"<td>{c.code}</td>" not in text for c in communes
+                       if c.isp not in isps)
+            sheet = await client.get("/report/availability.csv", headers=headers)
+            assert sheet.headers["Content-Disposition"].startswith("attachment")
+        bad = await client.get("/api/v1/availability?from=someday",
+                               headers={"Authorization": f"Bearer {ADMIN}"})
+        assert bad.status == 400
+        assert (await client.get("/api/v1/availability")).status == 401
+    store.close()
