@@ -9,27 +9,25 @@ drops the duplicates that retries and restarts can cause (at-least-once delivery
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-import aiomqtt
 import structlog
 
 from inventory.model import Inventory
 from monitor.alerts.alertmanager import AlertmanagerSink, alertmanager_sinks
 from monitor.alerts.event import AlertEvent
+from monitor.common.backoff import Backoff
 from monitor.common.config import Config
 from monitor.common.log import safe_url
+from monitor.common.mqtt_link import BackgroundLink, MqttLink
 from monitor.common.mqtt_url import parse_mqtt_url
-from monitor.store.state_db import Store
 
 log = structlog.get_logger("sinks")
 
 ALERT_TOPIC = "tslcd/v1/alerts"
+DELIVERY = Backoff()  # six attempts over about half a minute
 
 
 class PermanentError(Exception):
@@ -45,17 +43,13 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Bounded exponential backoff with jitter (half fixed, half random)."""
+class Outbox(Protocol):
+    """Where events wait until every sink has had them (the state database's outbox), so
+    that a restart sends again what a crash cut short."""
 
-    attempts: int = 6
-    base: float = 0.5
-    cap: float = 30.0
+    def outbox_pending(self) -> Iterable[AlertEvent]: ...
 
-    def delay(self, failures: int) -> float:
-        ceiling = min(self.cap, self.base * 2 ** (failures - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+    def outbox_done(self, event: AlertEvent) -> None: ...
 
 
 async def with_retries(sink: str, event: AlertEvent, backoff: Backoff,
@@ -96,7 +90,7 @@ class LogSink:
 class WebhookSink:
     """JSON POST of each event; 408, 429, 5xx and network errors are retried."""
 
-    def __init__(self, url: str, *, backoff: Backoff = Backoff(), timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, backoff: Backoff = DELIVERY, timeout: float = 10.0) -> None:
         self.url = url
         self.name = f"webhook {safe_url(url)}"  # never the credentials or query (tokens)
         self.backoff = backoff
@@ -134,43 +128,29 @@ class MqttSink:
     province, e.g. the election system unreachable from the central monitor); another
     ``topic`` prefix for the escalation sink (``tslcd/v1/escalations/PROV``)."""
 
-    def __init__(self, url: str, *, backoff: Backoff = Backoff(), timeout: float = 10.0,
-                 identifier: str | None = None, topic: str = ALERT_TOPIC) -> None:
-        self.broker = parse_mqtt_url(url)
+    def __init__(self, url: str, *, backoff: Backoff = DELIVERY, timeout: float = 10.0,
+                 identifier: str | None = None, topic: str = ALERT_TOPIC,
+                 ca_file: str | None = None) -> None:
+        broker = parse_mqtt_url(url)
         self.topic = topic
-        self.name = f"mqtt {self.broker.redacted()}"
+        self.name = f"mqtt {broker.redacted()}"
         self.backoff = backoff
         self.timeout = timeout
-        self.identifier = identifier
-        self._client: aiomqtt.Client | None = None
+        # the one link: it reconnects on its own, paced by the same backoff
+        self._link = BackgroundLink(MqttLink(
+            broker, name=self.name, ca_file=ca_file, backoff=backoff, identifier=identifier,
+            timeout=timeout))
 
     async def deliver(self, event: AlertEvent) -> None:
         await with_retries(self.name, event, self.backoff, lambda: self._publish(event))
 
     async def _publish(self, event: AlertEvent) -> None:
         topic = f"{self.topic}/{event.province or 'central'}"
-        try:
-            client = await self._connected()
-            await client.publish(topic, event.to_json().encode("utf-8"), qos=1, retain=False,
+        await self._link.publish(topic, event.to_json().encode("utf-8"), qos=1, retain=False,
                                  timeout=self.timeout)
-        except aiomqtt.MqttError:
-            await self.close()  # reconnect on the next attempt
-            raise
-
-    async def _connected(self) -> aiomqtt.Client:
-        if self._client is None:
-            client = aiomqtt.Client(**self.broker.client_kwargs(), identifier=self.identifier,
-                                    timeout=self.timeout)
-            await client.__aenter__()
-            self._client = client
-            log.info("alert_sink_connected", sink=self.name)
-        return self._client
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError, RuntimeError):
-                await client.__aexit__(None, None, None)
+        await self._link.close()
 
 
 def sinks_from_config(config: Config,
@@ -179,7 +159,7 @@ def sinks_from_config(config: Config,
     sinks: list[Sink] = [LogSink()]
     sinks += [WebhookSink(hook.url) for hook in config.webhooks]
     if config.alerts_mqtt_url:
-        sinks.append(MqttSink(config.alerts_mqtt_url))
+        sinks.append(MqttSink(config.alerts_mqtt_url, ca_file=config.alerts_mqtt_ca_file))
     if inventory is not None:  # Alertmanager labels carry the inventory's operator, circuit
         sinks += alertmanager_sinks(config, inventory)
     return sinks
@@ -202,7 +182,7 @@ class Dispatcher:
     """
 
     def __init__(self, sinks: Iterable[Sink], *, queue_size: int = 10_000,
-                 store: Store | None = None, stop_timeout: float = 10.0) -> None:
+                 store: Outbox | None = None, stop_timeout: float = 10.0) -> None:
         self.sinks = list(sinks)
         self.store = store
         self.stop_timeout = stop_timeout

@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from inventory.loader import InventoryError, load
 from inventory.official import commune_code, province_code
+from monitor.common.exits import EXIT_BAD_INPUT, EXIT_OK
 from monitor.remote.spool import DEFAULT_LIMIT
 
-if TYPE_CHECKING:  # and imported where used: every `check` would import them otherwise
-    from monitor.cli.run import Service
-    from monitor.common.mqtt_url import MqttUrl
-
 log = structlog.get_logger("cli")
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
-PASSWORD_ENV = "TSLCD_MQTT_PASSWORD"
 
 
 def register(sub: Any) -> None:
@@ -68,15 +59,21 @@ def _add_agent(sub: Any) -> None:
 
 
 def _add_collector(sub: Any) -> None:
-    p = sub.add_parser("collector", help="take agents' results from MQTT; state, metrics, web")
+    p = sub.add_parser("collector", help="take agents' results from MQTT; state, metrics, web "
+                       "(run --mqtt without central probing)")
     add_service_flags(p)
-    _add_broker(p)
+    add_remote_flags(p, required=True)
+    p.set_defaults(handler=_cmd_collector)
+
+
+def add_remote_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """The agents' side of ``collector`` and ``run --mqtt`` (contract section 1)."""
+    _add_broker(p, required=required)
     p.add_argument("--agents", help="YAML 'agents: {agent-id: PROV[/COMMUNE]}': who may "
                    "speak for what (default: a batch's vantage must cover its commune)")
     p.add_argument("--silent-after", type=float, default=3.0,
                    help="intervals without a batch before an agent is silent (default 3)")
     p.add_argument("--client-id", default="tslcd-collector")
-    p.set_defaults(handler=_cmd_collector)
 
 
 def _add_trial(sub: Any) -> None:
@@ -90,8 +87,8 @@ def _add_trial(sub: Any) -> None:
     p.set_defaults(handler=_cmd_trial)
 
 
-def _add_broker(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mqtt", required=True, help="broker URL mqtt[s]://[user[:password]@]host[:port]")
+def _add_broker(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--mqtt", required=required, help="broker URL mqtt[s]://[user[:password]@]host[:port]")
     p.add_argument("--ca-file", help="CA bundle that signed the broker's certificate (mqtts)")
 
 
@@ -99,12 +96,13 @@ def _add_broker(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:
+    from monitor.cli.run import broker_from_url, run_until_signal
     from monitor.common.config import ConfigError, parse_listen
     from monitor.remote import envelope
     from monitor.remote.agent import Agent, AgentOptions
 
     try:
-        broker = _broker(args.mqtt)
+        broker = broker_from_url(args.mqtt)
         scope = normalise_scope(args.scope)
         inventory = load(args.inventory).scoped(scope)
         if not inventory.provinces:
@@ -123,38 +121,46 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_at[1], metrics_at[0], registry=agent.metrics.registry)
-    _run_until_signal(agent.run)
+    run_until_signal(agent.run)
     return EXIT_OK
 
 
 def _cmd_collector(args: argparse.Namespace) -> int:
-    from monitor.cli.run import SERVICE_ERRORS, service_from_args
-    from monitor.remote.agents_file import AgentsFileError, load_agents
-    from monitor.remote.collector import CollectorOptions
+    from monitor.cli.run import (
+        SERVICE_ERRORS,
+        remote_from_args,
+        run_until_signal,
+        serve,
+        service_from_args,
+    )
+    from monitor.remote.agents_file import AgentsFileError
 
     try:
         svc = service_from_args(args)
-        broker = _broker(args.mqtt)
-        agents = load_agents(args.agents) if args.agents else None
+        remote = remote_from_args(args)
     except (*SERVICE_ERRORS, AgentsFileError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    options = CollectorOptions(broker=broker, ca_file=args.ca_file, agents=agents,
-                               silent_after=args.silent_after, client_id=args.client_id)
-    _run_until_signal(lambda stop: serve_collector(svc, options, stop))
+    run_until_signal(lambda stop: serve(svc, stop, probe=False, remote=remote))
     return EXIT_OK
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
     import tempfile
 
-    from monitor.cli.run import SERVICE_ERRORS, service_from_args
+    from monitor.cli.run import (
+        SERVICE_ERRORS,
+        broker_from_url,
+        run_until_signal,
+        serve,
+        service_from_args,
+    )
     from monitor.remote.agent import Agent, AgentOptions
     from monitor.remote.collector import CollectorOptions
 
     try:
         svc = service_from_args(args)
-        broker = _broker(args.mqtt)
+        broker = broker_from_url(args.mqtt)
     except (*SERVICE_ERRORS, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -172,40 +178,11 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
     async def trial(stop: asyncio.Event) -> None:
         log.info("trial_started", agents=len(agents), spool_dir=str(spool_dir))
-        await asyncio.gather(serve_collector(svc, options, stop),
+        await asyncio.gather(serve(svc, stop, probe=False, remote=options),
                              *(a.run(stop) for a in agents))
 
-    _run_until_signal(trial)
+    run_until_signal(trial)
     return EXIT_OK
-
-
-async def serve_collector(svc: Service, options: Any, stop: asyncio.Event) -> None:
-    """The collector with the web of ``run`` (status page, API, /metrics, /healthz)."""
-    from monitor.cli.run import serve_web
-    from monitor.present.web.server import reload_tokens
-    from monitor.remote.collector import Collector
-    from monitor.service.pipeline import Pipeline
-    from monitor.service.report_schedule import start_report_schedule
-    from monitor.service.watch import InventoryWatch
-
-    cfg = svc.cfg
-    pipeline = Pipeline(svc.inventory, cfg, cfg.state)
-    await pipeline.start()
-    collector = Collector(pipeline, options, InventoryWatch(svc.inventory_path))
-    runner = await serve_web(pipeline, cfg, svc.tokens, ready=lambda: collector.accepted > 0)
-    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_tokens, runner)
-    log.info("collector_started", listen=cfg.listen, broker=options.broker.redacted(),
-             communes=sum(1 for _ in svc.inventory.communes()))
-    reports = start_report_schedule(pipeline, cfg)
-    try:
-        await collector.run(stop)
-    finally:
-        if reports is not None:
-            reports.cancel()
-        await runner.cleanup()
-        await pipeline.stop()
-        log.info("collector_stopped")
 
 
 # ------------------------------------------------------------------------ helpers
@@ -230,29 +207,3 @@ def default_spool(agent_id: str) -> Path:
     else:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return base / "tslcd-monitor" / f"spool-{agent_id}.db"
-
-
-def _broker(url: str) -> MqttUrl:
-    from monitor.common.mqtt_url import parse_mqtt_url
-
-    broker = parse_mqtt_url(url)
-    password = os.environ.get(PASSWORD_ENV)
-    if password is not None and broker.password is None:
-        broker = replace(broker, password=password)
-    return broker
-
-
-def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)``; SIGTERM/SIGINT set ``stop`` for a clean exit (``offline`` sent)."""
-    if sys.platform == "win32":  # paho needs add_reader, which the proactor loop lacks
-        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows
-                loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    asyncio.run(runner())

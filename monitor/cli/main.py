@@ -15,9 +15,8 @@ from typing import Any, NoReturn, TextIO
 from monitor.cli import agents as cli_agents
 from monitor.cli import inventory as cli_inventory
 from monitor.cli import reports as cli_reports
+from monitor.common.exits import EXIT_BAD_INPUT, EXIT_DOWN, EXIT_INTERRUPTED, EXIT_OK
 from monitor.cycle.observation import CycleReport
-
-EXIT_OK, EXIT_DOWN, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def raise_open_file_limit() -> None:
@@ -87,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run(sub: Any) -> None:
-    p = sub.add_parser("run", help="probe on schedule; serve /metrics, the status page and the API")
+    p = sub.add_parser("run", help="probe on schedule; serve /metrics, the status page and the "
+                       "API; with --mqtt, the agents' results too, fused in one verdict")
     cli_agents.add_service_flags(p)
+    cli_agents.add_remote_flags(p, required=False)
     p.set_defaults(handler=_cmd_run)
 
 

@@ -52,6 +52,7 @@ class Config:
     inventory: str | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
     alerts_mqtt_url: str | None = None
+    alerts_mqtt_ca_file: str | None = None  # the network's CA, for an mqtts:// broker
     alertmanagers: tuple[WebhookConfig, ...] = ()  # POST /api/v2/alerts of each (section 8)
     escalation_webhooks: tuple[WebhookConfig, ...] = ()  # a commune down too long (periods)
     escalation_mqtt_url: str | None = None
@@ -71,7 +72,7 @@ class Config:
 TOP_KEYS = ("listen", "state", "inventory", "alerts", "reports", "web")
 ALERTS_KEYS = ("webhooks", "mqtt", "escalation", "alertmanagers")
 ESCALATION_KEYS = ("webhooks", "mqtt")
-MQTT_KEYS = ("url",)
+MQTT_KEYS = ("url", "ca_file")
 ESCALATION_MQTT_KEYS = ("url", "topic")
 WEBHOOK_KEYS = ("url",)
 REPORTS_KEYS = ("schedule", "dir", "webhook")
@@ -153,6 +154,7 @@ class _ConfigChecker(yaml_file.Checker):
             inventory=self.optional(top, "inventory", self.path, "inventory"),
             webhooks=self.webhooks(alerts, "alerts.webhooks"),
             alerts_mqtt_url=self.get(alerts_mqtt, "url", self.mqtt_url, "alerts.mqtt.url"),
+            alerts_mqtt_ca_file=self.get(alerts_mqtt, "ca_file", self.path, "alerts.mqtt.ca_file"),
             alertmanagers=self.webhooks(alerts, "alerts.alertmanagers", "alertmanagers"),
             escalation_webhooks=self.webhooks(escalation, "alerts.escalation.webhooks"),
             escalation_mqtt_url=self.get(escalation_mqtt, "url", self.mqtt_url,

@@ -6,12 +6,17 @@ none of them ever prints a password.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: aiomqtt's logger for every client of the monitor: it warns at every publish beyond ten in
+#: flight, which a spool being drained or a burst of batches always is; errors still show.
+MQTT_LOG = logging.getLogger("tslcd.mqtt")
+MQTT_LOG.setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +33,19 @@ class MqttUrl:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``aiomqtt.Client`` (TLS verified against the system CAs)."""
+    def client_kwargs(self, ca_file: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``aiomqtt.Client``, the one builder of every client (agent,
+        collector, alert sink, status): with ``mqtts://`` the broker's certificate is
+        verified against ``ca_file`` (the network's own CA) when given, else the system's."""
         kwargs: dict[str, Any] = {
             "hostname": self.host,
             "port": self.port,
             "username": self.username,
             "password": self.password,
+            "logger": MQTT_LOG,
         }
         if self.tls:
-            kwargs["tls_context"] = ssl.create_default_context()
+            kwargs["tls_context"] = ssl.create_default_context(cafile=ca_file)
         return kwargs
 
 

@@ -1,21 +1,36 @@
 """Retained commune status on ``tslcd/v1/status/ISP/PROV/COMMUNE`` (contract section 4).
 
 For the operators' staff: subscribing to ``tslcd/v1/status/VNPT/#`` gives every VNPT line at
-once, the current status arriving at subscription (retained), then each change. The
-collector calls :meth:`StatusBoard.changes` on its timer; only communes whose status,
-backup state, hosts up or vantage changed are (re)published, and all of them at start.
+once, the current status arriving at subscription (retained), then each change. One
+mechanism for ``run`` and ``collector`` alike: the pipeline hands the state to
+:meth:`StatusPublisher.publish` after each cycle and on the collector's timer; only communes
+whose status, backup state, hosts up or vantage changed are (re)published, and all of them
+at start.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 import json
-from typing import Any
+from typing import Any, Protocol
+
+import aiomqtt
+import structlog
 
 from inventory.model import Commune, Inventory
-from monitor.alerts.event import VN_TZ
+from monitor.common import clock
 from monitor.common.topics import STATUS_TOPIC, topic_segment
 from monitor.decide.status import CommuneState, MonitorState, carrying_line
+
+log = structlog.get_logger("status_mqtt")
+CHUNK = 500  # publishes in flight at once: a nation's 3,321 communes at start in 7 rounds
+
+
+class Publisher(Protocol):
+    """A broker connection (:class:`monitor.common.mqtt_link.MqttLink` and friends)."""
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                      timeout: float = 10.0) -> None: ...
 
 
 def status_topic(commune: Commune) -> str:
@@ -76,7 +91,33 @@ class StatusBoard:
                 self._published[key] = (topic, payload)
 
 
+class StatusPublisher:
+    """The retained status as a sink of the state: what changed since the broker last
+    acknowledged, QoS 1, retained; a failure leaves it unacknowledged for the next call."""
+
+    def __init__(self, broker: Publisher, timeout: float = 5.0) -> None:
+        self.broker = broker
+        self.timeout = timeout
+        self.board = StatusBoard()
+
+    async def publish(self, inventory: Inventory, state: MonitorState) -> int:
+        """Publish the changes; returns how many messages the broker acknowledged."""
+        changes = self.board.changes(inventory, state)
+        sent = 0
+        for start in range(0, len(changes), CHUNK):
+            chunk = changes[start:start + CHUNK]
+            try:
+                await asyncio.gather(*(
+                    self.broker.publish(topic, payload, qos=1, retain=True,
+                                        timeout=self.timeout)
+                    for topic, payload in chunk))
+            except aiomqtt.MqttError as exc:
+                log.warning("status_publish_failed", error=str(exc))
+                break
+            self.board.published(chunk, inventory)
+            sent += len(chunk)
+        return sent
+
+
 def _iso(when: float | None) -> str | None:
-    if when is None:
-        return None
-    return dt.datetime.fromtimestamp(when, VN_TZ).isoformat(timespec="seconds")
+    return None if when is None else clock.iso(when)

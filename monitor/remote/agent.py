@@ -30,6 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inventory.model import Commune, Host, Inventory
 from monitor.common import topics
+from monitor.common.backoff import Backoff
+from monitor.common.mqtt_link import MqttLink
 from monitor.common.mqtt_url import MqttUrl
 from monitor.cycle.observation import CommuneObservation, CycleReport, HostObservation
 from monitor.cycle.scheduler import Scheduler, SchedulerOptions
@@ -221,32 +223,24 @@ class Agent:
     # --------------------------------------------------------------- publishing
 
     async def _link(self, stop: asyncio.Event) -> None:
-        """Stay connected to the broker and drain the spool into it, until ``stop``."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                async with aiomqtt.Client(**self._client_kwargs()) as client:
-                    await client.publish(self._state_topic, envelope.ONLINE, qos=1, retain=True,
-                                         timeout=self.options.publish_timeout)
-                    self.metrics.connected.set(1)
-                    log.info("broker_connected", agent=self.options.agent_id,
-                             broker=self.broker.redacted(), spooled=len(self.spool))
-                    failures = 0
-                    await self._serve(client, stop)
-                    await client.publish(self._state_topic, envelope.OFFLINE, qos=1, retain=True,
-                                         timeout=self.options.publish_timeout)
-            except aiomqtt.MqttError as exc:
-                failures += 1
-                if failures == 1:
-                    log.warning("broker_unreachable", agent=self.options.agent_id,
-                                broker=self.broker.redacted(), error=str(exc),
-                                spooled=len(self.spool))
-            finally:
-                self.metrics.connected.set(0)
-            if not stop.is_set():
-                delay = min(self.options.retry_max, 0.5 * 2 ** min(failures, 8))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+        """Stay connected to the broker (the one link) and drain the spool into it."""
+        link = MqttLink(
+            self.broker, name=f"agent {self.options.agent_id}", ca_file=self.options.ca_file,
+            backoff=Backoff(cap=self.options.retry_max),
+            identifier=f"tslcd-agent-{self.options.agent_id}",
+            will=aiomqtt.Will(self._state_topic, envelope.OFFLINE, qos=1, retain=True),
+            timeout=self.options.publish_timeout, keepalive=30)
+
+        async def session(client: aiomqtt.Client, stop: asyncio.Event) -> None:
+            await client.publish(self._state_topic, envelope.ONLINE, qos=1, retain=True,
+                                 timeout=self.options.publish_timeout)
+            self.metrics.connected.set(1)
+            log.info("agent_online", agent=self.options.agent_id, spooled=len(self.spool))
+            await self._serve(client, stop)
+            await client.publish(self._state_topic, envelope.OFFLINE, qos=1, retain=True,
+                                 timeout=self.options.publish_timeout)
+
+        await link.run(stop, session, on_down=lambda: self.metrics.connected.set(0))
 
     async def _serve(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         while True:
@@ -293,14 +287,6 @@ class Agent:
     @property
     def _state_topic(self) -> str:
         return topics.agent_state_topic(self.options.agent_id)
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        kwargs = envelope.client_kwargs(self.broker, self.options.ca_file)
-        kwargs["identifier"] = f"tslcd-agent-{self.options.agent_id}"
-        kwargs["will"] = aiomqtt.Will(self._state_topic, envelope.OFFLINE, qos=1, retain=True)
-        kwargs["timeout"] = self.options.publish_timeout
-        kwargs["keepalive"] = 30
-        return kwargs
 
 
 def _with_result(host: HostObservation, result: ProbeResult) -> HostObservation:

@@ -54,10 +54,12 @@ from prometheus_client.registry import Collector as PromCollector
 
 from inventory.model import Commune, Inventory, in_scope
 from monitor.common import topics
+from monitor.common.backoff import Backoff
+from monitor.common.mqtt_link import MqttLink
 from monitor.common.mqtt_url import MqttUrl
 from monitor.cycle.observation import CommuneObservation
 from monitor.present.metrics import CycleStats, count_probes
-from monitor.present.status_mqtt import StatusBoard
+from monitor.present.status_mqtt import StatusPublisher
 from monitor.remote import envelope
 from monitor.remote.agents_file import AgentsFileError, load_agents  # noqa: F401 (moved there)
 from monitor.service.pipeline import Pipeline
@@ -178,7 +180,10 @@ class Collector:
         self.watch = watch
         self.agents: dict[str, AgentSeen] = {}
         self.accepted = 0
-        self.board = StatusBoard()
+        self.link = MqttLink(options.broker, name="collector", ca_file=options.ca_file,
+                             backoff=Backoff(cap=options.retry_max), **self._client_options())
+        if pipeline.status is None:  # the retained status goes out on the same connection
+            pipeline.status = StatusPublisher(self.link)
         self._probes: Tally[tuple[str, str]] = Tally()
         self._client: aiomqtt.Client | None = None
         self._subscribed: set[str] = set()  # provinces whose results topics are subscribed
@@ -418,29 +423,20 @@ class Collector:
             await self.tick()
 
     async def _receive(self, stop: asyncio.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                async with aiomqtt.Client(**self._client_kwargs()) as client:
-                    await client.subscribe([(f"{topics.AGENTS_TOPIC}/+/state", 1)])
-                    self._subscribed = set()
-                    await self._subscribe_provinces(client)
-                    log.info("collector_connected", broker=self.options.broker.redacted())
-                    self._client, failures = client, 0
-                    self._restart_silence_timers()
-                    await self._consume(client, stop)
-            except aiomqtt.MqttError as exc:
-                failures += 1
-                if failures == 1:
-                    log.warning("broker_unreachable", broker=self.options.broker.redacted(),
-                                error=str(exc))
-            finally:
-                self._client = None
-                self._forget_offline()
-            if not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(),
-                                           min(self.options.retry_max, 0.5 * 2 ** failures))
+        """Through the one link: subscribe at each connection, then consume until ``stop``."""
+        async def session(client: aiomqtt.Client, stop: asyncio.Event) -> None:
+            await client.subscribe([(f"{topics.AGENTS_TOPIC}/+/state", 1)])
+            self._subscribed = set()
+            await self._subscribe_provinces(client)
+            self._client = client
+            self._restart_silence_timers()
+            await self._consume(client, stop)
+
+        def down() -> None:
+            self._client = None
+            self._forget_offline()
+
+        await self.link.run(stop, session, on_down=down)
 
     def _restart_silence_timers(self) -> None:
         """Agents could not be heard while the collector had no broker: from now, each has
@@ -526,41 +522,22 @@ class Collector:
         self.check_silence()
         self.rejections.flush(time.time())
         self.pipeline.run_operations()
-        await self.publish_status()
+        await self.pipeline.publish_status()
         probes, self._probes = self._probes, Tally()
         await self.pipeline.refresh_metrics(
             CycleStats(None, dict(probes), dict(self.pipeline.agents_heard)))
 
-    async def publish_status(self) -> None:
-        """Retained status of the communes that changed (all at start), QoS 1."""
-        client = self._client
-        if client is None:
-            return
-        inventory = self.pipeline.inventory
-        changes = self.board.changes(inventory, self.pipeline.engine.state)
-        for start in range(0, len(changes), 500):
-            chunk = changes[start:start + 500]
-            try:
-                await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=True)
-                                       for topic, payload in chunk))
-            except aiomqtt.MqttError as exc:
-                log.warning("status_publish_failed", error=str(exc))
-                return
-            self.board.published(chunk, inventory)
-
-    def _client_kwargs(self) -> dict[str, object]:
+    def _client_options(self) -> dict[str, Any]:
         """MQTT v5, so that the broker learns the collector's Maximum Packet Size in CONNECT
         and drops a bigger publish instead of sending it (paho itself reads a packet whole
         before anyone can look at its length). The session persists like v3's
         ``clean_session`` false: never a clean start, no expiry."""
-        kwargs = envelope.client_kwargs(self.options.broker, self.options.ca_file)
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0xFFFFFFFF  # never: the session outlives restarts
         properties.MaximumPacketSize = self.options.max_payload + PACKET_OVERHEAD
-        kwargs.update(identifier=self.options.client_id, protocol=aiomqtt.ProtocolVersion.V5,
-                      clean_start=False, properties=properties, keepalive=30,
-                      max_inflight_messages=100)
-        return kwargs
+        return {"identifier": self.options.client_id, "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False, "properties": properties, "keepalive": 30,
+                "max_inflight_messages": 100}
 
 
 def _check_times(batch: envelope.Batch, now: float) -> None:

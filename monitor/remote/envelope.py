@@ -13,14 +13,12 @@ bound); ``spool`` is the agent's queue at sending time, so the collector can sho
 from __future__ import annotations
 
 import json
-import logging
 import math
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.common.mqtt_url import MqttUrl
+from monitor.common.mqtt_url import MQTT_LOG  # noqa: F401 (bench/ reads it here)
 from monitor.common.topics import (
     topic_segment,
 )
@@ -30,10 +28,6 @@ from probes.result import check_text
 SCHEMA = 1
 ONLINE, OFFLINE = b"online", b"offline"
 MAX_AGENT_ID = 128
-#: aiomqtt's logger for agents and the collector: it warns at every publish beyond ten in
-#: flight, which a spool being drained or a burst of batches always is; errors still show.
-MQTT_LOG = logging.getLogger("tslcd.mqtt")
-MQTT_LOG.setLevel(logging.ERROR)
 
 
 class EnvelopeError(ValueError):
@@ -158,13 +152,3 @@ def loads_state(payload: bytes) -> str | None:
     """``online`` / ``offline`` from an agent's state topic; None for anything else."""
     text = payload.strip()
     return text.decode() if text in (ONLINE, OFFLINE) else None
-
-
-def client_kwargs(broker: MqttUrl, ca_file: str | None = None) -> dict[str, Any]:
-    """``aiomqtt.Client`` arguments; with ``mqtts://`` and a CA file, the broker's certificate
-    is verified against that CA (the network's own) instead of the system's."""
-    kwargs = broker.client_kwargs()
-    kwargs["logger"] = MQTT_LOG
-    if broker.tls and ca_file:
-        kwargs["tls_context"] = ssl.create_default_context(cafile=ca_file)
-    return kwargs

@@ -1,8 +1,9 @@
 """From observations to everything that presents them: state, alerts, metrics, history.
 
 ``run`` feeds it whole cycles from the local scheduler; ``collector`` feeds it commune
-batches from agents. Either way the same state engine decides, the same sinks alert, and
-the same exposition and web show the result.
+batches from agents (``run --mqtt`` both). Either way the same state engine decides, the
+same sinks alert, the same exposition and web show the result, and the same retained
+status goes to the broker (:attr:`Pipeline.status`, when there is one).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable
 
 import structlog
 
@@ -23,8 +23,8 @@ from monitor.decide.engine import StateEngine
 from monitor.decide.operations import Operations
 from monitor.present.metrics import CycleStats, Exposition
 from monitor.present.rtt_history import RttHistory
+from monitor.present.status_mqtt import StatusPublisher
 from monitor.store.state_db import Batch, Store
-from probes.result import ProbeResult
 
 log = structlog.get_logger("pipeline")
 
@@ -41,6 +41,7 @@ class Pipeline:
         self.escalation = Dispatcher(escalation_sinks_from_config(config))
         self.agents_heard: dict[str, float] = {}
         self.cycles = 0
+        self.status: StatusPublisher | None = None  # retained status over MQTT, when a broker
 
     @property
     def inventory(self) -> Inventory:
@@ -66,6 +67,7 @@ class Pipeline:
             self.samples.record(obs)
         self.cycles += 1
         await self.refresh_metrics(CycleStats.from_report(report, self.agents_heard))
+        await self.publish_status()
         log.info("cycle_done", duration=round(report.duration, 3), communes=len(report.communes),
                  alerts=len(events))
 
@@ -79,9 +81,6 @@ class Pipeline:
         self.agents_heard[agent] = time.time()
         self._publish(events)
 
-    def ingest_targets(self, results: Iterable[ProbeResult], vantage: str) -> None:
-        self._publish(self.engine.apply_targets(results, vantage))
-
     def run_operations(self, now: float | None = None) -> None:
         """The calendar's events (deadlines, inspections, escalation) and drill sampling;
         after each local cycle, and on the collector's timer."""
@@ -90,6 +89,12 @@ class Pipeline:
             self.store.write(Batch(outbox=outcome.alerts))
         self._publish(outcome.alerts)
         self.escalation.publish_all(outcome.escalations)
+
+    async def publish_status(self) -> None:
+        """The retained status of the communes that changed (after each cycle, and on the
+        collector's timer); nothing without a broker."""
+        if self.status is not None:
+            await self.status.publish(self.inventory, self.engine.state)
 
     def reload(self, inventory: Inventory) -> None:
         self._publish(self.engine.set_inventory(inventory))

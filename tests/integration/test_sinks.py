@@ -12,13 +12,13 @@ from structlog.testing import capture_logs
 
 from monitor.alerts.event import AlertEvent
 from monitor.alerts.sinks import (
-    Backoff,
     Dispatcher,
     LogSink,
     MqttSink,
     WebhookSink,
     sinks_from_config,
 )
+from monitor.common.backoff import Backoff
 from monitor.common.config import Config, WebhookConfig
 from monitor.common.mqtt_url import parse_mqtt_url
 from monitor.store.state_db import Batch, Store

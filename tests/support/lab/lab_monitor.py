@@ -192,7 +192,7 @@ async def monitor(args: argparse.Namespace) -> None:
 
             async def on_report(report: CycleReport) -> None:
                 for key, results in scheduler.commune_targets.items():
-                    pipeline.ingest_targets(results, key)
+                    pipeline.dispatcher.publish_all(pipeline.engine.apply_targets(results, key))
                 await pipeline.ingest_cycle(report)
                 _write_atomically(Path(args.metrics), pipeline.exposition.body())
 
