@@ -23,6 +23,7 @@ from inventory.model import Drill, Period
 from monitor.alerts.event import VN_TZ
 from monitor.decide import drills
 from monitor.decide.operations import Operations
+from monitor.present import drill_report
 
 CYCLES = 7
 GOAL_SECONDS = 0.250
@@ -49,7 +50,7 @@ def run() -> list[Row]:
         t0 = time.perf_counter()
         report = drills.drill_report(drill, inventory, ops.drills.spans(drill.id),
                                      now + CYCLES * 30)
-        body = drills.to_xlsx(report)
+        body = drill_report.to_xlsx(report)
         report_seconds = time.perf_counter() - t0
         ops.close()
     communes = len(report.communes)

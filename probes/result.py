@@ -64,10 +64,25 @@ class ArpDetail:
 
     @property
     def mac_ok(self) -> bool:
-        """One MAC answered and it is the expected one (any, when none is expected)."""
-        if len(self.macs) != 1:
-            return False
-        return self.expected_mac is None or self.macs[0] == self.expected_mac
+        """One MAC answered and it is the expected one (:func:`arp_verdict` is ``ok``)."""
+        return arp_verdict(self) == "ok"
+
+
+#: none (no ARP, or nobody answered), conflict (2+ MACs), wrong (not the expected MAC), ok.
+ArpVerdict = Literal["none", "conflict", "wrong", "ok"]
+
+
+def arp_verdict(arp: ArpDetail | None, expected: str | None = None) -> ArpVerdict:
+    """The IP-configuration verdict of one host, written once (here, on the ground floor,
+    because the probes grade their own results with it; :mod:`monitor.decide.verdicts`
+    hands it to everyone else). MACs compare lower-case; ``expected`` (the inventory's)
+    wins over the one the probe carried; no expected MAC accepts any single MAC."""
+    if arp is None or not arp.macs:
+        return "none"
+    if len({m.lower() for m in arp.macs}) > 1:
+        return "conflict"
+    want = (expected or arp.expected_mac or "").lower()
+    return "wrong" if want and arp.macs[0].lower() != want else "ok"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,15 @@ moment of recovery for a resolution.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-#: Vietnam has kept UTC+07:00 without daylight saving since 1975: a fixed offset is exact
-#: for every time the monitor shows, and needs no tz database on the host.
-VN_TZ = dt.timezone(dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
+from monitor.common.clock import VIETNAM_TZ, iso
+
+#: Vietnam's zone, defined once (:mod:`monitor.common.clock`); kept under this name for callers.
+VN_TZ = VIETNAM_TZ
 
 AlertState = Literal["firing", "resolved"]
 Language = Literal["vi", "en"]
@@ -35,6 +35,7 @@ SEVERITY: dict[str, str] = {
     "deadline": "warning",
     "uninspected_host": "warning",
     "escalation": "critical",
+    "vantage_isolated": "critical",
 }
 
 #: Events raised by the calendar (:mod:`monitor.decide.operations`, which words their messages),
@@ -100,6 +101,16 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "no monitoring data received (agent silent)",
     ),
     "agent_silent.resolved": ("đã nhận lại dữ liệu giám sát", "monitoring data received again"),
+    "vantage_isolated.firing": (
+        "mất kết nối lên mạng cấp trên: kết quả thăm dò từ trung tâm tạm không được tính, "
+        "cảnh báo các xã từ trung tâm tạm dừng",
+        "upstream lost: the central probes do not count and the communes' alerts from the "
+        "centre are held",
+    ),
+    "vantage_isolated.resolved": (
+        "đã kết nối lại mạng cấp trên: thăm dò từ trung tâm được tính trở lại",
+        "upstream back: the central probes count again",
+    ),
 }
 
 #: Reasons named inside messages, (Vietnamese, English).
@@ -137,9 +148,8 @@ class AlertEvent:
         return cls(**{name: data.get(name) for name in cls.__slots__})
 
 
-def iso_vn(timestamp: float) -> str:
-    """Unix time as ISO 8601 at +07:00, e.g. ``2026-02-06T08:15:30+07:00``."""
-    return dt.datetime.fromtimestamp(timestamp, VN_TZ).isoformat(timespec="seconds")
+#: Unix time as ISO 8601 at +07:00 (the one helper, :func:`monitor.common.clock.iso`).
+iso_vn = iso
 
 
 def alert_id(event: str, scope: str, subject: str, since: float) -> str:

@@ -50,7 +50,7 @@ Rules (the why is in each docstring below; the summary is here for operators):
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -59,9 +59,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from inventory.model import Commune, Defaults, Host, Inventory, in_scope
+from inventory.model import Commune, Host, Inventory, in_scope
 from monitor.alerts.event import (
-    VN_TZ,
     AlertEvent,
     AlertState,
     Language,
@@ -70,8 +69,26 @@ from monitor.alerts.event import (
     place_label,
     render,
 )
-from monitor.cycle.observation import CommuneObservation
-from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState, TargetState
+from monitor.common.clock import local_midnight
+from monitor.cycle.observation import CommuneObservation, HostObservation
+from monitor.decide.status import (
+    CommuneState,
+    CommuneStatus,
+    HostState,
+    MonitorState,
+    TargetState,
+    VantageView,
+)
+from monitor.decide.verdicts import (
+    any_up,
+    arp_verdict,
+    commune_status,
+    debounce,
+    fresh,
+    in_maintenance,
+    line_vantages,
+    upstream_of,
+)
 from monitor.store.state_db import (
     Batch,
     CommuneRow,
@@ -83,7 +100,7 @@ from monitor.store.state_db import (
     dumps_key,
     loads_key,
 )
-from probes.result import ArpDetail, ProbeResult
+from probes.result import ProbeResult
 
 log = structlog.get_logger("state")
 
@@ -98,6 +115,10 @@ COMMUNE_EVENTS = frozenset(
      "wrong_mac", "unknown_device"}
 )
 NEVER_SILENCED = frozenset({"unknown_device"})
+#: A vantage's view stops speaking for a commune when it has not observed it for this many
+#: probe intervals while others have (contract §7: no stale view holds the verdict).
+STALE_CYCLES = 3
+CENTRAL = "central"
 MAX_PENDING_ROWS = 100_000  # history/outbox rows kept for the store while it fails
 
 
@@ -139,6 +160,7 @@ class StateEngine:
         self._open: dict[str, dict[tuple[str, str], AlertEvent]] = {}  # scope -> (event, subj)
         self._cond_since: dict[AlertKey, float] = {}
         self._last_at: dict[tuple[str, str], float] = {}  # (commune, vantage) -> latest cycle
+        self._isolated = False  # the central vantage lost its upstream (vantage_isolated)
         self._pending = _Pending()
         self._batch_depth = 0
         self.store = None  # building from the inventory is not a change to store
@@ -170,8 +192,9 @@ class StateEngine:
         with self.batch():
             events = self.apply_targets(obs.targets, obs.vantage) if obs.targets else []
             self._observe(commune, cs, obs)
-            events += self._reconcile_all(self._commune_conditions(commune, cs, obs.at), obs.at,
-                                          stale_scope=commune.key)
+            conditions = self._commune_conditions(commune, cs, obs.at,
+                                                  held=self._discounted(obs.vantage))
+            events += self._reconcile_all(conditions, obs.at, stale_scope=commune.key)
             events += self._reconcile_all(self._silence_ended(commune, obs.at), obs.at)
         self._last_at[(commune.key, obs.vantage)] = obs.at
         return events
@@ -214,7 +237,7 @@ class StateEngine:
                     continue
                 key: TrackerKey = ("target", vantage, result.subject)
                 tracker = self._tracker(key, result.subject, vantage)
-                _debounce(tracker, result.ok, result.started, d.down_after, d.up_after)
+                debounce(tracker, result.ok, result.started, d.down_after, d.up_after)
                 self._pending.trackers.add(key)
                 up = tracker.up if tracker.up is not None else result.ok
                 self.state.targets[(result.subject, vantage)] = TargetState(
@@ -230,13 +253,34 @@ class StateEngine:
         now = self.clock()
         scope = f"{province}/{commune}" if commune else province
         with self.batch():
-            for c in self._communes_in(province, commune):
-                if only is None or c.key in only:
-                    self._forget(c, self.state.communes[c.key], now)
+            covered = [c for c in self._communes_in(province, commune)
+                       if only is None or c.key in only]
+            for c in covered:
+                self._forget_view(c, self.state.communes[c.key], scope, now)
             label = self._scope_label(province, commune)
+            # one outage, one alert: a commune agent falls silent because its line is down
+            consequence = commune is not None and any(
+                self._line_down_upstream(self.state.communes[c.key]) for c in covered)
             cond = Condition(("agent_silent", scope, ""), True, now, province, commune,
-                             held=self._in_maintenance(province, commune, now),
+                             held=self._in_maintenance(province, commune, now) or consequence,
                              fields={"label": label})
+            return self._reconcile_all([cond], now)
+
+    def central_upstream(self, reachable: bool, at: float | None = None) -> list[AlertEvent]:
+        """The central vantage's own uplink (every ``defaults.upstream`` address failed, or
+        one answers again), from the cycle. Isolated: one ``vantage_isolated`` alert, and
+        the central view stops counting (its failures measure our uplink, not the
+        communes): the communes' alerts from it are held, the agents' views keep counting.
+        Back: the central views restart from unknown, so a commune that answers is up at
+        once and one still down is confirmed anew and fires then."""
+        now = self.clock() if at is None else at
+        was, self._isolated = self._isolated, not reachable
+        with self.batch():
+            if was and reachable:
+                for c in self._inventory.communes():
+                    self._forget_view(c, self.state.communes[c.key], CENTRAL, now)
+            cond = Condition(("vantage_isolated", CENTRAL, ""), not reachable, now, None, None,
+                             fields={"label": self._vantage_label(CENTRAL)})
             return self._reconcile_all([cond], now)
 
     def set_inventory(self, inventory: Inventory) -> list[AlertEvent]:
@@ -280,38 +324,115 @@ class StateEngine:
     # --------------------------------------------------------------- observation
 
     def _observe(self, commune: Commune, cs: CommuneState, obs: CommuneObservation) -> None:
+        """Count the observation in its own vantage's view, then fuse the views."""
         d = self._inventory.defaults
         at = obs.at
         cs.last_seen, cs.vantage = at, obs.vantage
+        view = self._view(commune, cs, obs.vantage)
+        view.last_seen = at
+        scope = _view_scope(commune.key, obs.vantage)
         for h in obs.hosts:
-            hs = cs.hosts.get(h.name)
-            if hs is None:
-                continue
-            hs.last = h
-            self._step(("host", commune.key, h.name), hs, h.alive, at, d, commune)
+            tracker = view.hosts.get(h.name)
+            if tracker is not None:
+                tracker.last = h
+                debounce(tracker, h.alive, at, d.down_after, d.up_after)
+                self._pending.trackers.add(("host", scope, h.name))
         for kind, alive in zip(GATEWAY_KINDS, (obs.gateway_alive, obs.backup_gateway_alive),
                                strict=True):
-            tracker = self._trackers.get((kind, commune.key, kind))
+            tracker = getattr(view, kind)
             if tracker is not None and alive is not None:
-                self._step((kind, commune.key, kind), tracker, alive, at, d, commune)
-        cs.gateway_up = self._tracker_up("gateway", commune.key)
-        cs.backup_gateway_up = self._tracker_up("backup_gateway", commune.key)
+                debounce(tracker, alive, at, d.down_after, d.up_after)
+                self._pending.trackers.add((kind, scope, kind))
         if obs.unknown_devices is not None:
             cs.unknown_devices = obs.unknown_devices
-        self._update_status(cs, at)
+        self._fuse(commune, cs, at)
         self._record_first_passes(commune, cs, obs)
         self._pending.communes.add(commune.key)
 
-    def _step(self, key: TrackerKey, hs: HostState, alive: bool, at: float, d: Defaults,
-              commune: Commune) -> None:
+    # ------------------------------------------------------------------ vantages
+
+    def _view(self, commune: Commune, cs: CommuneState, vantage: str) -> VantageView:
+        view = cs.views.get(vantage)
+        if view is None:
+            view = cs.views[vantage] = VantageView(vantage)
+            self._fill_view(commune, view)
+        return view
+
+    def _fill_view(self, commune: Commune, view: VantageView) -> None:
+        """The view's trackers for the commune's hosts and gateways as the inventory has
+        them (kept across reloads; a changed address starts anew)."""
+        scope = _view_scope(commune.key, view.vantage)
+        ips = {h.name: str(h.ip) for h in commune.hosts}
+        view.hosts, view.gateway, view.backup_gateway = {}, None, None
+        for kind, name in _tracker_names(commune):
+            ip = ips.get(name) or str(getattr(commune, kind, "") or "")
+            tracker = self._tracker((kind, scope, name), name, ip)
+            if kind == "host":
+                view.hosts[name] = tracker
+            else:
+                setattr(view, kind, tracker)
+
+    def _discounted(self, vantage: str) -> bool:
+        """The central vantage does not count while it is isolated from its upstream."""
+        return self._isolated and vantage == CENTRAL
+
+    def _counting(self, commune: Commune, cs: CommuneState) -> list[VantageView]:
+        """The views that speak for the commune now: recent ones, central not isolated."""
+        seen = [v.last_seen for v in cs.views.values() if v.last_seen is not None]
+        if not seen:
+            return []
+        newest, window = max(seen), STALE_CYCLES * self._inventory.defaults.interval
+        return [v for v in cs.views.values()
+                if fresh(v.last_seen, newest, window) and not self._discounted(v.vantage)]
+
+    def _fuse(self, commune: Commune, cs: CommuneState, at: float) -> None:
+        """The verdict of contract §7 from the counting views: a host is up when any of
+        them saw it answer; the line (gateways, the status) from the upstream views (a
+        commune agent's only where none covers the commune); RTT and loss from the line's
+        view, ARP from a view on the segment."""
+        views = self._counting(commune, cs)
+        line = line_vantages([v.vantage for v in views], commune.province, commune.code)
+        line_views = [cs.views[v] for v in line]
+        cs.line_vantages = tuple(line)
+        segment_first = sorted(views, key=lambda v: upstream_of(
+            v.vantage, commune.province, commune.code) is not False)
+        for kind, name in _tracker_names(commune):
+            fused = self._trackers[(kind, commune.key, name)]
+            if kind == "host":
+                seen = [v.hosts[name] for v in views if name in v.hosts]
+                self._settle(commune, (kind, commune.key, name), fused,
+                             any_up(t.up for t in seen), at)
+                fused.last = _fused_last(name, line_views, segment_first)
+            else:
+                seen = [t for v in line_views if (t := getattr(v, kind)) is not None]
+                self._settle(commune, (kind, commune.key, name), fused,
+                             any_up(t.up for t in seen), at)
+            if seen:
+                fused.consecutive_ok = seen[0].consecutive_ok
+                fused.consecutive_fail = seen[0].consecutive_fail
+        cs.gateway_up = self._tracker_up("gateway", commune.key)
+        cs.backup_gateway_up = self._tracker_up("backup_gateway", commune.key)
+        line_hosts = [any_up(v.hosts[h.name].up for v in line_views if h.name in v.hosts)
+                      for h in commune.hosts]
+        self._update_status(cs, at, *commune_status(cs.gateway_up, cs.backup_gateway_up,
+                                                    line_hosts))
+
+    def _line_down_upstream(self, cs: CommuneState) -> bool:
+        """The commune is down as seen from upstream of its line (central, province)."""
+        return cs.status == CommuneStatus.DOWN and any(
+            upstream_of(v, cs.province, cs.commune) for v in cs.line_vantages)
+
+    def _settle(self, commune: Commune, key: TrackerKey, hs: HostState, up: bool | None,
+                at: float) -> None:
+        """Set a fused subject's state; a change is history and counts toward flapping."""
         old = hs.up
-        changed = _debounce(hs, alive, at, d.down_after, d.up_after)
         self._pending.trackers.add(key)
-        if changed:
+        if up != old:
+            hs.up, hs.since = up, at
             label = key[2] if key[0] == "host" else f"({key[0]})"
             self._pending.add_history(HistoryRow(at, commune.province, commune.code, label,
-                                                 _word(old), _word(hs.up)))
-            if old is not None:
+                                                 _word(old), _word(up)))
+            if old is not None and up is not None:
                 self._note_flap(key, hs, at)
         self._settle_flapping(key, hs, at)
 
@@ -330,8 +451,8 @@ class StateEngine:
             hs.flapping = False
             self._flaps.pop(key, None)
 
-    def _update_status(self, cs: CommuneState, at: float) -> None:
-        status, on_backup = commune_status(cs)
+    def _update_status(self, cs: CommuneState, at: float, status: CommuneStatus,
+                       on_backup: bool) -> None:
         cs.on_backup = on_backup
         if status != cs.status:
             self._pending.add_history(HistoryRow(at, cs.province, cs.commune, None,
@@ -347,7 +468,7 @@ class StateEngine:
         passed = {
             "link": bool(hosts) and gateway_ok and all(h.up is True for h in hosts),
             "ip_config": bool(hosts) and all(
-                h.last is not None and _arp_verdict(h.last.arp, host.mac) == "ok"
+                h.last is not None and arp_verdict(h.last.arp, host.mac) == "ok"
                 for h, host in zip(hosts, commune.hosts, strict=True)),
             "target": self._target_reached(commune, obs.vantage),
             "inspection": (stamped := _inspected_on(commune)) is not None,
@@ -368,9 +489,10 @@ class StateEngine:
 
     # ----------------------------------------------------------------- conditions
 
-    def _commune_conditions(self, commune: Commune, cs: CommuneState,
-                            at: float) -> list[Condition]:
-        quiet = self._in_maintenance(commune.province, commune.code, at)
+    def _commune_conditions(self, commune: Commune, cs: CommuneState, at: float,
+                            held: bool = False) -> list[Condition]:
+        """``held``: the observation came from a vantage that does not count (isolated)."""
+        quiet = held or self._in_maintenance(commune.province, commune.code, at)
         down = cs.status == CommuneStatus.DOWN
         reason = _down_reason(cs)
         held_by_parent = {
@@ -410,7 +532,7 @@ class StateEngine:
         out = [down, cond("host_flapping", hs.name, hs.flapping, None, host=hs.name,
                           changes=changes, minutes=round(self.flap_window / 60), **f)]
         arp = hs.last.arp if hs.last is not None else None
-        verdict = _arp_verdict(arp, host.mac)
+        verdict = arp_verdict(arp, host.mac)
         seen = verdict != "none" if arp is not None else None
         macs = ", ".join(arp.macs) if arp is not None else ""
         out.append(cond("ip_conflict", hs.name, seen and verdict == "conflict", None,
@@ -431,9 +553,13 @@ class StateEngine:
     def _target_condition(self, tracker: HostState, result: ProbeResult,
                           vantage: str) -> Condition:
         province, _, commune = vantage.partition("/")
-        prov = None if vantage == "central" else province
+        prov = None if vantage == CENTRAL else province
         comm = commune or None
-        held = prov is not None and self._in_maintenance(prov, comm, result.started)
+        held = self._discounted(vantage) or (
+            prov is not None and self._in_maintenance(prov, comm, result.started))
+        cs = self.state.communes.get(vantage) if comm else None
+        # one outage, one alert: from inside a commune cut off upstream, of course not
+        held = held or (cs is not None and self._line_down_upstream(cs))
         return Condition(
             ("target_unreachable", f"target@{vantage}", result.subject),
             None if tracker.up is None else not tracker.up,
@@ -514,17 +640,13 @@ class StateEngine:
     # ------------------------------------------------------------------- helpers
 
     def _in_maintenance(self, province: str, commune: str | None, at: float) -> bool:
-        when = dt.datetime.fromtimestamp(at, dt.UTC)
-        return any(
-            in_scope(m.scope, province, commune) and _aware(m.start) <= when < _aware(m.end)
-            for m in self._inventory.maintenance
-        )
+        return in_maintenance(self._inventory.maintenance, province, commune, at)
 
     def _tracker(self, key: TrackerKey, name: str, ip: str) -> HostState:
         tracker = self._trackers.get(key)
         if tracker is None or tracker.ip != ip:
             tracker = self._trackers[key] = HostState(name, ip)
-            self._by_scope.setdefault(key[1], set()).add(key)
+            self._by_scope.setdefault(_index(key), set()).add(key)
         return tracker
 
     def _tracker_up(self, kind: str, scope: str) -> bool | None:
@@ -548,22 +670,41 @@ class StateEngine:
         province, _, commune = vantage.partition("/")
         return self._scope_label(province, commune or None)
 
-    def _forget(self, commune: Commune, cs: CommuneState, now: float) -> None:
-        """Silent agent: nothing is known any more; debounced states restart from unknown."""
+    def _forget_view(self, commune: Commune, cs: CommuneState, vantage: str,
+                     now: float) -> None:
+        """A vantage fell silent (or could not see): its view restarts from unknown and
+        stops counting. With no other view speaking for the commune nothing is known any
+        more: the commune is UNKNOWN and its hosts restart from unknown."""
+        view = cs.views.get(vantage)
+        if view is None:
+            return
+        scope = _view_scope(commune.key, vantage)
         for kind, name in _tracker_names(commune):
-            tracker = self._trackers[(kind, commune.key, name)]
-            tracker.up, tracker.since = None, now
-            tracker.consecutive_ok = tracker.consecutive_fail = 0
-            tracker.flapping = False
+            tracker = self._trackers.get((kind, scope, name))
+            if tracker is not None:
+                _reset(tracker, now)
+                tracker.last = None
+                self._pending.trackers.add((kind, scope, name))
+        view.last_seen = None
+        if self._counting(commune, cs):
+            self._fuse(commune, cs, now)
+        else:
+            self._forget(commune, cs, now)
+        self._pending.communes.add(commune.key)
+
+    def _forget(self, commune: Commune, cs: CommuneState, now: float) -> None:
+        """Nothing is known any more: fused states restart from unknown."""
+        for kind, name in _tracker_names(commune):
+            _reset(self._trackers[(kind, commune.key, name)], now)
             self._flaps.pop((kind, commune.key, name), None)
             self._pending.trackers.add((kind, commune.key, name))
         cs.gateway_up = cs.backup_gateway_up = None
         cs.on_backup = False
+        cs.line_vantages = ()
         if cs.status != CommuneStatus.UNKNOWN:
             self._pending.add_history(HistoryRow(now, cs.province, cs.commune, None,
                                                  cs.status.name.lower(), "unknown"))
             cs.status, cs.since = CommuneStatus.UNKNOWN, now
-        self._pending.communes.add(commune.key)
 
     def _sync_hosts(self, commune: Commune, cs: CommuneState, now: float) -> list[AlertEvent]:
         """Create trackers for new hosts/gateways; drop (and resolve) those that are gone."""
@@ -576,15 +717,17 @@ class StateEngine:
                 cs.hosts[name] = tracker
         events: list[AlertEvent] = []
         for kind, scope, name in list(self._by_scope.get(commune.key, ())):
-            if (kind, name) not in wanted:
+            if kind != "target" and (kind, name) not in wanted:
                 events += self._drop_tracker((kind, scope, name), now)
         cs.hosts = {h.name: cs.hosts[h.name] for h in commune.hosts}  # inventory order
+        for view in cs.views.values():
+            self._fill_view(commune, view)
         return events
 
     def _drop_tracker(self, key: TrackerKey, now: float) -> list[AlertEvent]:
         _, scope, name = key
         del self._trackers[key]
-        self._by_scope.get(scope, set()).discard(key)
+        self._by_scope.get(_index(key), set()).discard(key)
         self._flaps.pop(key, None)
         self._pending.removed_trackers.append(key)
         open_here = self._open.get(scope, {})
@@ -621,6 +764,30 @@ class StateEngine:
             self._by_scope.get(key[1], set()).discard(key)
             self._pending.removed_trackers.append(key)
 
+    def _restore_view_tracker(self, key: TrackerKey) -> HostState | None:
+        commune_key, _, vantage = key[1].partition("@")
+        cs = self.state.communes.get(commune_key)
+        commune = self._inventory.commune(*commune_key.split("/", 1))
+        if cs is None or commune is None:
+            return None
+        self._view(commune, cs, vantage)
+        return self._trackers.get(key)
+
+    def _migrate_view(self, key: str, cs: CommuneState, vantage: str) -> None:
+        """A database from before the vantage model holds one tracker per host: it was the
+        view of the vantage that spoke last, and becomes that vantage's view."""
+        commune = self._inventory.commune(cs.province, cs.commune)
+        if commune is None:
+            return
+        view = self._view(commune, cs, vantage)
+        scope = _view_scope(key, vantage)
+        for kind, name in _tracker_names(commune):
+            fused, mine = self._trackers[(kind, key, name)], self._trackers[(kind, scope, name)]
+            mine.up, mine.since = fused.up, fused.since
+            mine.consecutive_ok, mine.consecutive_fail = fused.consecutive_ok, \
+                fused.consecutive_fail
+        log.info("state_migrated_view", commune=key, vantage=view.vantage)
+
     def _restore(self, store: Store) -> None:
         try:
             snap = store.load()
@@ -634,9 +801,14 @@ class StateEngine:
             tracker = self._trackers.get(key)
             if tracker is None and key[0] == "target":
                 tracker = self._tracker(key, key[2], key[1])
+            elif tracker is None and "@" in key[1]:
+                tracker = self._restore_view_tracker(key)
             if tracker is not None:
-                tracker.up, tracker.since, tracker.flapping = row.up, row.since, row.flapping
-                tracker.consecutive_ok, tracker.consecutive_fail = row.ok, row.fail
+                _load_row(tracker, row)
+        for key, cs in self.state.communes.items():
+            row = snap.communes.get(key)
+            if not cs.views and any(k[1] == key for k in snap.trackers):
+                self._migrate_view(key, cs, row.vantage if row and row.vantage else CENTRAL)
         for key, cs in self.state.communes.items():
             row = snap.communes.get(key)
             if row is not None:
@@ -650,45 +822,6 @@ class StateEngine:
         for text, firing in snap.open_alerts.items():
             event, scope, subject = loads_key(text)
             self._open.setdefault(scope, {})[(event, subject)] = firing
-
-
-def commune_status(cs: CommuneState) -> tuple[CommuneStatus, bool]:
-    """(status, on_backup) from the debounced states of a commune's gateways and hosts."""
-    hosts = list(cs.hosts.values())
-    on_backup = cs.gateway_up is False and cs.backup_gateway_up is True
-    if cs.gateway_up is None and all(h.up is None for h in hosts):
-        return CommuneStatus.UNKNOWN, False
-    if cs.gateway_up is False and not on_backup:
-        return CommuneStatus.DOWN, False
-    if hosts and all(h.up is False for h in hosts):
-        return CommuneStatus.DOWN, on_backup
-    if on_backup or any(h.up is False for h in hosts):
-        return CommuneStatus.DEGRADED, on_backup
-    return CommuneStatus.OK, on_backup
-
-
-def _debounce(hs: HostState, alive: bool, at: float, down_after: int, up_after: int) -> bool:
-    """Count one cycle; True when the debounced state changed (see the module docstring)."""
-    if alive:
-        hs.consecutive_ok, hs.consecutive_fail = hs.consecutive_ok + 1, 0
-        new = True if hs.up is None or hs.consecutive_ok >= up_after else hs.up
-    else:
-        hs.consecutive_ok, hs.consecutive_fail = 0, hs.consecutive_fail + 1
-        new = False if hs.consecutive_fail >= max(down_after, 1) else hs.up
-    if new == hs.up:
-        return False
-    hs.up, hs.since = new, at
-    return True
-
-
-def _arp_verdict(arp: ArpDetail | None, expected: str | None) -> str:
-    """none (no ARP, or nobody answered), conflict (2+ MACs), wrong (not expected) or ok."""
-    if arp is None or not arp.macs:
-        return "none"
-    if len(set(arp.macs)) > 1:
-        return "conflict"
-    expected = (expected or arp.expected_mac or "").lower()
-    return "wrong" if expected and arp.macs[0].lower() != expected else "ok"
 
 
 def _down_reason(cs: CommuneState) -> str:
@@ -705,7 +838,7 @@ def _inspected_on(commune: Commune) -> float | None:
     dates = [h.inspection.date for h in commune.hosts if h.inspection is not None]
     if not commune.hosts or len(dates) < len(commune.hosts):
         return None
-    return dt.datetime.combine(max(dates), dt.time(), VN_TZ).timestamp()
+    return local_midnight(max(dates))
 
 
 def _tracker_names(commune: Commune) -> list[tuple[str, str]]:
@@ -714,13 +847,43 @@ def _tracker_names(commune: Commune) -> list[tuple[str, str]]:
     return names
 
 
+def _view_scope(commune_key: str, vantage: str) -> str:
+    """Where one vantage's trackers of a commune are kept: ``PROV/COMMUNE@VANTAGE`` (the
+    fused verdict's are under ``PROV/COMMUNE``, as before the vantage model)."""
+    return f"{commune_key}@{vantage}"
+
+
+def _index(key: TrackerKey) -> str:
+    """The commune a tracker belongs to (a target's: its vantage)."""
+    return key[1] if key[0] == "target" else key[1].partition("@")[0]
+
+
+def _reset(tracker: HostState, now: float) -> None:
+    tracker.up, tracker.since = None, now
+    tracker.consecutive_ok = tracker.consecutive_fail = 0
+    tracker.flapping = False
+
+
+def _load_row(tracker: HostState, row: TrackerRow) -> None:
+    tracker.up, tracker.since, tracker.flapping = row.up, row.since, row.flapping
+    tracker.consecutive_ok, tracker.consecutive_fail = row.ok, row.fail
+
+
+def _fused_last(name: str, line: list[VantageView],
+                segment_first: list[VantageView]) -> HostObservation | None:
+    """The host's latest observation as the verdict shows it: ICMP (RTT, loss) from the
+    line's view, ARP from a view on the segment (any view that scanned it, else)."""
+    base = next((t.last for v in line if (t := v.hosts.get(name)) and t.last), None)
+    arp = next((t.last.arp for v in segment_first
+                if (t := v.hosts.get(name)) and t.last and t.last.arp is not None), None)
+    if base is None:
+        return next((t.last for v in segment_first if (t := v.hosts.get(name)) and t.last),
+                    None)
+    return base if base.arp is arp else dataclasses.replace(base, arp=arp)
+
+
 def _word(up: bool | None) -> str:
     return "unknown" if up is None else "up" if up else "down"
-
-
-def _aware(when: dt.datetime) -> dt.datetime:
-    """Maintenance times without an offset are Vietnam's local time."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=VN_TZ)
 
 
 @dataclass(slots=True)

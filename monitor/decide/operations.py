@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from inventory.model import Commune, Inventory, Milestone, Period, Province
-from monitor.alerts.event import VN_TZ, AlertEvent, Language, alert_id, make_event, place_label
+from monitor.alerts.event import AlertEvent, Language, alert_id, make_event, place_label
+from monitor.common.clock import local, local_midnight
 from monitor.decide.drills import DrillTracker
 from monitor.decide.status import CommuneStatus, MonitorState
-from monitor.present.reports import deadline
+from monitor.decide.verdicts import deadline, in_maintenance, milestone_met
 from monitor.store.ops_db import OpsStore
 
 log = structlog.get_logger("operations")
@@ -92,22 +93,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def vn_midnight(day: dt.date) -> float:
-    return dt.datetime.combine(day, dt.time(), VN_TZ).timestamp()
-
-
-def vn_date(at: float) -> dt.date:
-    return dt.datetime.fromtimestamp(at, VN_TZ).date()
-
-
 def _met(m: Milestone, state: MonitorState, commune: Commune) -> bool:
     cs = state.communes.get(commune.key)
-    return cs is not None and all(check in cs.first_passed for check in m.requires)
+    return cs is not None and milestone_met(m, cs.first_passed)
 
 
-def in_maintenance(inventory: Inventory, commune: Commune, now: float) -> bool:
-    at = dt.datetime.fromtimestamp(now, dt.UTC)
-    return any(m.covers(commune.province, commune.code, at) for m in inventory.maintenance)
+def _quiet(inventory: Inventory, commune: Commune, now: float) -> bool:
+    return in_maintenance(inventory.maintenance, commune.province, commune.code, now)
 
 
 def stamps_required(inventory: Inventory, now: float) -> bool:
@@ -225,7 +217,7 @@ class Operations:
         """The warning and late events of one milestone in one province. Communes are only
         judged when an event could start or end (cheap on every cycle, nationwide)."""
         due_end = deadline(m)
-        warn_from = vn_midnight(m.due - dt.timedelta(days=m.warn_days))
+        warn_from = local_midnight(m.due - dt.timedelta(days=m.warn_days))
         warning, late = (f"deadline:{m.id}:{province.code}:{kind}" for kind in ("warning", "late"))
         phase = ("late" if now >= due_end
                  else "warning" if m.warn_days and now >= warn_from else None)
@@ -244,7 +236,7 @@ class Operations:
             out.append(self._alerts.resolve(key, now, label + self._text(ended, **title)))
             return out
         fields = {**title, "count": len(unmet), "total": len(province.communes),
-                  "names": self._names(unmet), "days": (m.due - vn_date(now)).days}
+                  "names": self._names(unmet), "days": (m.due - local(now).date()).days}
         out.append(self._alerts.fire(key, "deadline", due_end if phase == "late" else warn_from,
                                      label + self._text(phase, **fields),
                                      province=province.code, once=True))
@@ -266,7 +258,7 @@ class Operations:
                 events.append(self._alerts.resolve(key, now, label + self._text(
                     "inspected", host=host.name, ip=host.ip, stamp=host.inspection.stamp,
                     date=f"{host.inspection.date:%d/%m/%Y}")))
-            elif hs is not None and hs.up is True and not in_maintenance(inventory, commune, now):
+            elif hs is not None and hs.up is True and not _quiet(inventory, commune, now):
                 events.append(self._alerts.fire(
                     key, "uninspected_host", hs.since or now,
                     label + self._text("uninspected", host=host.name, ip=host.ip),
@@ -302,7 +294,7 @@ class Operations:
             cs = state.communes.get(commune.key)
             if (cs is None or cs.status != CommuneStatus.DOWN or cs.since is None
                     or now - cs.since < limit or not period.covers(commune.province, commune.code)
-                    or in_maintenance(inventory, commune, now)):
+                    or _quiet(inventory, commune, now)):
                 continue
             label = place_label(commune.name, commune.isp, commune.circuit)
             yield self._alerts.fire(

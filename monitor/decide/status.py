@@ -34,18 +34,32 @@ class HostState:
 
 
 @dataclass(slots=True)
+class VantageView:
+    """One vantage's own debounced view of a commune (contract §7): never overwritten by
+    another vantage's results. ``hosts`` and the gateways are that vantage's trackers."""
+
+    vantage: str
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    gateway: HostState | None = None
+    backup_gateway: HostState | None = None
+    last_seen: float | None = None  # None: nothing from it since the start (or its silence)
+
+
+@dataclass(slots=True)
 class CommuneState:
     province: str
     commune: str
     status: CommuneStatus = CommuneStatus.UNKNOWN
     since: float | None = None
-    hosts: dict[str, HostState] = field(default_factory=dict)
+    hosts: dict[str, HostState] = field(default_factory=dict)  # the fused verdict per host
     gateway_up: bool | None = None
     backup_gateway_up: bool | None = None
     on_backup: bool = False
     unknown_devices: tuple[UnknownDevice, ...] | None = None  # None: never scanned
     last_seen: float | None = None  # Unix time of the latest observation
-    vantage: str | None = None
+    vantage: str | None = None  # of the latest observation
+    views: dict[str, VantageView] = field(default_factory=dict)  # vantage -> its own view
+    line_vantages: tuple[str, ...] = ()  # the views the line's verdict came from
     first_passed: dict[str, float] = field(default_factory=dict)  # check -> Unix time
 
 

@@ -33,7 +33,6 @@ target ``tslcd_target_phase_seconds{phase}`` and ``tslcd_target_http_status``;
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import gzip
 import math
 import threading
@@ -51,8 +50,8 @@ from prometheus_client.process_collector import ProcessCollector
 from inventory.model import Commune, Host, Inventory, Milestone
 from monitor.common.log import OnceLog
 from monitor.cycle.observation import CycleReport, HostObservation
-from monitor.decide.status import CommuneState, HostState, MonitorState, TargetState
-from monitor.present.reports import deadline
+from monitor.decide.status import HostState, MonitorState, TargetState
+from monitor.decide.verdicts import deadline, in_maintenance, ip_config_ok, milestone_met
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -491,7 +490,8 @@ def _host_families(
                 if len(icmp.rtts) > 1:
                     jitter.lines.append(f"tslcd_host_rtt_jitter_seconds{braced} {icmp.jitter!r}")
             if obs.arp is not None:
-                ip_ok.lines.append(f"tslcd_host_ip_config_ok{braced} {_BIT[obs.arp.mac_ok]}")
+                ip_ok.lines.append(
+                    f"tslcd_host_ip_config_ok{braced} {_BIT[ip_config_ok(obs.arp) is True]}")
                 macs.lines.append(f"tslcd_host_mac_addresses{braced} {len(obs.arp.macs)}")
             for method, saw in _alive_methods(obs):
                 alive.lines.append(
@@ -544,7 +544,7 @@ def _commune_families(
             code = 3 if commune is None else int(commune.status)
             status.lines.append(f"tslcd_commune_status{braced} {code}")
             for milestone, suffix in milestone_labels:
-                done = commune is not None and _milestone_met(commune, milestone)
+                done = commune is not None and milestone_met(milestone, commune.first_passed)
                 met.lines.append(f"tslcd_milestone_met{{{row.labels}{suffix} {_BIT[done]}")
             if commune is None:
                 continue
@@ -567,16 +567,10 @@ def _maintenance_family(cache: _LabelCache, now: float) -> _Family:
         "1 while the commune is inside a maintenance window of the inventory (no alerts).",
     )
     windows = cache.inventory.maintenance
-    at = dt.datetime.fromtimestamp(now, dt.UTC)
     for row in cache.communes if windows else ():
-        commune = row.commune
-        if any(w.covers(commune.province, commune.code, at) for w in windows):
+        if in_maintenance(windows, row.commune.province, row.commune.code, now):
             family.add("{" + row.labels + "}", 1)
     return family
-
-
-def _milestone_met(commune: CommuneState, milestone: Milestone) -> bool:
-    return all(check in commune.first_passed for check in milestone.requires)
 
 
 def _target_families(targets: Iterable[TargetState], skips: _Skips) -> list[_Family]:

@@ -25,17 +25,11 @@ from typing import Any
 
 from inventory.model import Commune, Inventory, Milestone
 from monitor.decide.status import MonitorState
+from monitor.decide.verdicts import MilestoneResult, judge
 
 VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
 TITLE = "Báo cáo tiến độ sẵn sàng đường truyền"
 FirstPassed = Mapping[str, Mapping[str, float]]  # "PROV/COMMUNE" -> {check: Unix time}
-
-
-@dataclass(frozen=True, slots=True)
-class MilestoneResult:
-    met: bool
-    met_at: float | None  # Unix time; None when not met
-    late: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +59,6 @@ class ReadinessReport:
     communes: tuple[CommuneReadiness, ...]
     provinces: tuple[ProvinceTotals, ...]
     total: ProvinceTotals
-
-
-def deadline(milestone: Milestone) -> float:
-    """End of the due day in Vietnam time, as Unix time."""
-    end = dt.datetime.combine(milestone.due + dt.timedelta(days=1), dt.time(), VIETNAM)
-    return end.timestamp()
-
-
-def judge(milestone: Milestone, passed: Mapping[str, float], now: float) -> MilestoneResult:
-    times = [passed.get(check) for check in milestone.requires]
-    met = all(t is not None for t in times)
-    met_at = max(times) if met and times else None  # type: ignore[type-var]
-    due = deadline(milestone)
-    late = (met_at is not None and met_at > due) or (not met and now > due)
-    return MilestoneResult(met, met_at, late)
 
 
 def readiness(inventory: Inventory, first_passed: FirstPassed, now: float) -> ReadinessReport:

@@ -31,7 +31,7 @@ from monitor.common.log import safe_url
 from monitor.decide import drills
 from monitor.decide.drills import DrillTracker
 from monitor.decide.status import MonitorState
-from monitor.present import reports
+from monitor.present import drill_report, reports
 from monitor.present.reports import name_part
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def _drill_files(drill: Drill, inventory: Inventory, tracker: DrillTracker, at: 
     report = drills.drill_report(drill, inventory, tracker.spans(drill.id), at,
                                  tracker.live.get(drill.id))
     name = f"dien-tap-{name_part(drill.id)}-{stamp}"
-    files = [ReportFile(f"{name}.{fmt}", CONTENT_TYPES[fmt], drills.WRITERS[fmt](report))
+    files = [ReportFile(f"{name}.{fmt}", CONTENT_TYPES[fmt], drill_report.WRITERS[fmt](report))
              for fmt in FORMATS]
     return files, {"drill": drill.id, "title": drill.title, "connected": report.appeared,
                    "communes": len(report.communes)}

@@ -23,6 +23,7 @@ from monitor.decide import drills
 from monitor.decide.engine import StateEngine
 from monitor.decide.operations import Operations
 from monitor.decide.status import CommuneStatus, carrying_line
+from monitor.present import drill_report
 from monitor.service.pipeline import Pipeline
 from tests.support.servers import WebhookReceiver
 
@@ -324,16 +325,16 @@ def test_drill_spans_report_and_communes_that_never_connected(tmp_path: Path) ->
     assert report.appeared == 2 and report.live is None
     assert not sim.ops.drills.live  # the live count only while the drill runs
 
-    text = drills.to_csv(report).decode("utf-8-sig")
+    text = drill_report.to_csv(report).decode("utf-8-sig")
     table = list(csv.reader(io.StringIO(text)))
     row_a = next(r for r in table if len(r) > 6 and r[2] == A)
     assert row_a[6:10] == ["Có", "2026-02-06 08:00:00", "2026-02-06 11:29:30", "150.0"]
     assert row_a[10] == "08:00–09:00; 10:00–11:29"
     assert "2/3" in text and table[-1][2:4] == [C, "Phường Phước Long"]
-    book = load_workbook(io.BytesIO(drills.to_xlsx(report)))
+    book = load_workbook(io.BytesIO(drill_report.to_xlsx(report)))
     assert book.sheetnames == ["Theo xã", "Chưa kết nối", "Tổng hợp"]
     assert [c.value for c in book["Chưa kết nối"][2]][2] == C
-    page = drills.to_html(report)
+    page = drill_report.to_html(report)
     assert "Diễn tập lần 1" in page and page.count('class="never"') == 1
 
 

@@ -28,7 +28,7 @@ from monitor.decide.status import (
     TargetState,
     carrying_line,
 )
-from monitor.present.reports import judge
+from monitor.decide.verdicts import ip_config_ok, judge
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web.auth import Scope
 from probes.result import TargetDetail
@@ -228,9 +228,9 @@ def _host(commune: Commune, host: Host, live: HostState | None,
             "macs": list(arp.macs),
             "expected_mac": arp.expected_mac,
             "conflict": arp.conflict,
-            "mac_ok": arp.mac_ok,
+            "mac_ok": ip_config_ok(arp, host.mac),
         },
-        "ip_config_ok": None if arp is None else (arp.mac_ok and not arp.conflict),
+        "ip_config_ok": ip_config_ok(arp, host.mac),
         "inspection": None if host.inspection is None else {
             "stamp": host.inspection.stamp, "date": host.inspection.date.isoformat()},
         "samples": samples.samples(commune.province, commune.code, host.name),

@@ -15,7 +15,7 @@ from inventory.model import Commune, Drill, Inventory, Milestone, Province
 from monitor.cli import reports as cli_reports
 from monitor.cli.main import main
 from monitor.decide import drills
-from monitor.present import reports
+from monitor.present import drill_report, reports
 from monitor.present.reports import VIETNAM, judge, readiness
 from monitor.store.state_db import Batch, Store
 from tests.support import web as ws
@@ -158,7 +158,7 @@ def test_command_fails_cleanly_on_a_missing_database(tmp_path: Path, capsys) -> 
 
 
 def test_the_report_command_offers_exactly_the_formats_both_reports_write() -> None:
-    assert sorted(reports.WRITERS) == sorted(drills.WRITERS) == sorted(cli_reports.FORMATS)
+    assert sorted(reports.WRITERS) == sorted(drill_report.WRITERS) == sorted(cli_reports.FORMATS)
 
 
 # --- reports are inert: no formula from operators' texts (issue 13) -------------------------
@@ -187,7 +187,7 @@ def evil_inventory() -> Inventory:
 def every_report(inv: Inventory, fmt: str) -> list[bytes]:
     now = vn(2026, 2, 10)
     return [reports.WRITERS[fmt](readiness(inv, {}, now)),
-            *(drills.WRITERS[fmt](drills.drill_report(d, inv, {}, now)) for d in inv.drills)]
+            *(drill_report.WRITERS[fmt](drills.drill_report(d, inv, {}, now)) for d in inv.drills)]
 
 
 def assert_inert_csv(data: bytes) -> list[str]:

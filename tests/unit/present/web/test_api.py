@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from monitor.decide.status import CommuneStatus, TargetState
-from monitor.present.reports import deadline
+from monitor.decide.verdicts import deadline
 from monitor.present.web.server import WebContext, build_app
 from probes.result import ProbeResult, TargetDetail
 from tests.support import web as ws

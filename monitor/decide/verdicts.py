@@ -1,0 +1,155 @@
+"""The monitor's rules, each written once as a pure function: every caller (the state
+engine, operations, metrics, the API, the reports) asks here, so a gauge and an alert can
+never disagree about the same fact.
+
+* :func:`debounce`: one observation of a subject counted (``down_after`` / ``up_after``);
+* :func:`commune_status`: a commune's status from its gateways' and hosts' debounced states;
+* :func:`arp_verdict` / :func:`ip_config_ok`: the IP-configuration verdict of one host (MACs
+  compared lower-case);
+* :func:`in_maintenance`: whether a scope is inside a maintenance window (naive times are
+  Vietnam time, :func:`monitor.common.clock.aware`);
+* :func:`deadline`, :func:`milestone_met`, :func:`judge`: milestones;
+* :func:`upstream_of`, :func:`line_vantages`, :func:`any_up`, :func:`fresh`: the fused
+  verdict over several vantages (contract §7).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from inventory.model import Maintenance, Milestone, in_scope
+from monitor.common.clock import aware, local_midnight
+from monitor.decide.status import CommuneStatus
+from probes.result import ArpDetail, ArpVerdict, arp_verdict
+
+__all__ = [
+    "ArpVerdict", "MilestoneResult", "Tracked", "any_up", "arp_verdict", "commune_status",
+    "deadline", "debounce", "fresh", "in_maintenance", "ip_config_ok", "judge",
+    "line_vantages", "milestone_met", "upstream_of",
+]
+
+
+class Tracked(Protocol):
+    """A debounced subject (a host, a gateway, a target from one vantage)."""
+
+    up: bool | None
+    since: float | None
+    consecutive_ok: int
+    consecutive_fail: int
+
+
+def debounce(t: Tracked, alive: bool, at: float, down_after: int, up_after: int) -> bool:
+    """Count one observation; True when the debounced state changed. From unknown, one good
+    observation makes it up (an answer is proof of life) while ``down_after`` failures make
+    it down; afterwards ``down_after`` / ``up_after`` consecutive ones flip it. Every
+    observation given counts, so re-probes at a retry pace confirm faster than whole cycles."""
+    if alive:
+        t.consecutive_ok, t.consecutive_fail = t.consecutive_ok + 1, 0
+        new = True if t.up is None or t.consecutive_ok >= up_after else t.up
+    else:
+        t.consecutive_ok, t.consecutive_fail = 0, t.consecutive_fail + 1
+        new = False if t.consecutive_fail >= max(down_after, 1) else t.up
+    if new == t.up:
+        return False
+    t.up, t.since = new, at
+    return True
+
+
+def commune_status(gateway_up: bool | None, backup_gateway_up: bool | None,
+                   hosts_up: Sequence[bool | None]) -> tuple[CommuneStatus, bool]:
+    """(status, on_backup). UNKNOWN: nothing judged; DOWN: the gateway down with no backup
+    up, or every host down; DEGRADED: some host down, or on the backup line; else OK."""
+    on_backup = gateway_up is False and backup_gateway_up is True
+    if gateway_up is None and all(h is None for h in hosts_up):
+        return CommuneStatus.UNKNOWN, False
+    if gateway_up is False and not on_backup:
+        return CommuneStatus.DOWN, False
+    if hosts_up and all(h is False for h in hosts_up):
+        return CommuneStatus.DOWN, on_backup
+    if on_backup or any(h is False for h in hosts_up):
+        return CommuneStatus.DEGRADED, on_backup
+    return CommuneStatus.OK, on_backup
+
+
+def ip_config_ok(arp: ArpDetail | None, expected: str | None = None) -> bool | None:
+    """``tslcd_host_ip_config_ok``: None without a vantage on the segment (never guessed)."""
+    return None if arp is None else arp_verdict(arp, expected) == "ok"
+
+
+def in_maintenance(windows: Iterable[Maintenance], province: str, commune: str | None,
+                   at: float) -> bool:
+    """Whether ``PROV[/COMMUNE]`` is inside one of the maintenance windows at Unix time
+    ``at``; a window written without an offset is Vietnam time."""
+    when = dt.datetime.fromtimestamp(at, dt.UTC)
+    return any(in_scope(m.scope, province, commune) and aware(m.start) <= when < aware(m.end)
+               for m in windows)
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneResult:
+    met: bool
+    met_at: float | None  # when the last required check first passed
+    late: bool  # met after the due day, or not met and the due day is over
+
+
+def deadline(milestone: Milestone) -> float:
+    """The end of the due day in Vietnam time, as Unix time."""
+    return local_midnight(milestone.due + dt.timedelta(days=1))
+
+
+def milestone_met(milestone: Milestone, passed: Mapping[str, float]) -> bool:
+    """Every check the milestone requires has passed once (``CommuneState.first_passed``)."""
+    return all(check in passed for check in milestone.requires)
+
+
+def judge(milestone: Milestone, passed: Mapping[str, float], now: float) -> MilestoneResult:
+    """Met, when, and whether late (see :class:`MilestoneResult`)."""
+    met = milestone_met(milestone, passed)
+    times = [passed[check] for check in milestone.requires] if met else []
+    met_at = max(times) if times else None
+    due = deadline(milestone)
+    late = (met_at is not None and met_at > due) or (not met and now > due)
+    return MilestoneResult(met, met_at, late)
+
+
+def upstream_of(vantage: str, province: str, commune: str) -> bool | None:
+    """Where a vantage stands for a commune (contract §7): True upstream of its line
+    (``central``, the province's agent, later the line's ``router``), False on its segment
+    (the commune's own agent), None when the vantage does not cover the commune."""
+    if vantage in ("central", "router"):
+        return True
+    if vantage == province:
+        return True
+    if vantage == f"{province}/{commune}":
+        return False
+    return None
+
+
+def line_vantages(seen: Iterable[str], province: str, commune: str) -> list[str]:
+    """The vantages whose view judges the commune's line: the upstream ones that observe
+    it; a commune agent's only where no upstream vantage covers the commune."""
+    seen = list(seen)
+    upstream = [v for v in seen if upstream_of(v, province, commune)]
+    return upstream or [v for v in seen if upstream_of(v, province, commune) is False]
+
+
+def any_up(states: Iterable[bool | None]) -> bool | None:
+    """Several vantages' debounced states of one subject: up when any saw it answer, down
+    when none did and at least one judged it down, None while none has judged it."""
+    result: bool | None = None
+    for up in states:
+        if up:
+            return True
+        if up is False:
+            result = False
+    return result
+
+
+def fresh(last_seen: float | None, newest: float, window: float) -> bool:
+    """Whether a vantage's view still speaks for a commune: it observed it within
+    ``window`` seconds of the newest observation (a vantage that stopped looking must not
+    hold the verdict forever)."""
+    return last_seen is not None and newest - last_seen < window
