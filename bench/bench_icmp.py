@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import Row
+from tests.support.lab.nft import drop_echo_ruleset
 
 ROOT = Path(__file__).resolve().parents[1]
 PROVINCES = 34
@@ -94,18 +95,6 @@ def national_workspace(directory: Path, limit: int | None = None) -> Workspace:
     targets = directory / "targets.txt"
     targets.write_text("\n".join(addresses) + "\n")
     return Workspace(addresses, targets, inventory, directory)
-
-
-def drop_echo_ruleset(addresses: list[str]) -> str:
-    """An nftables ruleset (load inside a namespace only) dropping echo to these addresses."""
-    elements = ", ".join(addresses)
-    return (
-        "table inet tslcd_drop {\n"
-        f"  set down {{ type ipv4_addr; elements = {{ {elements} }} }}\n"
-        "  chain input { type filter hook input priority 0;\n"
-        "    ip daddr @down icmp type echo-request drop\n  }\n"
-        "}\n"
-    )
 
 
 # --- contenders ------------------------------------------------------------------------

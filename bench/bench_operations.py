@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from bench import Row, main
-from bench.bench_exposition import populated_state, synthetic_inventory
 from inventory.model import Drill, Period
 from monitor.alerts.event import VN_TZ
 from monitor.decide import drills
 from monitor.decide.operations import Operations
 from monitor.present import drill_report
+from tests.support.populate import populated_state, synthetic_inventory
 
 CYCLES = 7
 GOAL_SECONDS = 0.250

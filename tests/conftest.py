@@ -1,10 +1,14 @@
-"""Shared pytest fixtures. Each helper's fixtures live in their own delimited section."""
+"""Shared pytest fixtures, and each test marked by its lane (the folder it lies in).
+
+Each helper's fixtures live in their own delimited section.
+"""
 
 from __future__ import annotations
 
 # --- segment-and-target helper: free ports and namespace labs (begin) ---------------------
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +56,25 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 # --- state-and-alerts helper (end) --------------------------------------------------------
+
+
+# --- lanes: tests/unit, tests/integration, tests/lab are also markers --------------------
+LANES = ("unit", "integration", "lab")
+TESTS = Path(__file__).parent
+
+
+def lane_of(path: Path) -> str | None:
+    """The lane folder a test file lies in (``tests/<lane>/...``), None outside them."""
+    parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ()
+    return parts[0] if len(parts) > 1 and parts[0] in LANES else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``pytest -m unit`` (or integration, lab) runs one lane, wherever the files are named."""
+    for item in items:
+        lane = lane_of(item.path)
+        if lane is not None:
+            item.add_marker(lane)
 
 
 # --- logging isolation -------------------------------------------------------------------

@@ -22,7 +22,7 @@ from monitor.present.web.server import WebContext, build_app, serve
 from tests.support import require_real
 from tests.support import web as ws
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.asyncio(loop_scope="module")]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 NOW = time.time()

@@ -18,15 +18,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bench.bench_exposition import populated_state
 from monitor.present.metrics import CycleStats, Exposition
-from tests.integration.test_metrics import NOW, ODD_COMMUNE, ODD_PROVINCE, odd_inventory
-from tests.integration.test_prometheus_scrape import (
-    prometheus_binary,
-    query_until,
-    run_prometheus,
-    serve_metrics,
-)
+from tests.support.populate import NOW, ODD_COMMUNE, ODD_PROVINCE, odd_inventory, populated_state
+from tests.support.prometheus import prometheus_binary, query_until, run_prometheus, serve_metrics
 from tests.support.servers import daemon, free_tcp_port, serving
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboards"
@@ -109,13 +103,11 @@ def exposed_names() -> set[str]:
     return names
 
 
-@pytest.mark.integration
 def test_promtool_checks_rules() -> None:
     done = run_tool(tool("promtool"), "check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.integration
 def test_promtool_rule_unit_tests_pass() -> None:
     done = run_tool(tool("promtool"), "test", "rules", RULES_TEST.name, cwd=RULES_TEST.parent)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -143,13 +135,11 @@ def test_unit_tested_alerts_carry_routing_labels() -> None:
     assert communes and all({"isp", "province"} <= a.keys() for a in communes)
 
 
-@pytest.mark.integration
 def test_amtool_accepts_alertmanager_example() -> None:
     done = run_tool(tool("amtool"), "check-config", str(ALERTMANAGER))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("labels", "receivers"),
     [
@@ -225,7 +215,6 @@ def test_every_referenced_metric_exists() -> None:
     assert "tslcd_host_up" in referenced and "province:tslcd_communes_by_status:count" in referenced
 
 
-@pytest.mark.integration
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses every dashboard query (as a recording rule, the only offline parser)."""
     queries = [substitute(q) for path in DASHBOARDS for q in dashboard_queries(json.loads(
@@ -239,7 +228,6 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(180)
 async def test_rules_and_dashboards_on_a_real_scrape(tmp_path: Path) -> None:
     """A real Prometheus with our rules scrapes a rendered state: alerts go pending for the
@@ -350,7 +338,6 @@ async def poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(120)
 async def test_alertmanager_example_routes_and_inhibits(tmp_path: Path) -> None:
     """A real Alertmanager with the example config: operators' receivers get their lines'

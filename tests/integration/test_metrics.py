@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -15,36 +14,19 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.bench_exposition import MILESTONES, TARGETS, populated_state, synthetic_inventory
-from inventory.model import Commune, Defaults, Host, Inventory, Maintenance, Province
+from inventory.model import Inventory, Maintenance
 from monitor.cycle.observation import CommuneObservation, CycleReport, observe_host
 from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState
 from monitor.present.metrics import CONTENT_TYPE, CycleStats, Exposition, escape_label
 from probes.result import IcmpDetail, ProbeResult, TcpDetail
-
-NOW = 1_770_000_000.0
-ODD_COMMUNE = 'Xã "Bình" Chánh \\ mới'
-ODD_PROVINCE = "Thành phố Hồ Chí Minh"
-ODD_HOST = 'máy "01" \\ kế toán'
-
-
-def odd_inventory() -> Inventory:
-    """Two communes whose names need every escape of the text format, plus plain ones."""
-    net = ipaddress.ip_network("198.18.7.0/29")
-    hosts = (
-        Host(ODD_HOST, net[2], "02:00:00:00:07:02"),
-        Host("may-02", net[3]),
-        Host("may-03", net[4]),
-    )
-    odd = Commune("79", "26734", ODD_COMMUNE, "Viettel", net, net[1], hosts, circuit=None)
-    net2 = ipaddress.ip_network("198.18.7.8/29")
-    newline = Commune(
-        "79", "26737", "Phường Sài Gòn\nmới", "VNPT", net2, net2[1], (Host("may-01", net2[2]),),
-        circuit='HCM-"7"',
-    )
-    province = Province("79", ODD_PROVINCE, (odd, newline))
-    plain = synthetic_inventory(communes=4, provinces=2)
-    return Inventory(1, Defaults(), (province, *plain.provinces), TARGETS, MILESTONES)
+from tests.support.populate import (
+    NOW,
+    ODD_COMMUNE,
+    ODD_HOST,
+    ODD_PROVINCE,
+    odd_inventory,
+    populated_state,
+)
 
 
 def families(body: bytes) -> dict[str, list]:
@@ -128,7 +110,6 @@ def test_every_family_has_help_and_type_once() -> None:
     assert {k: declared.get(k) for k in contract} == contract
 
 
-@pytest.mark.integration
 def test_promtool_accepts_the_exposition() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:

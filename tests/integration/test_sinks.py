@@ -22,7 +22,9 @@ from monitor.common.backoff import Backoff
 from monitor.common.config import Config, WebhookConfig
 from monitor.common.mqtt_url import parse_mqtt_url
 from monitor.store.state_db import Batch, Store
+from tests.support.engine_sim import Sim
 from tests.support.servers import Mosquitto, WebhookReceiver
+from tests.support.servers import receive as _receive
 
 FAST = Backoff(attempts=4, base=0.01, cap=0.05)
 
@@ -107,26 +109,6 @@ async def test_outbox_events_left_undelivered_are_sent_at_start(tmp_path: Path) 
     assert store.outbox_pending() == []
 
 
-async def _receive(client: aiomqtt.Client, count: int, quiet: float = 0.5
-                   ) -> list[aiomqtt.Message]:
-    """``count`` messages, then anything else arriving within ``quiet`` seconds."""
-    got: list[aiomqtt.Message] = []
-
-    async def collect() -> None:
-        async for message in client.messages:
-            got.append(message)
-
-    task = asyncio.create_task(collect())
-    try:
-        async with asyncio.timeout(10):
-            while len(got) < count:
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(quiet)
-    finally:
-        task.cancel()
-    return got
-
-
 async def test_mqtt_sink_publishes_one_event_on_the_province_topic(tmp_path: Path) -> None:
     with Mosquitto(tmp_path) as broker:
         target = parse_mqtt_url(broker.url)
@@ -202,8 +184,6 @@ def test_missing_mosquitto_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_gateway_outage_reaches_the_webhook_as_one_alert_and_one_resolution(
         tmp_path: Path) -> None:
-    from tests.unit.decide.test_engine import Sim
-
     sim = Sim(store=Store(tmp_path / "state.db"))
     async with WebhookReceiver() as hook:
         dispatcher = Dispatcher([WebhookSink(hook.url, backoff=FAST)], store=sim.engine.store)

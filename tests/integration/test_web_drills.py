@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from monitor.present.reports import name_part
 from monitor.present.web.server import WebContext, build_app
-from tests.integration.test_operations import A, B, Sim, vn
 from tests.support import web as ws
+from tests.support.operations_sim import A, B, Sim, vn
 
 VIETTEL = {"viettel-token": "isp:Viettel", "admin-token": "admin"}
 

@@ -7,52 +7,12 @@ import ipaddress
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from inventory.model import Commune, Defaults, Host, Inventory, Province
-from monitor.common.mqtt_url import parse_mqtt_url
-from monitor.cycle.observation import CommuneObservation, CycleReport, HostObservation
-from monitor.remote.agent import Agent, AgentOptions
 from probes import local
-from probes.result import ProbeResult
+from tests.support import ROOT
+from tests.support.agent_cycle import LOOPBACK, ON_SEGMENT, PC, agent, report
 from tests.support.lab.netns import Lab
-
-ROOT = Path(__file__).resolve().parents[2]
-
-IP = ipaddress.ip_address
-
-
-def commune(code: str, net: str, gateway: str, hosts: dict[str, str]) -> Commune:
-    return Commune("75", code, f"Xã {code}", "VNPT", ipaddress.ip_network(net), IP(gateway),
-                   tuple(Host(name, IP(ip)) for name, ip in hosts.items()))
-
-
-# Loopback only: the gateways below are really probed by TCP (no ICMP in these tests). The
-# PC's configuration is given, not read, so "on the segment" needs no interface of its own.
-ON_SEGMENT = commune("26041", "127.75.8.0/29", "127.75.8.1",
-                     {"may-01": "127.75.8.2", "may-02": "127.75.8.3"})
-LOOPBACK = commune("26044", "127.75.9.0/29", "127.75.9.1", {"may-01": "127.75.9.2"})
-INVENTORY = Inventory(1, Defaults(interval=1.0), (Province("75", "Đồng Nai",
-                                                           (ON_SEGMENT, LOOPBACK)),))
-PC = local.LocalConfig({"eth0": (ipaddress.IPv4Interface("127.75.8.2/29"),)},
-                       ("127.75.8.1",), ("127.0.0.53",))
-
-
-def agent(tmp_path: Path, scope: str = "75", host: str | None = None) -> Agent:
-    return Agent(INVENTORY.scoped(scope), parse_mqtt_url("mqtt://127.0.0.1:1"), AgentOptions(
-        agent_id="agent-75", scope=scope, spool_path=tmp_path / "spool.db", host=host,
-        gateway_timeout=0.5))
-
-
-def report(vantage: str, communes: tuple[Commune, ...]) -> CycleReport:
-    now = time.time()
-    target = ProbeResult("target", "bau-cu", False, now, 0.1, "connect refused")
-    return CycleReport(now, vantage=vantage, targets=[target], communes=[
-        CommuneObservation("75", c.code, now, vantage,
-                           tuple(HostObservation(h.name, str(h.ip), False) for h in c.hosts),
-                           gateway_alive=False)
-        for c in communes])
 
 
 async def test_the_local_check_goes_with_the_host_this_pc_is(tmp_path: Path) -> None:
@@ -83,7 +43,7 @@ GATEWAYS_IN_NAMESPACE = """
 import asyncio, json, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from tests.lab import test_agent as t
+from tests.support import agent_cycle as t
 from probes import local
 a = t.agent(Path(tempfile.mkdtemp()))
 obs = asyncio.run(a.complete(t.report("75", t.INVENTORY.provinces[0].communes),

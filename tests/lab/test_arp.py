@@ -131,7 +131,6 @@ def scan(commune_lab: tuple[netns.Lab, netns.Segment, dict[str, str]]) -> arp.Se
     return result
 
 
-@pytest.mark.netns
 def test_normal_host_answers_with_its_expected_mac(scan: arp.SegmentScan) -> None:
     host = scan.hosts["198.18.1.2"]
     assert host.ok and host.kind == "arp" and host.subject == "198.18.1.2"
@@ -139,13 +138,11 @@ def test_normal_host_answers_with_its_expected_mac(scan: arp.SegmentScan) -> Non
     assert scan.interface == "eth0"
 
 
-@pytest.mark.netns
 def test_host_without_expected_mac_is_ok_with_one_answer(scan: arp.SegmentScan) -> None:
     assert scan.hosts["198.18.1.3"].ok
     assert scan.hosts["198.18.1.3"].detail.macs == (SHARED_MAC,)
 
 
-@pytest.mark.netns
 def test_duplicate_ip_shows_both_macs(scan: arp.SegmentScan, commune_lab) -> None:
     macs = commune_lab[2]
     host = scan.hosts["198.18.1.4"]
@@ -153,26 +150,22 @@ def test_duplicate_ip_shows_both_macs(scan: arp.SegmentScan, commune_lab) -> Non
     assert host.detail.conflict and not host.ok
 
 
-@pytest.mark.netns
 def test_wrong_mac_is_not_ok(scan: arp.SegmentScan) -> None:
     host = scan.hosts["198.18.1.5"]
     assert host.detail.macs == (WRONG_MAC,) and host.detail.expected_mac == LISTED_MAC_AT_5
     assert not host.ok and not host.detail.conflict
 
 
-@pytest.mark.netns
 def test_absent_host_has_no_mac(scan: arp.SegmentScan) -> None:
     assert scan.hosts["198.18.1.6"].detail.macs == ()
     assert not scan.hosts["198.18.1.6"].ok
     assert scan.backup_gateway is not None and scan.backup_gateway.detail.macs == ()
 
 
-@pytest.mark.netns
 def test_gateway_mac_is_reported(scan: arp.SegmentScan, commune_lab) -> None:
     assert scan.gateway.ok and scan.gateway.detail.macs == (commune_lab[2]["gw"],)
 
 
-@pytest.mark.netns
 def test_unlisted_devices_are_reported_with_ip_and_mac(scan: arp.SegmentScan) -> None:
     # the stray machine, and the listed machine .3 answering for an unlisted address too;
     # the vantage itself (.14, unlisted) is not a finding
@@ -182,7 +175,6 @@ def test_unlisted_devices_are_reported_with_ip_and_mac(scan: arp.SegmentScan) ->
     )
 
 
-@pytest.mark.netns
 def test_vantage_without_an_address_on_the_segment_asks_as_arp_probe(commune_lab) -> None:
     built, seg, _ = commune_lab
     silent = built.node("vantage0")
@@ -194,7 +186,6 @@ def test_vantage_without_an_address_on_the_segment_asks_as_arp_probe(commune_lab
     assert [d.ip for d in result.unknown] == ["198.18.1.9", "198.18.1.10", "198.18.1.14"]
 
 
-@pytest.mark.netns
 def test_listed_vantage_counts_its_own_address(commune_lab) -> None:
     built, _, _ = commune_lab
     spec = {**SPEC, "hosts": [*SPEC["hosts"], {"name": "may-14", "ip": "198.18.1.14"}]}
@@ -214,7 +205,6 @@ def test_lab_refuses_addresses_outside_the_benchmark_range() -> None:
             netns.allowed_network(outside)
 
 
-@pytest.mark.netns
 def test_lab_is_removed_even_when_the_test_fails(netns_ready: None) -> None:
     with pytest.raises(RuntimeError, match="boom"), netns.Lab() as built:
         built.segment("x", "198.18.7.0/29").add_host("h", "198.18.7.2").isolate_dns()
@@ -224,7 +214,6 @@ def test_lab_is_removed_even_when_the_test_fails(netns_ready: None) -> None:
     assert not list(netns.NETNS_ETC.glob(f"{built.prefix}-*"))
 
 
-@pytest.mark.netns
 def test_a_short_budget_shortens_the_listening_not_the_scan(commune_lab) -> None:
     """A 1.5 s cycle cannot wait out a 5 s window: the scan fits the budget and still hears
     every machine (replies on a segment come within milliseconds)."""

@@ -22,8 +22,6 @@ from tests.support.lab.harness import LabMonitor, start_monitor
 from tests.support.lab.netns import Lab
 from tests.support.lab.province import ELECTION_IP, ProvinceLab, build_province, tools_missing
 
-pytestmark = [pytest.mark.netns, pytest.mark.integration]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def lab_tools() -> None:

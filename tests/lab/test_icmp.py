@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from bench.bench_icmp import drop_echo_ruleset
 from probes import icmp
 from probes.icmp import IcmpPermissionError, Pinger
 from probes.pacing import Bucket, Pacer
 from probes.result import IcmpDetail, ProbeResult, from_dict
 from tests.support.lab.netns import Lab, Node
+from tests.support.lab.nft import drop_echo_ruleset
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = f"tslcdP-{os.getpid()}"

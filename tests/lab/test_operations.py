@@ -28,8 +28,12 @@ from typing import Any
 import pytest
 
 from monitor.alerts.event import VN_TZ
-from tests.lab.test_run_alerts import _block, _cycles, _events, _small_demo, _wait
 from tests.support.lab.netns import Lab, Node
+from tests.support.lab.run_files import block as _block
+from tests.support.lab.run_files import cycles as _cycles
+from tests.support.lab.run_files import events as _events
+from tests.support.lab.run_files import small_demo as _small_demo
+from tests.support.lab.run_files import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIMARY, BACKUP, PC, ROGUE = "198.18.1.1", "198.18.1.6", "198.18.1.2", "198.18.1.4"

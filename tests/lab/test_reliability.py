@@ -41,8 +41,6 @@ from tests.support.lab.province import (
 )
 from tests.support.servers import mosquitto_binary
 
-pytestmark = [pytest.mark.netns, pytest.mark.integration]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def lab_tools() -> None:

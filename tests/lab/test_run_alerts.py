@@ -9,8 +9,6 @@ received from files.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import shutil
 import sys
 import time
@@ -20,60 +18,18 @@ from typing import BinaryIO
 
 import pytest
 
-from inventory.loader import demo_path, dump, load
 from tests.support import require_real
-from tests.support.lab.netns import Lab, Node
+from tests.support.lab.netns import Lab
+from tests.support.lab.run_files import block as _block
+from tests.support.lab.run_files import cycles as _cycles
+from tests.support.lab.run_files import events as _events
+from tests.support.lab.run_files import lines as _lines
+from tests.support.lab.run_files import mqtt_events as _mqtt_events
+from tests.support.lab.run_files import small_demo as _small_demo
+from tests.support.lab.run_files import unblock as _unblock
+from tests.support.lab.run_files import wait_for as _wait
 
 VENV_BIN = Path(sys.executable).parent
-WAIT = 40.0  # seconds: generous for a loaded CI machine; cycles are 1 s
-
-
-def _small_demo(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
-    """Three demo communes, 1 s cycles, down after 2, up after 2, no milestones."""
-    demo = load(demo_path()).scoped("75")
-    province = demo.provinces[0]
-    province = dataclasses.replace(province, communes=province.communes[:3])
-    defaults = dataclasses.replace(demo.defaults, interval=1.0, down_after=2, up_after=2,
-                                   icmp=dataclasses.replace(demo.defaults.icmp, timeout=0.3))
-    inventory = dataclasses.replace(demo, provinces=(province,), defaults=defaults,
-                                    targets=(), milestones=())  # no deadline events
-    path.write_text(dump(inventory), encoding="utf-8")
-    hosts = [(c.code, h.name, str(h.ip)) for c in province.communes for h in c.hosts]
-    gateways = [(c.code, "gateway", str(c.gateway)) for c in province.communes]
-    return path.read_text(encoding="utf-8"), hosts + gateways
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _events(webhook: Path) -> list[dict]:
-    return [json.loads(line) for line in _lines(webhook)]
-
-
-def _mqtt_events(out: Path) -> list[dict]:
-    return [json.loads(line.split(" ", 1)[1]) for line in _lines(out) if " " in line]
-
-
-def _cycles(log: Path) -> int:
-    return sum('"cycle_done"' in line for line in _lines(log))
-
-
-def _block(node: Node, ip: str) -> None:
-    node.run("iptables", "-I", "OUTPUT", "-d", ip, "-j", "DROP")
-
-
-def _unblock(node: Node, ip: str) -> None:
-    node.run("iptables", "-D", "OUTPUT", "-d", ip, "-j", "DROP")
 
 
 @pytest.fixture

@@ -26,8 +26,6 @@ from tests.support import require_real
 from tests.support.lab import netns
 from tests.support.lab.snmpd import Snmpd, V3User, free_udp_port, probe_in, snmpd_available
 
-pytestmark = [pytest.mark.integration, pytest.mark.netns]
-
 ROUTER = "198.18.0.1"
 CORE = "198.18.0.2"
 SUBNET = "198.18.1.0/29"

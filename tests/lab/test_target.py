@@ -199,7 +199,6 @@ def test_der_not_after_reads_utctime_and_generalizedtime(pki: Pki) -> None:
             target.der_not_after(der[:40])
 
 
-@pytest.mark.netns
 def test_unreachable_and_unresolvable_from_a_namespace(lab: netns.Lab) -> None:
     client = lab.node("client")
     client.add_route("198.18.0.0/15", kind="blackhole")

@@ -1,4 +1,5 @@
-"""Real servers for tests: a mosquitto broker and a webhook receiver, on free loopback ports.
+"""Real servers for tests: a mosquitto broker and a webhook receiver, on free loopback ports;
+what a subscriber receives from the broker.
 
 Usage::
 
@@ -32,6 +33,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from aiohttp import web
 
 from tests.support import require_real
@@ -184,6 +186,26 @@ class Mosquitto:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening in time")
+
+
+async def receive(client: aiomqtt.Client, count: int, quiet: float = 0.5
+                  ) -> list[aiomqtt.Message]:
+    """``count`` messages, then anything else arriving within ``quiet`` seconds."""
+    got: list[aiomqtt.Message] = []
+
+    async def collect() -> None:
+        async for message in client.messages:
+            got.append(message)
+
+    task = asyncio.create_task(collect())
+    try:
+        async with asyncio.timeout(10):
+            while len(got) < count:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(quiet)
+    finally:
+        task.cancel()
+    return got
 
 
 class WebhookReceiver:

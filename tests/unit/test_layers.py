@@ -8,12 +8,12 @@ above (docs/architecture.md tells why each room is where it is). Read from the s
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT
+from tests.support.imports import imports_of, module_name
 
 #: Rooms from the ground up; a module's room is the longest prefix of its dotted name here.
 LAYERS = (
@@ -46,31 +46,6 @@ def room(module: str) -> int | None:
         if inside and (best is None or len(prefix) > len(LAYERS[best])):
             best = index
     return best
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path) -> list[tuple[int, str]]:
-    """(line, imported module) for every import in the file, relative ones resolved."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    package = module_name(path).rpartition(".")[0] if path.name != "__init__.py" \
-        else module_name(path)
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            found.append((node.lineno, base))
-            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
-    return found
 
 
 def source_files() -> list[Path]:

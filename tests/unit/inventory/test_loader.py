@@ -26,6 +26,7 @@ from inventory.loader import (
 )
 from inventory.model import Contact, Defaults, Host, Snmp, WorkingHours, computer_expected
 from monitor.cli import inventory as cli_inventory
+from tests.support.inventory_texts import FULL
 
 BASE = """\
 version: 1
@@ -450,62 +451,6 @@ SNMP_BLOCK = """\
     auth_key_file: /etc/tslcd/auth.key
     priv: AES
     priv_key_file: /etc/tslcd/priv.key
-"""
-FULL = """\
-version: 1
-defaults:
-  retry_interval: 5s
-  working_hours:
-    days: [mon, tue, wed, thu, fri]
-    from: 07:00
-    to: "17:30"
-  holidays: [2026-02-17, 2026-04-30]
-  snmp:
-    version: 3
-    user: tslcd
-    auth: sha256
-    auth_key_file: /etc/tslcd/auth.key
-    priv: AES
-    priv_key_file: /etc/tslcd/priv.key
-  upstream: [10.0.0.1, 10.0.0.2]
-milestones:
-  - {id: ip_installed, title: "Cài đặt IP", due: 2026-01-29, requires: [link]}
-drills:
-  - {id: dien-tap.1, title: "Diễn tập", from: 2026-02-06T07:00:00, to: 2026-02-06T12:00:00}
-periods:
-  - {id: bau-cu_2026, title: "Ngày bầu cử", from: 2026-03-15T06:00:00, to: 2026-03-15T20:00:00}
-provinces:
-  - code: "75"
-    communes:
-      - code: "26041"
-        isp: VNPT
-        subnet: 198.18.1.0/29
-        gateway: 198.18.1.1
-        backup_gateway: 10.200.0.1
-        backup_isp: Viettel
-        backup_circuit: VT-DNI-9
-        contacts:
-          - {name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}
-          - {name: "Trần Thị B", email: b@example.gov.vn}
-        snmp: {address: 198.18.1.6}
-        hosts:
-          - {name: may-01, ip: 198.18.1.2, always_on: true}
-          - {name: may-02, ip: 198.18.1.3}
-      - code: "26068"
-        isp: Viettel
-        subnet: 198.18.1.8/29
-        gateway: 198.18.1.9
-        snmp: {version: 2c, community: "s3cret-community"}
-        hosts:
-          - {name: may-01, ip: 198.18.1.10}
-          - {name: may-02, ip: 198.18.1.11}
-      - code: "25195"
-        isp: VNPT
-        subnet: 198.18.1.16/29
-        gateway: 198.18.1.17
-        hosts:
-          - {name: may-01, ip: 198.18.1.18}
-          - {name: may-02, ip: 198.18.1.19}
 """
 
 NEW_MISTAKES = {

@@ -371,7 +371,7 @@ def test_new_keys_as_we_write_and_document_them_take_the_fast_path() -> None:
     holidays, SNMP, upstream, backup line, contacts and always_on, as ``dump`` writes them
     and as people write them: read alike, without handing over to libyaml."""
     from inventory.loader import dump, loads
-    from tests.unit.inventory.test_loader import FULL
+    from tests.support.inventory_texts import FULL
 
     # (its milestone, drill and period are one-line flow mappings with a list inside: libyaml's)
     new_keys = FULL.split("milestones:")[0] + "provinces:" + FULL.split("provinces:")[1]

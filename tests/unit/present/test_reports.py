@@ -19,14 +19,11 @@ from monitor.present import drill_report, reports
 from monitor.present.reports import VIETNAM, judge, readiness
 from monitor.store.state_db import Batch, Store
 from tests.support import web as ws
+from tests.support.operations_sim import vn
 
 DUE = dt.date(2026, 1, 29)
 IP = Milestone("ip_installed", "Cài đặt IP cho máy tính cập nhật dữ liệu", DUE,
                ("ip_config", "link"))
-
-
-def vn(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=VIETNAM).timestamp()
 
 
 BEFORE_DUE = vn(2026, 1, 20)

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from monitor.common.cron import ScheduleError, next_run, parse_cron
 from monitor.service import report_schedule as schedule
 from monitor.service.report_schedule import ReportScheduler, report_files
-from tests.integration.test_operations import A, B, Sim, vn
+from tests.support.operations_sim import A, B, Sim, vn
 
 MONDAY_7 = "0 7 * * 1"
 
