@@ -135,6 +135,9 @@ class AlertmanagerSink:
         self._firing: dict[LabelKey, dict[str, AmAlert]] = {}  # labels -> event id -> alert
         self._session: aiohttp.ClientSession | None = None
         self._resender: asyncio.Task[None] | None = None
+        # One POST at a time, so a resend never overtakes a resolution: Alertmanager keeps
+        # whichever arrived last.
+        self._sending = asyncio.Lock()
 
     async def start(self) -> None:
         """Begin the periodic resend (the Watchdog goes out at once)."""
@@ -177,7 +180,8 @@ class AlertmanagerSink:
     async def _resend_forever(self) -> None:
         while True:
             try:
-                await self._post(self.firing())
+                async with self._sending:
+                    await self._post(self.firing())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the next resend heals it
@@ -188,7 +192,8 @@ class AlertmanagerSink:
     async def _post_retrying(self, alerts: list[AmAlert]) -> None:
         for failures in range(1, self.backoff.attempts + 1):
             try:
-                await self._post(alerts)
+                async with self._sending:
+                    await self._post(alerts)
                 return
             except RejectedError:
                 raise
