@@ -27,7 +27,7 @@ import aiohttp
 import structlog
 
 from inventory.model import Commune, Contact, Inventory
-from monitor.alerts.event import AlertEvent
+from monitor.alerts.event import VN_TZ, AlertEvent
 from monitor.common.backoff import Backoff
 from monitor.common.config import Config
 from monitor.common.log import safe_url
@@ -100,7 +100,8 @@ def to_alert(event: AlertEvent, inventory: Inventory, page: str) -> AmAlert:
 
 
 def rfc3339(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
+    """Vietnam time, like the events' ``since``: the emails show what they were sent."""
+    return dt.datetime.fromtimestamp(timestamp, VN_TZ).isoformat(timespec="milliseconds")
 
 
 def watchdog_alert(since: float, page: str) -> AmAlert:

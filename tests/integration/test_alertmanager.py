@@ -1,7 +1,7 @@
 """Alerts through real Alertmanager processes (contract section 8, issue 16).
 
-Two monitors of an HA pair are two Dispatchers with the Alertmanager sink, fed the alert
-events two state engines produce for one outage (each its own id and moment); they post to
+Two monitors of an HA pair are two pipelines built from ``alerts.alertmanagers`` as ``run``
+builds them, each seeing one outage on its own cycles (its own ids and moments); they post to
 a cluster of two peered ``prometheus-alertmanager`` processes, whose webhook receiver must
 get exactly one firing and one resolved notification, even when one monitor and one
 Alertmanager die in between. The shipped configuration (dashboards/alertmanager/) delivers
@@ -11,6 +11,7 @@ a real email, in Vietnamese, through an SMTP server started by the test.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -23,10 +24,13 @@ import pytest
 import yaml
 
 from inventory.loader import loads
+from inventory.model import Contact
 from monitor.alerts.alertmanager import AlertmanagerSink
 from monitor.alerts.event import AlertEvent, alert_id, make_event, place_label, render
 from monitor.alerts.sinks import Dispatcher
 from monitor.common.backoff import Backoff
+from monitor.common.config import Config, WebhookConfig
+from monitor.service.pipeline import Pipeline
 from tests.support import ROOT
 from tests.support.alertmanager import (
     Alertmanager,
@@ -35,6 +39,7 @@ from tests.support.alertmanager import (
     smtp_server,
     wait_ready,
 )
+from tests.support.engine_sim import STEP, make_commune, make_inventory, observe
 from tests.support.servers import WebhookReceiver
 
 SHIPPED = ROOT / "dashboards" / "alertmanager"
@@ -63,6 +68,10 @@ provinces:
         hosts:
           - {name: may-01, ip: 198.18.1.10}
 """)
+DARK = dataclasses.replace(make_commune("26041"), contacts=(
+    Contact("Nguyễn Văn A", "cán bộ CNTT xã", "0912 345 678"),))
+FINE = make_commune("26068", name="Phường Tam Hiệp")
+SIM_INVENTORY = make_inventory(DARK, FINE)
 
 
 def outage(state: str, began: float, at: float | None = None) -> AlertEvent:
@@ -112,6 +121,25 @@ async def active(manager: Alertmanager) -> list[dict[str, Any]]:
     return [a for a in await alerts(manager) if a["labels"]["alertname"] != "Watchdog"]
 
 
+def pair_member(managers: list[Alertmanager]) -> Pipeline:
+    """One monitor of the pair, built as ``run`` builds it (its configuration's
+    ``alerts.alertmanagers``), with production's one-minute resend shortened to a second."""
+    config = Config(alertmanagers=tuple(WebhookConfig(m.url) for m in managers))
+    pipeline = Pipeline(SIM_INVENTORY, config, None)
+    sinks = [s for s in pipeline.dispatcher.sinks if isinstance(s, AlertmanagerSink)]
+    assert len(sinks) == len(managers)
+    for sink in sinks:
+        sink.resend, sink.backoff = RESEND, FAST
+    return pipeline
+
+
+def cycle(pipeline: Pipeline, at: float, *, dark: bool) -> None:
+    """One probe cycle of both communes: 75/26041 dark or not, 75/26068 always fine."""
+    pipeline.ingest_commune(observe(at, hosts=not dark, gateway=not dark, commune=DARK),
+                            "central")
+    pipeline.ingest_commune(observe(at, commune=FINE), "central")
+
+
 async def test_ha_pair_gives_one_notification_per_outage_and_loses_none(
         tmp_path: Path) -> None:
     async with WebhookReceiver() as hook:
@@ -119,47 +147,57 @@ async def test_ha_pair_gives_one_notification_per_outage_and_loses_none(
         with cluster(config, tmp_path, size=2) as managers:
             for manager in managers:
                 await wait_ready(manager, peers=1)
-            first, second = monitor(managers), monitor(managers)
+            first, second = pair_member(managers), pair_member(managers)
             await first.start()
             await second.start()
-            began = time.time() - 30
-            first.publish(outage("firing", began))
-            second.publish(outage("firing", began + 3))  # the other monitor's cycle
-
-            async def one_alert_everywhere() -> bool:
-                return [len(await active(m)) for m in managers] == [1, 1]
-
-            await until(one_alert_everywhere, "the outage in both Alertmanagers")
-            (alert,) = await active(managers[1])
-            assert alert["labels"] == {"alertname": "commune_down", "severity": "critical",
-                                       "province": "75", "commune": "26041", "isp": "VNPT",
-                                       "circuit": "DNI-0001"}
-            assert alert["annotations"]["contacts"] == (
-                "Nguyễn Văn A (cán bộ CNTT xã) 0912 345 678")
-            assert alert["generatorURL"] == "http://127.0.0.1:9750/#/75/26041"
-            watchdogs = [a for a in await alerts(managers[0])
-                         if a["labels"]["alertname"] == "Watchdog"]
-            assert len(watchdogs) == 1 and watchdogs[0]["labels"]["severity"] == "none"
-
-            await hook.wait_for(1)
-            await asyncio.sleep(5)  # the second Alertmanager's turn (peer timeout 2 s) passes
-            assert len(notifications(hook, "firing")) == 1, hook.received
-
-            await first.stop()  # one monitor dies: its alerts would expire 4 s later
-            managers[0].kill()  # and one Alertmanager
-            await asyncio.sleep(4 * RESEND + 2)
-            assert len(await active(managers[1])) == 1, "the other monitor keeps it firing"
-            assert len(notifications(hook, "resolved")) == 0
-
-            second.publish(outage("resolved", began + 3, at=time.time()))
-            await until(lambda: _has(hook, "resolved"), "the resolved notification")
-            await asyncio.sleep(3)
-            await second.stop()
+            try:
+                await _outage_then_repair(managers, first, second, hook)
+            finally:
+                await first.stop()
+                await second.stop()
     firing, = notifications(hook, "firing")
     resolved, = notifications(hook, "resolved")
     for body in (firing, resolved):
         assert [a["labels"]["commune"] for a in body["alerts"]] == ["26041"]
+        assert [a["labels"]["alertname"] for a in body["alerts"]] == ["commune_down"]
     assert resolved["alerts"][0]["annotations"]["summary"].endswith("đã kết nối trở lại")
+
+
+async def _outage_then_repair(managers: list[Alertmanager], first: Pipeline,
+                              second: Pipeline, hook: WebhookReceiver) -> None:
+    began = time.time() - 300
+    for n in range(4):  # each monitor sees the outage on its own cycle, 7 s apart
+        cycle(first, began + n * STEP, dark=True)
+        cycle(second, began + n * STEP + 7, dark=True)
+
+    async def one_alert_everywhere() -> bool:
+        return [len(await active(m)) for m in managers] == [1, 1]
+
+    await until(one_alert_everywhere, "the outage in both Alertmanagers")
+    (alert,) = await active(managers[1])
+    assert alert["labels"] == {"alertname": "commune_down", "severity": "critical",
+                               "province": "75", "commune": "26041", "isp": "VNPT",
+                               "circuit": "DNI-0001"}
+    assert alert["annotations"]["contacts"] == "Nguyễn Văn A (cán bộ CNTT xã) 0912 345 678"
+    assert alert["generatorURL"] == "http://127.0.0.1:9750/#/75/26041"
+    watchdogs = [a for a in await alerts(managers[0]) if a["labels"]["alertname"] == "Watchdog"]
+    assert len(watchdogs) == 1 and watchdogs[0]["labels"]["severity"] == "none"
+
+    await hook.wait_for(1)
+    await asyncio.sleep(5)  # the second Alertmanager's turn (peer timeout 2 s) passes
+    assert len(notifications(hook, "firing")) == 1, hook.received
+
+    await first.dispatcher.stop()  # one monitor dies: its alerts would expire 4 s later
+    managers[0].kill()  # and one Alertmanager
+    await asyncio.sleep(4 * RESEND + 2)
+    assert len(await active(managers[1])) == 1, "the other monitor keeps it firing"
+    assert not notifications(hook, "resolved")
+
+    repaired = began + 4 * STEP + 7
+    for n in range(3):
+        cycle(second, repaired + n * STEP, dark=False)
+    await until(lambda: _has(hook, "resolved"), "the resolved notification")
+    await asyncio.sleep(3)
 
 
 async def _has(hook: WebhookReceiver, status: str) -> bool:

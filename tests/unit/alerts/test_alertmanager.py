@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from inventory.loader import loads
@@ -21,7 +23,7 @@ from monitor.alerts.alertmanager import (
 )
 from monitor.alerts.event import AlertEvent
 from monitor.common.backoff import Backoff
-from monitor.common.config import Config, WebhookConfig
+from monitor.common.config import Config, ConfigError, WebhookConfig, load
 from tests.support.servers import WebhookReceiver
 
 INVENTORY = loads("""\
@@ -174,3 +176,19 @@ async def test_retries_with_backoff_and_never_logs_credentials() -> None:
     assert len([e for e in logs if e["event"] == "alert_delivery_retry"]) == 2
     text = repr(logs) + am_sink.name
     assert "p4ssw0rd" not in text and "T0KEN" not in text
+
+
+def test_config_reads_alertmanagers_and_names_file_and_line_of_a_bad_one(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("alerts:\n  alertmanagers:\n    - url: http://127.0.0.1:9093\n"
+                    "    - url: http://127.0.0.1:9094\n", encoding="utf-8")
+    assert [am.url for am in load(good).alertmanagers] == ["http://127.0.0.1:9093",
+                                                          "http://127.0.0.1:9094"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("alerts:\n  alertmanagers:\n    - url: http://127.0.0.1:9093\n"
+                   "    - url: am.example:9093?token=s3cret\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load(bad)
+    message = str(caught.value)
+    assert message.startswith(f"{bad}:4:") and "alerts.alertmanagers" in message
+    assert "s3cret" not in message
