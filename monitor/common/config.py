@@ -46,6 +46,20 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailConfig:
+    """``reports.email``: the scheduled reports mailed as attachments over SMTP."""
+
+    host: str
+    port: int
+    sender: str
+    to: tuple[str, ...]
+    starttls: bool | None = None  # None: when the server offers it; True: required; False: never
+    user: str | None = None
+    password_file: str | None = None  # read at each send; never logged
+    ca_file: str | None = None  # the CA the server's certificate is checked against
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: str = DEFAULT_LISTEN
     state: str | None = None
@@ -60,6 +74,7 @@ class Config:
     report_schedule: str | None = None  # cron, Vietnam time: e.g. "0 7 * * 1"
     report_dir: str = REPORT_DIR
     report_webhook: str | None = None
+    report_email: EmailConfig | None = None
     tokens_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -75,7 +90,9 @@ ESCALATION_KEYS = ("webhooks", "mqtt")
 MQTT_KEYS = ("url", "ca_file")
 ESCALATION_MQTT_KEYS = ("url", "topic")
 WEBHOOK_KEYS = ("url",)
-REPORTS_KEYS = ("schedule", "dir", "webhook")
+REPORTS_KEYS = ("schedule", "dir", "webhook", "email")
+EMAIL_KEYS = ("smtp", "from", "to", "starttls", "user", "password_file", "ca_file")
+_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
 WEB_KEYS = ("tokens_file", "tls_cert", "tls_key")
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -164,6 +181,7 @@ class _ConfigChecker(yaml_file.Checker):
             report_schedule=self.get(reports, "schedule", self.cron, "reports.schedule"),
             report_dir=self.get(reports, "dir", self.path, "reports.dir") or REPORT_DIR,
             report_webhook=self.get(reports, "webhook", self.http_url, "reports.webhook"),
+            report_email=self.email(reports),
             tokens_file=self.get(web, "tokens_file", self.path, "web.tokens_file"),
             tls_cert=self.get(web, "tls_cert", self.path, "web.tls_cert"),
             tls_key=self.get(web, "tls_key", self.path, "web.tls_key"),
@@ -184,6 +202,41 @@ class _ConfigChecker(yaml_file.Checker):
             if url is not None:
                 hooks.append(WebhookConfig(url))
         return tuple(hooks)
+
+    def email(self, reports: _Fields | None) -> EmailConfig | None:
+        """``reports.email``; every problem at its line, None when absent or wrong."""
+        what = "reports.email"
+        mail = self.section(reports, "email", EMAIL_KEYS, what)
+        if mail is None:
+            return None
+        before = len(self.errors())
+        smtp = self.get(mail, "smtp", self.listen, f"{what}.smtp")
+        sender = self.get(mail, "from", self.address, f"{what}.from")
+        to = tuple(a for node in self.items(mail.given("to"), f"{what}.to")
+                   if (a := self.address(node, f"{what}.to")) is not None)
+        if not mail.given("to") or (smtp is None and mail.given("smtp") is None):
+            self.error(mail.node, f"{what}: smtp (HOST:PORT) and to (a list of addresses) "
+                                  "are required")
+        email = EmailConfig(
+            *(parse_listen(smtp) if smtp else ("", 0)), sender or "", to,
+            starttls=self.get(mail, "starttls", self.boolean, f"{what}.starttls"),
+            user=self.get(mail, "user", self.text, f"{what}.user"),
+            password_file=self.get(mail, "password_file", self.path, f"{what}.password_file"),
+            ca_file=self.get(mail, "ca_file", self.path, f"{what}.ca_file"),
+        )
+        if email.password_file and not email.user:
+            self.error(mail.node, f"{what}: password_file needs user")
+        if sender is None and mail.given("from") is None:
+            self.error(mail.node, f"{what}: from (the sender's address) is required")
+        return email if len(self.errors()) == before and smtp and sender and to else None
+
+    def address(self, node: Node, what: str) -> str | None:
+        """An e-mail address (one, bare: no display name, no list)."""
+        text = self.text(node, what)
+        if text is not None and not _ADDRESS.fullmatch(text):
+            self.error(node, f"{what}: {text[:80]!r} is not an e-mail address")
+            return None
+        return text
 
     def check_tls(self, top: _Fields, web: _Fields | None) -> None:
         given = [key for key in ("tls_cert", "tls_key") if web and web.given(key) is not None]

@@ -1,9 +1,10 @@
-"""Scheduled reports: the readiness report (and the drill report) on a cron schedule.
+"""Scheduled reports: readiness, availability (and drill) reports on a cron schedule.
 
 The provincial Home Affairs department is the one focal point that receives progress reports
 "every Monday"; ``--report-schedule "0 7 * * 1"`` writes them to a folder at 07:00 Vietnam
 time each Monday and, when a webhook is configured, POSTs them there (multipart: a JSON
-``summary`` part, then one part per file). Cron expressions are read in Asia/Ho_Chi_Minh
+``summary`` part, then one part per file); with ``reports.email`` they are also mailed
+(:mod:`monitor.service.mailer`). Cron expressions are read in Asia/Ho_Chi_Minh
 whatever the machine's time zone, and file names carry Vietnam time.
 
 Clock and sleep are injectable, so tests run weeks of schedule in simulated time.
@@ -31,8 +32,9 @@ from monitor.common.log import safe_url
 from monitor.decide import drills
 from monitor.decide.drills import DrillTracker
 from monitor.decide.status import MonitorState
-from monitor.present import drill_report, reports
+from monitor.present import availability, drill_report, reports
 from monitor.present.reports import name_part
+from monitor.service.mailer import Mailer
 
 if TYPE_CHECKING:
     from monitor.common.config import Config
@@ -60,13 +62,21 @@ CONTENT_TYPES = {
 
 
 def report_files(inventory: Inventory, state: MonitorState, tracker: DrillTracker | None,
-                 at: float, previous: float | None) -> tuple[list[ReportFile], dict[str, Any]]:
-    """The readiness report, plus the report of every drill running now or ended since the
+                 at: float, previous: float | None,
+                 status: availability.StateHistory | None = None,
+                 ) -> tuple[list[ReportFile], dict[str, Any]]:
+    """The readiness report, the availability report over all the state holds (when the
+    status history is given), and the report of every drill running now or ended since the
     previous run; with a summary for the webhook."""
     stamp = dt.datetime.fromtimestamp(at, VN_TZ).strftime("%Y%m%d-%H%M")
     ready = reports.readiness(inventory, reports.first_passed_from_state(state), at)
     files = [ReportFile(f"bao-cao-san-sang-{stamp}.{fmt}", CONTENT_TYPES[fmt],
                         reports.WRITERS[fmt](ready)) for fmt in FORMATS]
+    available = None
+    if status is not None:
+        available = availability.availability(inventory, status, None, at, at)
+        files += [ReportFile(f"bao-cao-kha-dung-{stamp}.{fmt}", CONTENT_TYPES[fmt],
+                             availability.WRITERS[fmt](available)) for fmt in FORMATS]
     summary: dict[str, Any] = {
         "generated": iso_vn(at),
         "readiness": [
@@ -75,6 +85,8 @@ def report_files(inventory: Inventory, state: MonitorState, tracker: DrillTracke
              "late": ready.total.late[i]}
             for i, m in enumerate(inventory.milestones)
         ],
+        "availability": (availability.to_json_groups(available)
+                         if available is not None else None),
         "drills": [],
     }
     if tracker is not None:
@@ -129,12 +141,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class ReportScheduler:
     def __init__(self, cron: str, folder: str | Path, build: Builder, *,
-                 webhook: str | None = None, clock: Callable[[], float] = time.time,
+                 webhook: str | None = None, mailer: Mailer | None = None,
+                 clock: Callable[[], float] = time.time,
                  sleep: Sleep = asyncio.sleep, timeout: float = 30.0) -> None:
         self.cron = parse_cron(cron)
         self.folder = Path(folder)
         self.build = build
         self.webhook = webhook
+        self.mailer = mailer
         self.clock = clock
         self.sleep = sleep
         self.timeout = timeout
@@ -160,6 +174,8 @@ class ReportScheduler:
         log.info("report_written", at=iso_vn(at), files=[str(p) for p in paths])
         if self.webhook:
             await self.send(files, summary)
+        if self.mailer is not None:  # after the folder copy: a mail failure keeps it
+            await self.mailer.send(at, summary, files)
         return paths
 
     async def send(self, files: list[ReportFile], summary: dict[str, Any]) -> bool:
@@ -195,6 +211,16 @@ class ReportScheduler:
             return resp.status
 
 
+def status_history(state_path: str) -> availability.StateHistory | None:
+    """The state database's status history, read on the builder's worker thread through a
+    connection of its own (WAL: the monitor keeps writing meanwhile). An in-memory state
+    (``run`` without ``--state``) cannot be opened twice: no availability report then."""
+    if state_path == ":memory:":
+        log.info("availability_report_skipped", reason="no state database (--state)")
+        return None
+    return availability.history_from_db(state_path)
+
+
 def start_report_schedule(pipeline: Pipeline, cfg: Config) -> asyncio.Task[None] | None:
     """``run``/``collector``: the scheduled reports of ``reports:`` / ``--report-schedule``
     over the pipeline's live state, as a task (None when no schedule is configured)."""
@@ -203,8 +229,10 @@ def start_report_schedule(pipeline: Pipeline, cfg: Config) -> asyncio.Task[None]
 
     def build(at: float, previous: float | None) -> tuple[list[ReportFile], dict[str, Any]]:
         return report_files(pipeline.inventory, pipeline.engine.state,
-                            pipeline.operations.drills, at, previous)
+                            pipeline.operations.drills, at, previous,
+                            status_history(pipeline.store.path))
 
+    mailer = Mailer(cfg.report_email) if cfg.report_email is not None else None
     scheduler = ReportScheduler(cfg.report_schedule, cfg.report_dir, build,
-                                webhook=cfg.report_webhook)
+                                webhook=cfg.report_webhook, mailer=mailer)
     return asyncio.create_task(scheduler.run_forever(), name="report schedule")

@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 from monitor.common.cron import ScheduleError, next_run, parse_cron
 from monitor.service import report_schedule as schedule
 from monitor.service.report_schedule import ReportScheduler, report_files
+from monitor.store.state_db import Store
 from tests.support.operations_sim import A, B, Sim, vn
 
 MONDAY_7 = "0 7 * * 1"
@@ -223,3 +224,24 @@ def test_write_files_refuses_a_name_that_is_not_a_plain_file_name(tmp_path: Path
         with pytest.raises(ValueError, match="not a plain file name"):
             schedule.write_files(tmp_path / "out", [schedule.ReportFile(name, "text/csv", b"")])
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_availability_report_joins_the_scheduled_ones_when_the_state_is_a_file(
+        tmp_path: Path) -> None:
+    sim = Sim(tmp_path)
+    store = Store(tmp_path / "state.db")
+    sim.engine.store = store  # the engine's status changes written, as in ``run --state``
+    for minute in range(10):
+        sim.cycle(vn(2026, 2, 6, 9, minute), {A: True, B: not 2 <= minute <= 6})
+    sim.engine.flush()
+    assert schedule.status_history(":memory:") is None  # run without --state
+    status = schedule.status_history(str(tmp_path / "state.db"))
+    assert status is not None and status.changes
+    files, summary = report_files(sim.inventory, sim.engine.state, None, vn(2026, 2, 9, 7, 0),
+                                  None, status)
+    assert [f.name for f in files if "kha-dung" in f.name] == [
+        f"bao-cao-kha-dung-20260209-0700.{fmt}" for fmt in schedule.FORMATS]
+    total = next(g for g in summary["availability"] if g["kind"] == "total")
+    assert total["communes"] == len(list(sim.inventory.communes()))
+    assert total["outages"] == 2 and 0 < total["availability"] < 1  # B cut; C never up
+    store.close()
