@@ -40,6 +40,8 @@ RESEND = 60.0
 EXPIRE_AFTER = 4
 WATCHDOG = "Watchdog"
 DEFAULT_BACKOFF = Backoff()
+#: Alerts per resend POST: thousands of communes behind one cut trunk stay small requests.
+BATCH = 500
 WATCHDOG_SUMMARY = ("Giám sát TSLCD đang hoạt động: cảnh báo này luôn bật "
                     "(dead man's switch); khi nó tắt, máy giám sát đã ngừng")
 
@@ -182,7 +184,9 @@ class AlertmanagerSink:
         while True:
             try:
                 async with self._sending:
-                    await self._post(self.firing())
+                    alerts = self.firing()
+                    for start in range(0, len(alerts), BATCH):
+                        await self._post(alerts[start:start + BATCH])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the next resend heals it

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from inventory.loader import loads
 from inventory.model import Contact
 from monitor.alerts.alertmanager import (
+    BATCH,
     EXPIRE_AFTER,
     AlertmanagerSink,
     alert_labels,
@@ -192,3 +193,17 @@ def test_config_reads_alertmanagers_and_names_file_and_line_of_a_bad_one(tmp_pat
     message = str(caught.value)
     assert message.startswith(f"{bad}:4:") and "alerts.alertmanagers" in message
     assert "s3cret" not in message
+
+
+async def test_resend_of_many_alerts_goes_in_batches() -> None:
+    async with WebhookReceiver() as am:
+        am_sink = sink(am.url, resend=3600.0)
+        for n in range(BATCH * 2 + 1):  # one more than two batches, the Watchdog besides
+            await am_sink.deliver(event(event_id=f"{n:024x}", name="host_down",
+                                        host=f"may-{n:04d}"))
+        await am_sink.start()
+        await am.wait_for(BATCH * 2 + 1 + 3)
+        await am_sink.close()
+    resend = am.received[BATCH * 2 + 1:]
+    assert [len(body) for body in resend] == [BATCH, BATCH, 2]
+    assert resend[0][0]["labels"]["alertname"] == "Watchdog"
