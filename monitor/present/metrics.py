@@ -348,6 +348,7 @@ class Exposition:
                 skips: _Skips) -> list[bytes]:
         """Each family encoded on its own: no single long C call holds the GIL for long."""
         families = _host_families(cache, state, self._icmp, skips)
+        families += _vantage_families(cache, state, skips)
         families += _commune_families(cache, state, cache.inventory.milestones, skips)
         families.append(_maintenance_family(cache, now))
         families += _target_families(list(state.targets.values()), skips)
@@ -498,6 +499,44 @@ def _host_families(
                     f'tslcd_host_alive{{{row.labels},method="{method}"}} {_BIT[saw]}')
         except Exception:
             skips.failed("host", f"{row.key}/{row.host}", families, row.labels)
+    return families
+
+
+def _vantage_families(cache: _LabelCache, state: MonitorState, skips: _Skips) -> list[_Family]:
+    """Each vantage's own view of each host (contract §3, §7): debounced up, RTT and loss as
+    that vantage measured them; the families without ``vantage`` are the fused verdict."""
+    up = _Family("tslcd_vantage_host_up", "gauge",
+                 "1 up, 0 down as this vantage sees the host, after its own debouncing.")
+    rtt = _Family("tslcd_vantage_host_rtt_seconds", "gauge",
+                  "Mean ICMP round trip of this vantage's last cycle.")
+    loss = _Family("tslcd_vantage_host_packet_loss_ratio", "gauge",
+                   "ICMP packet loss of this vantage's last cycle, 0..1.")
+    families = [up, rtt, loss]
+    quoted: dict[str, str] = {}  # vantage -> its escaped label value
+    for row in cache.hosts:
+        commune = state.communes.get(row.key)
+        if commune is None or not commune.views:
+            continue
+        try:
+            for vantage, view in list(commune.views.items()):
+                host = view.hosts.get(row.host)
+                if host is None:
+                    continue
+                value = quoted.get(vantage)
+                if value is None:
+                    value = quoted[vantage] = escape_label(vantage)
+                braced = f'{{{row.labels},vantage="{value}"}}'
+                if host.up is not None:
+                    up.lines.append(f"tslcd_vantage_host_up{braced} {_BIT[host.up]}")
+                icmp = host.last.icmp if host.last is not None else None
+                if icmp is not None and icmp.sent:
+                    loss.lines.append(
+                        f"tslcd_vantage_host_packet_loss_ratio{braced} {fmt(icmp.loss_ratio)}")
+                    if icmp.rtts:
+                        rtt.lines.append(
+                            f"tslcd_vantage_host_rtt_seconds{braced} {icmp.rtt_mean!r}")
+        except Exception:
+            skips.failed("vantage_host", f"{row.key}/{row.host}", families, row.labels)
     return families
 
 
