@@ -17,6 +17,7 @@ its whole province at once, at its own moment of the cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -54,11 +56,7 @@ def run() -> list[Row]:
 
 
 async def _run() -> list[Row]:
-    workdir = Path(tempfile.mkdtemp(prefix="tslcd-bench-collector-"))
-    try:
-        inventory_path = workdir / "national.yaml"
-        inventory_path.write_text(generate.national(3), encoding="utf-8")
-        inventory = load(inventory_path)
+    with national_workdir("tslcd-bench-collector-") as (workdir, inventory_path, inventory):
         rows: list[Row] = []
         for per_commune in (False, True):
             with MosquittoProcess(workdir) as port, \
@@ -69,6 +67,17 @@ async def _run() -> list[Row]:
                     if not per_commune:
                         rows += await _burst(agents, pid, web)
         return rows
+
+
+@contextlib.contextmanager
+def national_workdir(prefix: str) -> Iterator[tuple[Path, Path, Inventory]]:
+    """A scratch folder holding the national inventory (three hosts a commune): the folder,
+    the inventory's file, the inventory. Removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        inventory_path = workdir / "national.yaml"
+        inventory_path.write_text(generate.national(3), encoding="utf-8")
+        yield workdir, inventory_path, load(inventory_path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

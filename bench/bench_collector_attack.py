@@ -19,19 +19,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import aiomqtt
 import psutil
 
 from bench import Row, main
-from bench.bench_collector import CollectorProcess, MosquittoProcess, _get, _wait_for_batches
-from inventory import generate
-from inventory.loader import load
+from bench.bench_collector import (
+    CollectorProcess,
+    MosquittoProcess,
+    _get,
+    _wait_for_batches,
+    national_workdir,
+)
 from inventory.model import Commune
 from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, commune_to_dict, observe_host
@@ -52,11 +53,7 @@ def run() -> list[Row]:
 
 
 async def _run() -> list[Row]:
-    workdir = Path(tempfile.mkdtemp(prefix="tslcd-bench-attack-"))
-    try:
-        inventory_path = workdir / "national.yaml"
-        inventory_path.write_text(generate.national(3), encoding="utf-8")
-        inventory = load(inventory_path)
+    with national_workdir("tslcd-bench-attack-") as (workdir, inventory_path, inventory):
         communes = list(inventory.communes())
         with MosquittoProcess(workdir) as port, \
                 CollectorProcess(workdir, inventory_path, port) as (pid, web):
@@ -84,8 +81,6 @@ async def _run() -> list[Row]:
                 + "; peak MB after each phase: " + ", ".join(phases))
         return [Row("collector RSS before the attack (nationwide inventory)", before, "MB"),
                 Row("collector peak RSS under hostile agents", peak, "MB", note)]
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _observation(commune: Commune, hosts: Iterable[tuple[str, str]], at: float,

@@ -29,11 +29,11 @@ import pytest
 
 from monitor.alerts.event import VN_TZ
 from tests.support.lab.netns import Lab, Node
+from tests.support.lab.observe import cycles as _cycles
+from tests.support.lab.observe import events as _events
+from tests.support.lab.observe import wait_until as _wait
 from tests.support.lab.run_files import block as _block
-from tests.support.lab.run_files import cycles as _cycles
-from tests.support.lab.run_files import events as _events
 from tests.support.lab.run_files import small_demo as _small_demo
-from tests.support.lab.run_files import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIMARY, BACKUP, PC, ROGUE = "198.18.1.1", "198.18.1.6", "198.18.1.2", "198.18.1.4"

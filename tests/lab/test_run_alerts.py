@@ -20,14 +20,14 @@ import pytest
 
 from tests.support import require_real
 from tests.support.lab.netns import Lab
+from tests.support.lab.observe import cycles as _cycles
+from tests.support.lab.observe import events as _events
+from tests.support.lab.observe import lines as _lines
+from tests.support.lab.observe import wait_until as _wait
 from tests.support.lab.run_files import block as _block
-from tests.support.lab.run_files import cycles as _cycles
-from tests.support.lab.run_files import events as _events
-from tests.support.lab.run_files import lines as _lines
 from tests.support.lab.run_files import mqtt_events as _mqtt_events
 from tests.support.lab.run_files import small_demo as _small_demo
 from tests.support.lab.run_files import unblock as _unblock
-from tests.support.lab.run_files import wait_for as _wait
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -2,11 +2,21 @@
 
 ``FULL`` uses every key of contract §2 at once (working hours, holidays, SNMP, upstream,
 backup line, contacts, always_on, milestones, drills, periods): the loader's tests check what
-each key becomes, the fast-path reader's tests that both readers agree on it.
+each key becomes, the fast-path reader's tests that both readers agree on it. ``SNMP_BLOCK``
+is its SNMP settings, which the loader's tests swap for others.
 """
 
 from __future__ import annotations
 
+SNMP_BLOCK = """\
+  snmp:
+    version: 3
+    user: tslcd
+    auth: sha256
+    auth_key_file: /etc/tslcd/auth.key
+    priv: AES
+    priv_key_file: /etc/tslcd/priv.key
+"""
 FULL = """\
 version: 1
 defaults:
@@ -16,13 +26,7 @@ defaults:
     from: 07:00
     to: "17:30"
   holidays: [2026-02-17, 2026-04-30]
-  snmp:
-    version: 3
-    user: tslcd
-    auth: sha256
-    auth_key_file: /etc/tslcd/auth.key
-    priv: AES
-    priv_key_file: /etc/tslcd/priv.key
+""" + SNMP_BLOCK + """\
   upstream: [10.0.0.1, 10.0.0.2]
 milestones:
   - {id: ip_installed, title: "Cài đặt IP", due: 2026-01-29, requires: [link]}

@@ -13,6 +13,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 WAIT = 60.0  # seconds: generous for a loaded 2-core CI machine
+POLL = 0.1  # seconds between two looks at the files: a wait ends soon after its condition
 
 #: (event, commune, host) of an alert: what a test expects to fire.
 Fired = tuple[str, str | None, str | None]
@@ -56,7 +57,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT,
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(POLL)
     seen = f"; seen: {detail()}" if detail is not None else ""
     raise AssertionError(f"timed out waiting for {what}{seen}")
 

@@ -1,20 +1,16 @@
-"""Reading what a `tslcd-monitor run` inside a namespace lab left in files: its log, the
-webhook receiver's lines, the MQTT subscriber's lines; waiting by polling them; cutting one
-address off inside the lab; the small demo inventory those runs use."""
+"""What a `tslcd-monitor run` inside a namespace lab leaves in files, beyond what
+:mod:`tests.support.lab.observe` reads: the MQTT subscriber's lines; cutting one address off
+inside the lab; the small demo inventory those runs use."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from inventory.loader import demo_path, dump, load
 from tests.support.lab.netns import Node
-
-WAIT = 40.0  # seconds: generous for a loaded CI machine; cycles are 1 s
-POLL = 0.1  # seconds between two looks at the files
+from tests.support.lab.observe import lines
 
 
 def small_demo(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
@@ -35,34 +31,9 @@ def small_demo(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
     return path.read_text(encoding="utf-8"), hosts + gateways
 
 
-def lines(path: Path) -> list[str]:
-    """The file's lines so far; none while it does not exist yet."""
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(POLL)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events(webhook: Path) -> list[dict]:
-    """The alert events the webhook receiver wrote, one JSON object a line."""
-    return [json.loads(line) for line in lines(webhook)]
-
-
 def mqtt_events(out: Path) -> list[dict]:
     """The events a ``mosquitto_sub -v`` wrote ("topic payload" lines)."""
     return [json.loads(line.split(" ", 1)[1]) for line in lines(out) if " " in line]
-
-
-def cycles(log: Path) -> int:
-    """How many probe cycles the monitor's JSON log reports done."""
-    return sum('"cycle_done"' in line for line in lines(log))
 
 
 def block(node: Node, ip: str) -> None:

@@ -26,7 +26,7 @@ from inventory.loader import (
 )
 from inventory.model import Contact, Defaults, Host, Snmp, WorkingHours, computer_expected
 from monitor.cli import inventory as cli_inventory
-from tests.support.inventory_texts import FULL
+from tests.support.inventory_texts import FULL, SNMP_BLOCK
 
 BASE = """\
 version: 1
@@ -442,16 +442,6 @@ def test_fast_subnet_parsing_accepts_exactly_what_ipaddress_does(text: str) -> N
 
 
 # -- the fields of contract §2 added with working hours, SNMP, backup lines and contacts --------
-
-SNMP_BLOCK = """\
-  snmp:
-    version: 3
-    user: tslcd
-    auth: sha256
-    auth_key_file: /etc/tslcd/auth.key
-    priv: AES
-    priv_key_file: /etc/tslcd/priv.key
-"""
 
 NEW_MISTAKES = {
     "drill id with a slash": ("id: dien-tap.1", "id: ../dien-tap", "not a safe id", None),
