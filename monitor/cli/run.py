@@ -203,7 +203,7 @@ async def _central_probing(pipeline: Pipeline, watch: InventoryWatch,
     the pipeline's: reloaded after a cycle here, or on the collector's timer when there is
     one (one watcher, not two)."""
     async with Pinger() as pinger:
-        scheduler = Scheduler(pipeline.inventory, pinger, SchedulerOptions())
+        scheduler = Scheduler(pipeline.inventory, pinger, SchedulerOptions(upstream=True))
 
         async def on_report(report: CycleReport) -> None:
             await pipeline.ingest_cycle(report)

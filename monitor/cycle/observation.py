@@ -58,6 +58,8 @@ class CycleReport:
     vantage: str = "central"
     communes: list[CommuneObservation] = field(default_factory=list)
     targets: list[ProbeResult] = field(default_factory=list)  # from this vantage
+    upstream_ok: bool | None = None  # any defaults.upstream address answered (None: not asked)
+    recheck: bool = False  # fast confirmation: only the failing subjects, not a whole cycle
 
 
 def host_to_dict(h: HostObservation) -> dict[str, Any]:

@@ -5,6 +5,11 @@ not answer ICMP by TCP (Windows PCs drop echo), scans the commune segments this 
 on by ARP, and checks the election system. Every probe is isolated: one that raises or
 hangs yields a failed result and never stalls the others; the whole cycle is bounded by its
 interval, and cycles never overlap.
+
+Between cycles, what failed is confirmed fast (:mod:`monitor.cycle.retry`): a host, gateway
+or target whose result disagrees with its confirmed state is re-probed every
+``retry_interval``, each re-probe a small report of its own handed to ``on_report``. The
+central vantage also pings ``defaults.upstream`` each cycle (``CycleReport.upstream_ok``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from inventory.model import Commune, Inventory, IPAddress, Target
 from monitor.cycle.observation import (
     CommuneObservation,
     CycleReport,
+    HostObservation,
     answered,
     observe_host,
 )
+from monitor.cycle.retry import Streak, pending, step
 from probes import target, tcp
 from probes.icmp import Pinger
 from probes.pacing import Pacer
@@ -45,6 +52,12 @@ class SchedulerOptions:
     arp: bool = True  # scan the segments this vantage sits on, where privileges allow
     arp_window: float = 1.5
     target_timeout: float = 5.0
+    upstream: bool = False  # ping defaults.upstream each cycle (the central vantage)
+    confirm: bool = True  # re-probe what fails every retry_interval between cycles
+
+
+#: A subject of fast confirmation: (kind, PROV/COMMUNE or "", host or target name).
+Subject = tuple[str, str, str]
 
 
 class Scheduler:
@@ -52,6 +65,7 @@ class Scheduler:
         self.inventory = inventory
         self.pinger = pinger
         self.options = options
+        self.streaks: dict[Subject, Streak] = {}
 
     async def cycle(self) -> CycleReport:
         """Probe everything once; returns within about one interval whatever the network does."""
@@ -61,6 +75,8 @@ class Scheduler:
         interval = inv.interval_at(started)  # shorter inside a period such as election day
         budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
         segment_task = asyncio.create_task(self._scan_segments(inv, budget))
+        upstream_task = asyncio.create_task(self._upstream_ok(inv)) \
+            if self.options.upstream and inv.defaults.upstream else None
         target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
         communes = list(inv.communes())
         icmp = await self._ping_all(inv, communes, budget, interval)
@@ -75,6 +91,8 @@ class Scheduler:
             for task, tgt in zip(target_tasks, inv.targets, strict=True)
         ]
         report = CycleReport(started=started, vantage=self.options.vantage, targets=targets)
+        if upstream_task is not None:
+            report.upstream_ok = await _bounded(upstream_task, remaining(), False)
         report.communes = [
             self._observe_commune(c, started, icmp[i], tcp_results.get(i, {}), segments.get(c.key))
             for i, c in enumerate(communes)
@@ -83,17 +101,19 @@ class Scheduler:
         return report
 
     async def run_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
-        """A cycle per interval on a fixed grid; an overrun skips slots, never overlaps."""
+        """A cycle per interval on a fixed grid, what failed confirmed in between; an
+        overrun skips slots, never overlaps."""
         next_start = time.monotonic()
         while True:
+            interval = self.inventory.interval_at(time.time())
             try:
-                report = await self.cycle()
-                await on_report(report)
+                await self._deliver(await self.cycle(), on_report)
+                if self.options.confirm:
+                    await self._confirm(next_start + interval, on_report)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broken cycle must not end the monitor
                 log.exception("cycle_failed")
-            interval = self.inventory.interval_at(time.time())
             next_start += interval
             now = time.monotonic()
             if now > next_start:
@@ -101,6 +121,111 @@ class Scheduler:
                 log.warning("cycle_overrun", skipped_cycles=skipped)
                 next_start += skipped * interval
             await asyncio.sleep(next_start - now)
+
+    async def _deliver(self, report: CycleReport,
+                       on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
+        """Count the report's results in the streaks, then hand it on."""
+        self._count(report)
+        await on_report(report)
+
+    async def _confirm(self, deadline: float,
+                       on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
+        """Re-probe the pending subjects every ``retry_interval`` while a re-probe still
+        ends before ``deadline`` (the next cycle probes them anyway)."""
+        defaults = self.inventory.defaults
+        retry = defaults.retry_interval
+        needs = defaults.icmp.count * defaults.icmp.timeout + self.options.tcp_timeout
+        while (subjects := self.pending()) and time.monotonic() + retry + needs < deadline:
+            await asyncio.sleep(retry)
+            await self._deliver(await self.recheck(subjects), on_report)
+
+    def pending(self) -> set[Subject]:
+        """The subjects whose last result disagrees with their confirmed state."""
+        return {subject for subject, streak in self.streaks.items() if pending(streak)}
+
+    def _count(self, report: CycleReport) -> None:
+        """Each result of the report in its subject's streak (unjudged ones are left)."""
+        d = self.inventory.defaults
+        results: list[tuple[Subject, bool | None]] = [
+            (("target", "", r.subject), r.ok) for r in report.targets]
+        for obs in report.communes:
+            key = f"{obs.province}/{obs.commune}"
+            results += [(("host", key, h.name), h.alive) for h in obs.hosts]
+            results += [(("gateway", key, "gateway"), obs.gateway_alive),
+                        (("backup_gateway", key, "backup_gateway"), obs.backup_gateway_alive)]
+        for subject, ok in results:
+            if ok is not None:
+                self.streaks[subject] = step(self.streaks.get(subject, Streak()), ok,
+                                             d.down_after, d.up_after)
+
+    async def recheck(self, subjects: set[Subject]) -> CycleReport:
+        """Probe only ``subjects`` once (no spread, no ARP scan): a report whose communes
+        carry only those hosts and gateways (the others unjudged), and those targets."""
+        inv = self.inventory
+        started = time.time()
+        t0 = time.monotonic()
+        targets = {name for kind, _, name in subjects if kind == "target"}
+        target_tasks = [asyncio.create_task(self._probe_target(t))
+                        for t in inv.targets if t.name in targets]
+        plans = [(c, _rechecked(c, subjects)) for c in inv.communes()
+                 if any(key == c.key for _, key, _ in subjects)]
+        addresses = [ip for _, plan in plans for _, _, ip in plan]
+        groups = [index for index, (_, plan) in enumerate(plans) for _ in plan]
+        icmp = inv.defaults.icmp
+        try:
+            pings = await self.pinger.ping_each(
+                addresses, count=icmp.count, timeout=icmp.timeout, spread=0.0,
+                pacer=Pacer(self.options.max_pps, self.options.commune_pps), groups=groups)
+        except Exception as exc:
+            log.exception("icmp_recheck_failed")
+            pings = [_failed("icmp", str(ip), repr(exc)) for ip in addresses]
+        report = CycleReport(started=started, vantage=self.options.vantage, recheck=True)
+        results = iter(pings)
+        gate = asyncio.Semaphore(self.options.tcp_concurrency)
+        report.communes = list(await asyncio.gather(*(
+            self._recheck_commune(commune, started, gate,
+                                  [(kind, name, ip, next(results)) for kind, name, ip in plan])
+            for commune, plan in plans)))
+        report.targets = [await task for task in target_tasks]
+        report.duration = time.monotonic() - t0
+        return report
+
+    async def _recheck_commune(self, commune: Commune, at: float, gate: asyncio.Semaphore,
+                               probed: list[tuple[str, str, IPAddress, ProbeResult | None]]
+                               ) -> CommuneObservation:
+        """One commune's re-probed subjects: hosts silent to echo asked by TCP too."""
+        hosts = {h.name: h for h in commune.hosts}
+        alive: dict[str, bool | None] = {}
+
+        async def host(name: str, ip: IPAddress, ping: ProbeResult | None) -> HostObservation:
+            results = tuple(r for r in (ping,) if r is not None)
+            ports = hosts[name].tcp_ports
+            if ports and not _answered_echo(ping):
+                async with gate:
+                    results += (await _isolated(tcp.probe_any(
+                        str(ip), ports, self.options.tcp_timeout), "tcp", str(ip)),)
+            return observe_host(name, str(ip), results)
+
+        for kind, _, _, ping in probed:
+            if kind != "host":  # no ICMP from this vantage: unjudged, as in the cycle
+                alive[kind] = None if ping is None else answered(ping)
+        observed = await asyncio.gather(*(host(name, ip, ping)
+                                          for kind, name, ip, ping in probed if kind == "host"))
+        return CommuneObservation(
+            province=commune.province, commune=commune.code, at=at,
+            vantage=self.options.vantage, hosts=tuple(observed),
+            gateway_alive=alive.get("gateway"), backup_gateway_alive=alive.get("backup_gateway"))
+
+    async def _upstream_ok(self, inv: Inventory) -> bool:
+        """Whether any of the central vantage's upstream addresses answers echo."""
+        icmp = inv.defaults.icmp
+        try:
+            results = await self.pinger.ping_each(list(inv.defaults.upstream), count=icmp.count,
+                                                  timeout=icmp.timeout)
+        except Exception:
+            log.exception("upstream_ping_failed")
+            return False
+        return any(r is not None and answered(r) for r in results)
 
     async def _ping_all(self, inv: Inventory, communes: list[Commune], budget: float,
                         interval: float) -> list[list[ProbeResult | None]]:
@@ -230,6 +355,17 @@ class Scheduler:
         )
 
 
+def _rechecked(commune: Commune, subjects: set[Subject]) -> list[tuple[str, str, IPAddress]]:
+    """(kind, name, address) of the commune's subjects to re-probe, hosts first."""
+    wanted = {(kind, name) for kind, key, name in subjects if key == commune.key}
+    plan = [("host", h.name, h.ip) for h in commune.hosts if ("host", h.name) in wanted]
+    for kind in ("gateway", "backup_gateway"):
+        ip = getattr(commune, kind)
+        if ip is not None and (kind, kind) in wanted:
+            plan.append((kind, kind, ip))
+    return plan
+
+
 def _answered_echo(result: ProbeResult | None) -> bool:
     return result is not None and result.ok
 
@@ -242,6 +378,8 @@ def _gateway_alive(
     if ip is None:
         return None
     results = [r for r in (next(icmp), getattr(scan, scan_field, None)) if r]
+    if not results:  # no ICMP from this vantage, no scan: unjudged (an agent asks by TCP)
+        return None
     return any(answered(r) for r in results)
 
 

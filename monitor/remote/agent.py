@@ -168,11 +168,13 @@ class Agent:
         machine's), and this vantage's targets (once per cycle, with the first commune, so
         the collector counts them once)."""
         communes = {c.key: c for c in self.inventory.communes()}
-        gateways = {} if self._icmp else await self._gateways_by_tcp(communes.values())
+        observed = report.communes or _carrier(report, self.inventory)
+        gateways = {} if self._icmp else await self._gateways_by_tcp(
+            communes[f"{o.province}/{o.commune}"] for o in observed)
         if config is None:
             config = await asyncio.to_thread(local.read_config)
         completed = []
-        for index, obs in enumerate(report.communes):
+        for index, obs in enumerate(observed):
             commune = communes[f"{obs.province}/{obs.commune}"]
             obs = replace(obs, skipped_checks=self.skipped)
             if not self._icmp:
@@ -287,6 +289,15 @@ class Agent:
     @property
     def _state_topic(self) -> str:
         return topics.agent_state_topic(self.options.agent_id)
+
+
+def _carrier(report: CycleReport, inventory: Inventory) -> list[CommuneObservation]:
+    """A re-probe of targets alone still travels in a commune's batch (the scope's first
+    commune, judging none of its hosts), as a cycle's targets travel with its first."""
+    first = next(iter(inventory.communes()), None)
+    if not report.targets or first is None:
+        return []
+    return [CommuneObservation(first.province, first.code, report.started, report.vantage)]
 
 
 def _with_result(host: HostObservation, result: ProbeResult) -> HostObservation:

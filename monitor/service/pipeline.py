@@ -9,6 +9,7 @@ status goes to the broker (:attr:`Pipeline.status`, when there is one).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 
@@ -59,16 +60,26 @@ class Pipeline:
         self.store.close()
 
     async def ingest_cycle(self, report: CycleReport) -> None:
-        """A whole local cycle: one store transaction, then one render of /metrics."""
-        events = self.engine.apply_cycle(report.communes, report.targets, report.vantage)
+        """A local cycle, or a fast confirmation's re-probe (``report.recheck``): one store
+        transaction, then one render of /metrics. The upstream's verdict goes first, so an
+        isolated central vantage's cycle is already held."""
+        events: list[AlertEvent] = []
+        if report.upstream_ok is not None:
+            events += self.engine.central_upstream(report.upstream_ok, report.started)
+        events += self.engine.apply_cycle(report.communes, report.targets, report.vantage)
         self._publish(events)
         self.run_operations()
         for obs in report.communes:
             self.samples.record(obs)
-        self.cycles += 1
-        await self.refresh_metrics(CycleStats.from_report(report, self.agents_heard))
+        stats = CycleStats.from_report(report, self.agents_heard)
+        if report.recheck:  # probes counted, but not a cycle (nor its duration)
+            stats = dataclasses.replace(stats, duration=None)
+        else:
+            self.cycles += 1
+        await self.refresh_metrics(stats)
         await self.publish_status()
-        log.info("cycle_done", duration=round(report.duration, 3), communes=len(report.communes),
+        log.info("recheck_done" if report.recheck else "cycle_done",
+                 duration=round(report.duration, 3), communes=len(report.communes),
                  alerts=len(events))
 
     def ingest_commune(self, obs: CommuneObservation, agent: str) -> None:

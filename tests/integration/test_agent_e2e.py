@@ -21,7 +21,7 @@ import pytest
 from inventory.loader import load
 from tests.support import require_real
 from tests.support.agentlab import ACL, USERS, write_inventory
-from tests.support.servers import Mosquitto, free_tcp_port
+from tests.support.servers import Mosquitto, free_tcp_port, receive
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,3 +236,51 @@ def test_agent_refuses_a_scope_outside_the_inventory(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2
     assert "--scope 79" in proc.stderr
+
+
+# --------------------------------------------------------------- run --mqtt (issue 14)
+
+
+async def test_run_with_mqtt_probes_centrally_takes_an_agents_batches_and_publishes_status(
+        tmp_path: Path, processes: Processes) -> None:
+    """One process: central cycles, a real agent's batches through the collector's checks,
+    and the retained status on the broker (which plain ``collector`` also publishes)."""
+    require_real(os.geteuid() == 0, "central probing needs raw ICMP (root)")
+    inv = write_inventory(tmp_path / "inv.yaml", provinces=("75",), communes=2)
+    communes = list(load(inv).communes())
+    port = free_tcp_port()
+    with Mosquitto(tmp_path / "broker") as broker:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as staff:
+            await staff.subscribe("tslcd/v1/status/#", qos=1)
+            processes.start("collector", command(
+                "run", "--inventory", str(inv), "--listen", f"127.0.0.1:{port}",
+                "--mqtt", broker.url))
+            processes.start("agent", command(
+                "agent", "--inventory", str(inv), "--scope", "75", "--icmp", "off", "--spool",
+                str(tmp_path / "spool.db"), "--mqtt", broker.url))
+            body = await poll_metrics(port, [
+                "tslcd_collector_batches_total", "tslcd_probe_cycle_duration_seconds_count",
+                'tslcd_agent_spool_queued_batches{agent_id="agent-75",scope="75"}'], processes)
+            batches = [line for line in body.splitlines()
+                       if line.startswith("tslcd_collector_batches_total")]
+            cycles = [line for line in body.splitlines()
+                      if line.startswith("tslcd_probe_cycle_duration_seconds_count")]
+            assert float(batches[0].split()[-1]) >= 1  # the agent's, validated
+            assert float(cycles[0].split()[-1]) >= 1  # central probing, same process
+            seen: dict[str, dict[str, object]] = {}
+
+            async def collect() -> None:
+                async for message in staff.messages:
+                    seen[str(message.topic)] = json.loads(message.payload)  # type: ignore[arg-type]
+                    if len(seen) >= len(communes):
+                        return
+
+            await asyncio.wait_for(collect(), 20)
+        async with aiomqtt.Client("127.0.0.1", broker.port) as later:  # retained: still there
+            await later.subscribe("tslcd/v1/status/#", qos=1)
+            retained = await receive(later, len(communes), quiet=2.0)
+        assert {str(m.topic) for m in retained} == set(seen)
+        assert all(m.retain and m.qos == 1 for m in retained)
+    assert {(s["province"], s["commune"]) for s in seen.values()} == \
+        {(c.province, c.code) for c in communes}
+    assert all(t.startswith("tslcd/v1/status/") for t in seen)

@@ -1,0 +1,38 @@
+"""Fast confirmation (contract section 2, ``retry_interval``; Nagios' soft states).
+
+A host, gateway or target whose result disagrees with its confirmed state is re-probed
+every ``retry_interval`` within the cycle, until ``down_after`` failures confirm it down (or
+``up_after`` successes confirm it up again). The scheduler only paces the re-probes: each
+is an observation handed to the state, which debounces it like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """A subject's confirmed state (None: never confirmed, taken as up) and its current run
+    of like results."""
+
+    up: bool | None = None
+    ok: bool = True
+    run: int = 0
+
+
+def step(streak: Streak, ok: bool, down_after: int, up_after: int) -> Streak:
+    """The streak after one more result."""
+    run = streak.run + 1 if ok == streak.ok else 1
+    up = streak.up
+    if not ok and run >= down_after:
+        up = False
+    elif ok and (up is None or run >= up_after):
+        up = True
+    return Streak(up, ok, run)
+
+
+def pending(streak: Streak) -> bool:
+    """Whether the subject is to be re-probed at ``retry_interval``: its last result
+    disagrees with its confirmed state (a first answer needs no confirmation)."""
+    return streak.ok != (streak.up is not False)

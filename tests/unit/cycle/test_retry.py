@@ -1,0 +1,41 @@
+"""Fast confirmation's streaks: what is re-probed, and when it stops."""
+
+from __future__ import annotations
+
+from monitor.cycle.retry import Streak, pending, step
+
+
+def run(results: list[bool], down_after: int = 3, up_after: int = 2) -> list[Streak]:
+    streak, out = Streak(), []
+    for ok in results:
+        streak = step(streak, ok, down_after, up_after)
+        out.append(streak)
+    return out
+
+
+def test_a_first_answer_needs_no_confirmation() -> None:
+    [first] = run([True])
+    assert first.up is True and not pending(first)
+
+
+def test_failures_are_re_probed_until_down_after_confirms_them() -> None:
+    streaks = run([True, False, False, False, False])
+    assert [pending(s) for s in streaks] == [False, True, True, False, False]
+    assert streaks[3].up is False
+
+
+def test_a_host_never_seen_up_is_confirmed_down_too() -> None:
+    streaks = run([False, False, False])
+    assert [pending(s) for s in streaks] == [True, True, False]
+
+
+def test_recovery_is_re_probed_until_up_after_clears_it() -> None:
+    streaks = run([False, False, False, True, True, True])
+    assert [pending(s) for s in streaks] == [True, True, False, True, False, False]
+    assert streaks[4].up is True
+
+
+def test_a_blip_resets_the_run() -> None:
+    streaks = run([True, False, True, False, False])
+    assert [pending(s) for s in streaks] == [False, True, False, True, True]
+    assert streaks[-1].run == 2 and streaks[-1].up is True
