@@ -28,7 +28,7 @@ from monitor.decide.status import (
     TargetState,
     carrying_line,
 )
-from monitor.decide.verdicts import ip_config_ok, judge
+from monitor.decide.verdicts import ip_config_ok, judge, upstream_of
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web.auth import Scope
 from probes.result import TargetDetail
@@ -199,6 +199,7 @@ def commune_detail(
         if live is None or live.unknown_devices is None
         else [{"ip": d.ip, "mac": d.mac} for d in live.unknown_devices],
         "targets": [_target(t) for t in _visible_targets(state, commune)],
+        "vantages": _vantages(commune, live, state),
         "milestones": _milestones(milestones, first_passed, now),
         "first_passed": first_passed,
         "history": history,
@@ -234,6 +235,47 @@ def _host(commune: Commune, host: Host, live: HostState | None,
         "inspection": None if host.inspection is None else {
             "stamp": host.inspection.stamp, "date": host.inspection.date.isoformat()},
         "samples": samples.samples(commune.province, commune.code, host.name),
+    }
+
+
+def _vantages(commune: Commune, live: CommuneState | None,
+              state: MonitorState) -> list[dict[str, Any]]:
+    """Each vantage's own view side by side (contract §7): from upstream (central, the
+    province's agent) the line's RTT and loss; from the commune's agent the LAN (ARP) and
+    the election system from inside. ``line``: this view is one the line's verdict uses."""
+    if live is None:
+        return []
+    out = []
+    for vantage, view in sorted(live.views.items(), key=lambda kv: _vantage_order(kv[0])):
+        upstream = upstream_of(vantage, commune.province, commune.code)
+        out.append({
+            "vantage": vantage,
+            "place": "upstream" if upstream else "segment",
+            "line": vantage in live.line_vantages,
+            "last_seen": _ms(view.last_seen),
+            "gateway_up": view.gateway.up if view.gateway else None,
+            "hosts": [_vantage_host(h, view.hosts.get(h.name)) for h in commune.hosts],
+            "targets": [_target(t) for (_, v), t in sorted(state.targets.items())
+                        if v == vantage],
+        })
+    return out
+
+
+def _vantage_order(vantage: str) -> tuple[int, str]:
+    """Central first, then the province's agent, then the commune's."""
+    return (0 if vantage == "central" else 1 + vantage.count("/"), vantage)
+
+
+def _vantage_host(host: Host, tracker: HostState | None) -> dict[str, Any]:
+    last = tracker.last if tracker else None
+    icmp = last.icmp if last else None
+    arp = last.arp if last else None
+    return {
+        "name": host.name,
+        "up": tracker.up if tracker else None,
+        "rtt": icmp.rtt_mean if icmp else None,
+        "loss": icmp.loss_ratio if icmp and icmp.sent else None,
+        "ip_config_ok": ip_config_ok(arp, host.mac),
     }
 
 

@@ -29,7 +29,8 @@ const I18N = {
     line: 'Đường đang dùng', line_primary: 'đường chính', line_backup: 'đường dự phòng',
     line_none: 'không có đường nào', drill_live: 'Đang diễn tập', drill_done: 'Đã diễn tập',
     connected_of: 'đã kết nối', appeared_of: 'đã tham gia', inspection: 'Tem kiểm định',
-    uninspected: 'CHƯA KIỂM ĐỊNH',
+    uninspected: 'CHƯA KIỂM ĐỊNH', vantages: 'Từng điểm đo', v_upstream: 'phía trên đường truyền',
+    v_segment: 'trong mạng của xã', v_line: 'đánh giá đường truyền', central: 'Trung tâm giám sát',
   },
   en: {
     title: 'Election data network monitor', report: 'Readiness report', logout: 'Log out',
@@ -53,7 +54,8 @@ const I18N = {
     line: 'Carried by', line_primary: 'primary line', line_backup: 'backup line',
     line_none: 'no line', drill_live: 'Drill running', drill_done: 'Drill held',
     connected_of: 'connected', appeared_of: 'took part', inspection: 'Inspection stamp',
-    uninspected: 'NOT INSPECTED',
+    uninspected: 'NOT INSPECTED', vantages: 'Each vantage', v_upstream: 'upstream of the line',
+    v_segment: 'on the commune segment', v_line: 'judges the line', central: 'Central monitor',
   },
 };
 
@@ -246,6 +248,7 @@ function detailHtml(c) {
     + `<h2>${esc(c.name)} <small class="muted">${esc(c.commune)} · ${esc(c.province_name)}</small></h2>`
     + `<section><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl></section>`
     + `<section><h3>${esc(t('hosts'))}</h3><div class="hosts">${c.hosts.map(hostHtml).join('')}</div></section>`
+    + vantagesHtml(c.vantages || [])
     + unknownDevicesHtml(c.unknown_devices) + targetsHtml(c.targets) + milestonesHtml(c.milestones)
     + historyHtml(c.history) + '</div>';
 }
@@ -299,6 +302,26 @@ function chartSvg(samples) {
     + `<title>${esc(t('rtt'))} / ${esc(t('loss'))}, ${esc(t('last_hours'))}</title>${bars}`
     + `<polyline points="${line}" fill="none" stroke="#1f4e8c" stroke-width="1.5"/>${dot}</svg>`
     + `<div class="legend"><span>${esc(t('last_hours'))}</span><span>${esc(t('rtt'))} max ${fmtMs(maxRtt)}</span></div>`;
+}
+
+// Each vantage's own view in a column: the centre (and a province agent) see the line's RTT
+// and loss; the commune's agent sees the LAN (ARP) and the election system from inside.
+function vantagesHtml(views) {
+  if (!views.length) return '';
+  const head = views.map((v) => `<th>${esc(v.vantage === 'central' ? t('central') : v.vantage)}`
+    + `<br><small class="muted">${esc(t('v_' + v.place))}${v.line ? ` · ${esc(t('v_line'))}` : ''}</small></th>`).join('');
+  const cell = (h) => `${upText(h.up)}<br><small>${esc(t('rtt'))} ${fmtMs(h.rtt)} · ${esc(t('loss'))} ${fmtPct(h.loss)}`
+    + (h.ip_config_ok === null ? '' : ` · ${esc(t('ip_config'))} ${h.ip_config_ok
+      ? `<span class="yes">✓</span>` : `<b class="no">✗</b>`}`) + '</small>';
+  const rows = [
+    `<tr><th>${esc(t('last_seen'))}</th>${views.map((v) => `<td>${esc(fmtTime(v.last_seen)) || '—'}</td>`).join('')}</tr>`,
+    `<tr><th>${esc(t('gateway'))}</th>${views.map((v) => `<td>${upText(v.gateway_up)}</td>`).join('')}</tr>`,
+    ...views[0].hosts.map((h, i) => `<tr><th>${esc(h.name)}</th>${views.map((v) => `<td>${cell(v.hosts[i])}</td>`).join('')}</tr>`),
+    `<tr><th>${esc(t('targets'))}</th>${views.map((v) => `<td>${v.targets.map((x) => `${esc(x.target)}: `
+      + (x.up ? `<span class="yes">${esc(t('reachable'))}</span>` : `<span class="no">${esc(t('unreachable'))}</span>`)).join('<br>') || '—'}</td>`).join('')}</tr>`,
+  ];
+  return `<section><h3>${esc(t('vantages'))}</h3><table class="vantages"><thead><tr><th></th>${head}</tr></thead>`
+    + `<tbody>${rows.join('')}</tbody></table></section>`;
 }
 
 function unknownDevicesHtml(devices) {
