@@ -6,11 +6,12 @@ run:
 	.venv/bin/tslcd-monitor run
 
 # Four workers on two cores: most tests wait on brokers, browsers and namespaces, not CPU.
-# A file's tests stay on one worker (--dist loadfile): their fixtures are shared per module.
+# --dist loadgroup: a file's tests stay on one worker (module fixtures, fixed ports), but a
+# lab test that builds its own namespaces goes to any worker (tests/conftest.py groups them).
 test:
 	scripts/setup.sh test
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest -q -n 4 --dist loadfile
+	.venv/bin/python -m pytest -q -n 4 --dist loadgroup
 
 # The unit lane only (no broker, browser or namespace): under a minute.
 test-fast:

@@ -69,12 +69,47 @@ def lane_of(path: Path) -> str | None:
     return parts[0] if len(parts) > 1 and parts[0] in LANES else None
 
 
+#: Fixture scopes whose value the tests of one worker share (session: each worker has its own).
+SHARED_SCOPES = {"module", "class", "package"}
+
+
+def shared_fixtures(item: pytest.Item) -> list[str]:
+    """The module-, class- or package-scoped fixtures a test asks for, directly or through
+    other fixtures (autouse ones aside: they are checks, not something to share)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    seen: set[str] = set()
+    todo = list(info.argnames)
+    while todo:
+        name = todo.pop()
+        defs = info.name2fixturedefs.get(name)
+        if name in seen or not defs:
+            continue
+        seen.add(name)
+        todo += defs[-1].argnames
+    return sorted(n for n in seen if info.name2fixturedefs[n][-1].scope in SHARED_SCOPES)
+
+
+def worker_group(item: pytest.Item, lane: str | None) -> str | None:
+    """Which tests must run on one worker (``--dist loadgroup``): a file's tests, as they may
+    share fixed loopback ports and module state, except in the lab lane, where each test
+    builds its own namespaces: there only the tests asking for a module fixture (one lab built
+    for the file) stay together, and the others spread over the workers."""
+    where = item.nodeid.split("::")[0]
+    return where if lane != "lab" or shared_fixtures(item) else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``pytest -m unit`` (or integration, lab) runs one lane, wherever the files are named."""
+    """``pytest -m unit`` (or integration, lab) runs one lane, wherever the files are named;
+    each test gets its worker group."""
     for item in items:
         lane = lane_of(item.path)
         if lane is not None:
             item.add_marker(lane)
+        group = worker_group(item, lane)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # --- logging isolation -------------------------------------------------------------------
