@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from aiohttp import web
 
 from inventory.loader import loads
 from inventory.model import Contact
@@ -40,7 +41,7 @@ from tests.support.alertmanager import (
     wait_ready,
 )
 from tests.support.engine_sim import STEP, make_commune, make_inventory, observe
-from tests.support.servers import WebhookReceiver
+from tests.support.servers import WebhookReceiver, serving
 
 SHIPPED = ROOT / "dashboards" / "alertmanager"
 PAGE = "http://127.0.0.1:9750/"
@@ -204,13 +205,16 @@ async def _has(hook: WebhookReceiver, status: str) -> bool:
     return bool(notifications(hook, status))
 
 
-def shipped_config_towards(tmp_path: Path, smtp_port: int) -> Path:
-    """The shipped configuration and templates, mail to the test's SMTP server, nothing else
-    sent (no Telegram, no webhooks), groups flushed within a second."""
+def shipped_config_towards(tmp_path: Path, smtp_port: int, telegram: str | None = None) -> Path:
+    """The shipped configuration and templates, mail to the test's SMTP server, Telegram to
+    the test's stand-in for its API (or none), no webhooks, groups flushed within a second."""
     config = yaml.safe_load((SHIPPED / "alertmanager.yml").read_text(encoding="utf-8"))
     config["global"]["smtp_smarthost"] = f"127.0.0.1:{smtp_port}"
+    if telegram is not None:
+        config["global"]["telegram_api_url"] = telegram
     for receiver in config["receivers"]:
-        receiver.pop("telegram_configs", None)
+        if telegram is None:
+            receiver.pop("telegram_configs", None)
         receiver.pop("webhook_configs", None)
     routes = [config["route"]]
     while routes:
@@ -265,6 +269,45 @@ async def test_shipped_configuration_mails_the_operator_in_vietnamese(tmp_path: 
         assert line in body, body
     assert "Đã khắc phục: " in text(resolved)
     assert "Viettel" not in body  # the other commune is fine: nothing of it
+
+
+async def test_shipped_configuration_telegrams_the_teams(tmp_path: Path) -> None:
+    """Telegram's Bot API stood in for by an aiohttp server on loopback."""
+    sent: list[dict[str, Any]] = []
+
+    async def bot_api(request: web.Request) -> web.Response:
+        fields = dict(await request.post()) or await request.json()
+        sent.append({"path": request.path, **fields})
+        chat = {"id": int(fields.get("chat_id", 0)), "type": "group"}
+        return web.json_response({"ok": True, "result": {"message_id": len(sent), "date": 0,
+                                                         "chat": chat, "text": "ok"}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", bot_api)
+    async with serving(app) as api_port:
+        with (smtp_server() as (port, _),
+              cluster(shipped_config_towards(tmp_path, port, f"http://127.0.0.1:{api_port}"),
+                      tmp_path) as (manager,)):
+            await wait_ready(manager)
+            dispatcher = monitor([manager])
+            await dispatcher.start()
+            try:
+                dispatcher.publish(outage("firing", time.time() - 60))
+
+                async def two_chats() -> bool:
+                    return len([m for m in sent if m["path"].endswith("/sendMessage")]) >= 2
+
+                await until(two_chats, "messages to both chats")
+            finally:
+                await dispatcher.stop()
+    messages = {int(m["chat_id"]): m for m in sent if m["path"].endswith("/sendMessage")}
+    assert set(messages) == {-1001000000075, -1001000000001}  # VNPT Đồng Nai, central team
+    message = messages[-1001000000075]
+    assert message["parse_mode"] == "HTML"
+    assert message["text"].startswith(
+        "<b>[TSLCD CẢNH BÁO] commune_down: Phường Trấn Biên (VNPT, DNI-0001)</b>\n")
+    assert "Liên hệ: Nguyễn Văn A (cán bộ CNTT xã) 0912 345 678" in message["text"]
+    assert all("/bot0000000000:thay-bang-token-that/" in m["path"] for m in sent)
 
 
 def amtool_route(*labels: str) -> str:
