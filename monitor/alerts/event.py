@@ -38,9 +38,11 @@ SEVERITY: dict[str, str] = {
     "vantage_isolated": "critical",
 }
 
-#: Events raised by the calendar (:mod:`monitor.decide.operations`, which words their messages),
-#: not by the state engine.
+#: Events raised by the calendar (:mod:`monitor.decide.operations`), not by the state engine;
+#: both keep them in the one alert book (:mod:`monitor.decide.book`).
 OPERATIONS_EVENTS = frozenset({"deadline", "uninspected_host", "escalation"})
+#: Events for the escalation sinks only (a supervisor's topic), never the alert outbox.
+ESCALATION_EVENTS = frozenset({"escalation"})
 
 #: Message bodies per event and state, (Vietnamese, English); fields filled by ``format``.
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -113,6 +115,49 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: The calendar's wording (:mod:`monitor.decide.operations`), by event and phase.
+_MESSAGES.update({
+    "deadline.warning": (
+        "còn {days} ngày đến hạn mốc «{title}» (hạn {due}): {count}/{total} xã, phường chưa đạt: "
+        "{names}",
+        "{days} day(s) left for milestone \"{title}\" (due {due}): {count}/{total} communes "
+        "have not met it: {names}",
+    ),
+    "deadline.warning_met": (
+        "mốc «{title}» (hạn {due}): tất cả xã, phường đã đạt",
+        "milestone \"{title}\" (due {due}): every commune has met it",
+    ),
+    "deadline.warning_due": (
+        "mốc «{title}» đã đến hạn ({due})",
+        "milestone \"{title}\" is due ({due})",
+    ),
+    "deadline.late": (
+        "quá hạn mốc «{title}» (hạn {due}): {count}/{total} xã, phường chưa đạt: {names}",
+        "milestone \"{title}\" overdue (due {due}): {count}/{total} communes have not met it: "
+        "{names}",
+    ),
+    "deadline.late_met": (
+        "mốc «{title}» (hạn {due}): các xã, phường trễ hạn nay đã đạt",
+        "milestone \"{title}\" (due {due}): the late communes have now met it",
+    ),
+    "deadline.and_more": ("và {n} xã, phường khác", "and {n} more"),
+    "uninspected_host.firing": (
+        "máy {host} ({ip}) đang kết nối nhưng chưa có kết quả quét, dán tem kiểm định an toàn "
+        "thông tin",
+        "computer {host} ({ip}) is connected without a security scan and inspection stamp",
+    ),
+    "uninspected_host.resolved": (
+        "máy {host} ({ip}) đã có tem kiểm định {stamp} ({date})",
+        "computer {host} ({ip}) now has inspection stamp {stamp} ({date})",
+    ),
+    "uninspected_host.gone": ("máy {host} không còn trong danh sách", "computer {host} removed"),
+    "escalation.firing": (
+        "mất kết nối đã {minutes} phút (quá {limit} phút trong {period}): cần xử lý ngay",
+        "down for {minutes} min (over the {limit} min allowed during {period}): act now",
+    ),
+    "escalation.resolved": ("đã hết mất kết nối", "no longer down"),
+})
+
 #: Reasons named inside messages, (Vietnamese, English).
 REASONS: dict[str, tuple[str, str]] = {
     "gateway": ("đường truyền không phản hồi (gateway {gateway})", "line down (gateway {gateway})"),
@@ -171,8 +216,21 @@ def render(event: str, state: AlertState, lang: Language = "vi", **fields: Any) 
         vi, en = REASONS[reason]
         fields["reason_vi"] = vi.format(**fields)
         fields["reason_en"] = en.format(**fields)
-    vi, en = _MESSAGES[f"{event}.{state}"]
+    return word(f"{event}.{state}", lang, **fields)
+
+
+def word(key: str, lang: Language = "vi", **fields: Any) -> str:
+    """One entry of the wording table (``event.phase``) in the language asked."""
+    vi, en = _MESSAGES[key]
     return (vi if lang == "vi" else en).format(**fields)
+
+
+def resolved_fallback(firing_message: str, lang: Language = "vi") -> str:
+    """A resolution worded from its firing (``label: body``) when its own words cannot be
+    (the host or device is gone from the inventory)."""
+    label, _, body = firing_message.partition(": ")
+    done = "đã hết" if lang == "vi" else "resolved"
+    return f"{label}: {done}: {body}"
 
 
 def make_event(

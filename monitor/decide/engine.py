@@ -61,16 +61,15 @@ import structlog
 
 from inventory.model import Commune, Host, Inventory, in_scope
 from monitor.alerts.event import (
+    ESCALATION_EVENTS,
+    OPERATIONS_EVENTS,
     AlertEvent,
-    AlertState,
     Language,
-    alert_id,
-    make_event,
     place_label,
-    render,
 )
 from monitor.common.clock import local_midnight
 from monitor.cycle.observation import CommuneObservation, HostObservation
+from monitor.decide.book import AlertBook, AlertKey, Condition
 from monitor.decide.status import (
     CommuneState,
     CommuneStatus,
@@ -104,10 +103,6 @@ from probes.result import ProbeResult
 
 log = structlog.get_logger("state")
 
-#: (event, scope, subject): scope ``PROV/COMMUNE``, ``PROV`` or ``target@VANTAGE``; subject
-#: the host's name, a device's MAC, a target's name, or "".
-AlertKey = tuple[str, str, str]
-
 GATEWAY_KINDS = ("gateway", "backup_gateway")
 #: Events evaluated from a commune's observation: an open one no longer evaluated resolves.
 COMMUNE_EVENTS = frozenset(
@@ -120,20 +115,6 @@ NEVER_SILENCED = frozenset({"unknown_device"})
 STALE_CYCLES = 3
 CENTRAL = "central"
 MAX_PENDING_ROWS = 100_000  # history/outbox rows kept for the store while it fails
-
-
-@dataclass(slots=True)
-class Condition:
-    """Whether an alert's condition holds this cycle (None: not observed, leave as is)."""
-
-    key: AlertKey
-    present: bool | None
-    since: float
-    province: str | None
-    commune: str | None
-    host: str | None = None
-    held: bool = False  # hold back a new firing (suppression); never a resolution
-    fields: dict[str, object] = field(default_factory=dict)
 
 
 class StateEngine:
@@ -157,8 +138,7 @@ class StateEngine:
         self._trackers: dict[TrackerKey, HostState] = {}
         self._by_scope: dict[str, set[TrackerKey]] = {}  # index of _trackers by scope
         self._flaps: dict[TrackerKey, deque[float]] = {}
-        self._open: dict[str, dict[tuple[str, str], AlertEvent]] = {}  # scope -> (event, subj)
-        self._cond_since: dict[AlertKey, float] = {}
+        self.book = AlertBook(_ToPending(self), language)  # every open alert, every kind
         self._last_at: dict[tuple[str, str], float] = {}  # (commune, vantage) -> latest cycle
         self._isolated = False  # the central vantage lost its upstream (vantage_isolated)
         self._pending = _Pending()
@@ -194,8 +174,10 @@ class StateEngine:
             self._observe(commune, cs, obs)
             conditions = self._commune_conditions(commune, cs, obs.at,
                                                   held=self._discounted(obs.vantage))
-            events += self._reconcile_all(conditions, obs.at, stale_scope=commune.key)
-            events += self._reconcile_all(self._silence_ended(commune, obs.at), obs.at)
+            events += self.book.reconcile_all(conditions, obs.at)
+            events += self.book.resolve_stale(commune.key, {c.key for c in conditions},
+                                              COMMUNE_EVENTS, obs.at)
+            events += self.book.reconcile_all(self._silence_ended(commune, obs.at), obs.at)
         self._last_at[(commune.key, obs.vantage)] = obs.at
         return events
 
@@ -243,7 +225,7 @@ class StateEngine:
                 self.state.targets[(result.subject, vantage)] = TargetState(
                     result.subject, vantage, up, result)
                 conditions.append(self._target_condition(tracker, result, vantage))
-            return self._reconcile_all(conditions, self.clock())
+            return self.book.reconcile_all(conditions, self.clock())
 
     def mark_silent(self, province: str, commune: str | None = None,
                     only: Collection[str] | None = None) -> list[AlertEvent]:
@@ -264,7 +246,7 @@ class StateEngine:
             cond = Condition(("agent_silent", scope, ""), True, now, province, commune,
                              held=self._in_maintenance(province, commune, now) or consequence,
                              fields={"label": label})
-            return self._reconcile_all([cond], now)
+            return self.book.reconcile_all([cond], now)
 
     def central_upstream(self, reachable: bool, at: float | None = None) -> list[AlertEvent]:
         """The central vantage's own uplink (every ``defaults.upstream`` address failed, or
@@ -281,7 +263,7 @@ class StateEngine:
                     self._forget_view(c, self.state.communes[c.key], CENTRAL, now)
             cond = Condition(("vantage_isolated", CENTRAL, ""), not reachable, now, None, None,
                              fields={"label": self._vantage_label(CENTRAL)})
-            return self._reconcile_all([cond], now)
+            return self.book.reconcile_all([cond], now)
 
     def set_inventory(self, inventory: Inventory) -> list[AlertEvent]:
         """Reload: keeps the state of communes/hosts that still exist; resolves the alerts of
@@ -546,7 +528,8 @@ class StateEngine:
                            cs: CommuneState) -> list[Condition]:
         if cs.unknown_devices is None:  # never scanned: keep what is open
             return [cond("unknown_device", subj, None, None)
-                    for ev, subj in self._open.get(commune.key, {}) if ev == "unknown_device"]
+                    for (ev, _, subj), _ in self.book.open_in(commune.key)
+                    if ev == "unknown_device"]
         return [cond("unknown_device", d.mac.lower(), True, None, ip=d.ip, mac=d.mac.lower())
                 for d in cs.unknown_devices]
 
@@ -574,68 +557,9 @@ class StateEngine:
             Condition(("agent_silent", scope, ""), False, at, commune.province, comm,
                       fields={"label": self._scope_label(commune.province, comm)})
             for scope, comm in ((commune.key, commune.code), (commune.province, None))
-            if ("agent_silent", "") in self._open.get(scope, {})
-            or ("agent_silent", scope, "") in self._cond_since
+            if self.book.pending(("agent_silent", scope, ""))
+            or self.book.firing(("agent_silent", scope, "")) is not None
         ]
-
-    # ------------------------------------------------------------------ reconcile
-
-    def _reconcile_all(self, conditions: list[Condition], now: float,
-                       stale_scope: str | None = None) -> list[AlertEvent]:
-        events = [ev for c in conditions if (ev := self._reconcile(c, now)) is not None]
-        if stale_scope is not None:
-            evaluated = {c.key for c in conditions}
-            for (event, subject), firing in list(self._open.get(stale_scope, {}).items()):
-                if event in COMMUNE_EVENTS and (event, stale_scope, subject) not in evaluated:
-                    events.append(self._resolve((event, stale_scope, subject), firing, now, {}))
-        return events
-
-    def _reconcile(self, c: Condition, now: float) -> AlertEvent | None:
-        scope, (event, subject) = c.key[1], (c.key[0], c.key[2])
-        firing = self._open.get(scope, {}).get((event, subject))
-        if c.present is None:
-            return None
-        if not c.present:
-            self._cond_since.pop(c.key, None)
-            return None if firing is None else self._resolve(c.key, firing, now, c.fields)
-        since = self._cond_since.setdefault(c.key, c.since)
-        if firing is not None or c.held:
-            return None
-        ev = make_event(
-            event_id=alert_id(event, scope, subject, since), event=event, state="firing",
-            province=c.province, commune=c.commune, host=c.host, since=since,
-            message=self._message(event, "firing", c.fields),
-        )
-        self._open.setdefault(scope, {})[(event, subject)] = ev
-        self._pending.open(c.key, ev)
-        return ev
-
-    def _resolve(self, key: AlertKey, firing: AlertEvent, now: float,
-                 fields: dict[str, object]) -> AlertEvent:
-        event, scope, subject = key
-        self._open[scope].pop((event, subject), None)
-        self._cond_since.pop(key, None)
-        ev = make_event(
-            event_id=firing.id, event=event, state="resolved", province=firing.province,
-            commune=firing.commune, host=firing.host, since=now,
-            message=self._resolved_message(firing, fields),
-        )
-        self._pending.close(key, ev)
-        return ev
-
-    def _message(self, event: str, state: AlertState, fields: dict[str, object]) -> str:
-        fields = dict(fields)
-        label = fields.pop("label")
-        return f"{label}: {render(event, state, self.language, **fields)}"
-
-    def _resolved_message(self, firing: AlertEvent, fields: dict[str, object]) -> str:
-        """Resolution text; fields missing (host or device gone) fall back to the firing's."""
-        try:
-            return self._message(firing.event, "resolved", fields)
-        except (KeyError, IndexError):
-            label, _, body = firing.message.partition(": ")
-            done = "đã hết" if self.language == "vi" else "resolved"
-            return f"{label}: {done}: {body}"
 
     # ------------------------------------------------------------------- helpers
 
@@ -730,17 +654,17 @@ class StateEngine:
         self._by_scope.get(_index(key), set()).discard(key)
         self._flaps.pop(key, None)
         self._pending.removed_trackers.append(key)
-        open_here = self._open.get(scope, {})
-        return [self._resolve((ev, scope, subj), firing, now, {})
-                for (ev, subj), firing in list(open_here.items()) if subj == name]
+        return [ev for key, _ in self.book.open_in(scope)
+                if key[2] == name and key[0] not in OPERATIONS_EVENTS
+                and (ev := self.book.resolve(key, now)) is not None]
 
     def _drop_commune(self, key: str, now: float) -> list[AlertEvent]:
         cs = self.state.communes.pop(key)
         events: list[AlertEvent] = []
         for tkey in list(self._by_scope.pop(key, ())):
             events += self._drop_tracker(tkey, now)
-        for (ev, subj), firing in list(self._open.get(key, {}).items()):
-            events.append(self._resolve((ev, key, subj), firing, now, {}))
+        events += [ev for akey, _ in self.book.open_in(key) if akey[0] not in OPERATIONS_EVENTS
+                   and (ev := self.book.resolve(akey, now)) is not None]
         self._pending.removed_communes.append((cs.province, cs.commune))
         return events
 
@@ -748,17 +672,18 @@ class StateEngine:
         """Alerts restored for communes the inventory no longer has are resolved; the
         resolutions go through the store's outbox, which the dispatcher sends at start."""
         now = self.clock()
-        for scope in [s for s in self._open if "/" in s and not s.startswith("target@")]:
+        for scope in [s for s in self.book.scopes() if "/" in s and not s.startswith("target@")]:
             if scope not in self.state.communes:
-                for (event, subject), firing in list(self._open[scope].items()):
-                    self._resolve((event, scope, subject), firing, now, {})
+                for key, _ in self.book.open_in(scope):
+                    if key[0] not in OPERATIONS_EVENTS:
+                        self.book.resolve(key, now)
         # targets the inventory does not have (e.g. made up by a batch before the collector
         # checked them): their alerts would never resolve, their trackers never go
         targets = {t.name for t in self._inventory.targets}
-        for scope in [s for s in self._open if s.startswith("target@")]:
-            for (event, subject), firing in list(self._open[scope].items()):
-                if subject not in targets:
-                    self._resolve((event, scope, subject), firing, now, {})
+        for scope in [s for s in self.book.scopes() if s.startswith("target@")]:
+            for key, _ in self.book.open_in(scope):
+                if key[2] not in targets:
+                    self.book.resolve(key, now)
         for key in [k for k in self._trackers if k[0] == "target" and k[2] not in targets]:
             del self._trackers[key]
             self._by_scope.get(key[1], set()).discard(key)
@@ -820,8 +745,7 @@ class StateEngine:
             cs.backup_gateway_up = self._tracker_up("backup_gateway", key)
             cs.first_passed.update(snap.first_passed.get(key, {}))
         for text, firing in snap.open_alerts.items():
-            event, scope, subject = loads_key(text)
-            self._open.setdefault(scope, {})[(event, subject)] = firing
+            self.book.restore(loads_key(text), firing)
 
 
 def _down_reason(cs: CommuneState) -> str:
@@ -886,6 +810,19 @@ def _word(up: bool | None) -> str:
     return "unknown" if up is None else "up" if up else "down"
 
 
+class _ToPending:
+    """The book's journal: the engine's pending batch (replaced after every write)."""
+
+    def __init__(self, engine: StateEngine) -> None:
+        self._engine = engine
+
+    def open(self, key: AlertKey, ev: AlertEvent) -> None:
+        self._engine._pending.open(key, ev)
+
+    def close(self, key: AlertKey, ev: AlertEvent) -> None:
+        self._engine._pending.close(key, ev)
+
+
 @dataclass(slots=True)
 class _Pending:
     """Changes not yet in the store; kept (and merged) while the store fails."""
@@ -912,12 +849,16 @@ class _Pending:
 
     def open(self, key: AlertKey, ev: AlertEvent) -> None:
         self.opened[key] = ev
-        self.outbox.append(ev)
+        self._deliver(ev)
 
     def close(self, key: AlertKey, ev: AlertEvent) -> None:
         self.opened.pop(key, None)
         self.closed.add(key)
-        self.outbox.append(ev)
+        self._deliver(ev)
+
+    def _deliver(self, ev: AlertEvent) -> None:
+        if ev.event not in ESCALATION_EVENTS:  # the escalation sinks are not the outbox's
+            self.outbox.append(ev)
 
     def trim(self) -> None:
         """Bound memory while the store keeps failing: drop the oldest rows first."""

@@ -143,7 +143,7 @@ def test_flapping_host_gives_exactly_one_alert_then_resolves_when_stable() -> No
     assert ("host_flapping", "resolved", "may-01") in kinds(stable)
     assert not sim.commune.hosts["may-01"].flapping
     assert [e for e in stable if e.state == "firing"] == []
-    assert sim.engine._open.get("75/26041", {}) == {}
+    assert sim.engine.book.open_in("75/26041") == []
 
 
 def test_maintenance_silences_and_fires_what_remains_at_its_end() -> None:
