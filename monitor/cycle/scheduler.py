@@ -135,9 +135,11 @@ class Scheduler:
         defaults = self.inventory.defaults
         retry = defaults.retry_interval
         needs = defaults.icmp.count * defaults.icmp.timeout + self.options.tcp_timeout
-        while (subjects := self.pending()) and time.monotonic() + retry + needs < deadline:
-            await asyncio.sleep(retry)
+        start = time.monotonic() + retry  # re-probes start on a grid, whatever they take
+        while (subjects := self.pending()) and start + needs < deadline:
+            await asyncio.sleep(max(0.0, start - time.monotonic()))
             await self._deliver(await self.recheck(subjects), on_report)
+            start = max(start + retry, time.monotonic())
 
     def pending(self) -> set[Subject]:
         """The subjects whose last result disagrees with their confirmed state."""
