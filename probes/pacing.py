@@ -10,7 +10,6 @@ ahead of its budget, and then once for a batch (:data:`GRANULARITY`), never per 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import TypeVar
@@ -84,12 +83,6 @@ class Pacer:
             bucket.tat = (bucket.tat if bucket.tat > at else at) + bucket.interval
         glob.tat = (glob.tat if glob.tat > at else at) + glob.interval
         return at
-
-    async def acquire(self, group: Hashable | None = None) -> None:
-        """Wait until one packet may be sent (no sleep when the budget allows it now)."""
-        delay = self.reserve(group) - self.clock()
-        if delay > GRANULARITY:
-            await asyncio.sleep(delay)
 
     def bucket(self, group: Hashable | None) -> Bucket | None:
         """The group's budget (None: not capped), to hand to :meth:`book` per packet."""

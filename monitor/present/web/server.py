@@ -41,6 +41,7 @@ from monitor.decide import drills
 from monitor.decide.status import MonitorState
 from monitor.present import availability, reports
 from monitor.present.drill_report import WRITERS as DRILL_WRITERS
+from monitor.present.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web import api
 from monitor.present.web.auth import OPEN, Scope, TokenEntry, TokenStore, TokenWatch, hash_token
@@ -49,7 +50,6 @@ log = structlog.get_logger("monitor.present.web")
 
 COOKIE = "tslcd_token"
 COOKIE_MAX_AGE = 12 * 3600  # seconds; a work day, then log in again
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _PUBLIC = ("/healthz", "/login", "/static/", "/favicon.ico")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
