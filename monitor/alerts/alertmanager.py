@@ -136,6 +136,7 @@ class AlertmanagerSink:
         self.clock = clock
         self._watchdog = watchdog_alert(clock(), page)
         self._firing: dict[LabelKey, dict[str, AmAlert]] = {}  # labels -> event id -> alert
+        self._key_of: dict[str, LabelKey] = {}  # event id -> its labels, while firing
         self._session: aiohttp.ClientSession | None = None
         self._resender: asyncio.Task[None] | None = None
         # One POST at a time, so a resend never overtakes a resolution: Alertmanager keeps
@@ -149,18 +150,21 @@ class AlertmanagerSink:
 
     async def deliver(self, event: AlertEvent) -> None:
         alert = to_alert(event, self.inventory(), self.page)
-        key: LabelKey = frozenset(alert["labels"].items())
         if event.state == "firing":
+            key: LabelKey = frozenset(alert["labels"].items())
             self._firing.setdefault(key, {})[event.id] = alert
+            self._key_of[event.id] = key
             await self._post_retrying([self._ahead(self._merged(key))])
             return
+        # What fired is what resolves, even if the inventory renamed the operator since.
+        key = self._key_of.pop(event.id, frozenset(alert["labels"].items()))
         same = self._firing.get(key, {})
         opened = same.pop(event.id, None)
         if same:  # another firing with these labels goes on
             return
         self._firing.pop(key, None)
         if opened is not None:
-            alert["startsAt"] = opened["startsAt"]
+            alert["labels"], alert["startsAt"] = opened["labels"], opened["startsAt"]
         alert["endsAt"] = rfc3339(max(self.clock(), _parse(alert["startsAt"])))
         await self._post_retrying([alert])
 

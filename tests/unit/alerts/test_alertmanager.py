@@ -27,7 +27,7 @@ from monitor.common.backoff import Backoff
 from monitor.common.config import Config, ConfigError, WebhookConfig, load
 from tests.support.servers import WebhookReceiver
 
-INVENTORY = loads("""\
+INVENTORY_TEXT = """\
 version: 1
 provinces:
   - code: "75"
@@ -42,7 +42,8 @@ provinces:
           - {name: "Trần Thị B", email: b@example.gov.vn}
         hosts:
           - {name: may-01, ip: 198.18.1.2}
-""")
+"""
+INVENTORY = loads(INVENTORY_TEXT)
 PAGE = "http://127.0.0.1:9750/"
 FAST = Backoff(attempts=4, base=0.01, cap=0.05)
 NOW = 1_770_346_800.0  # 2026-02-06T03:00:00Z, 10:00 in Vietnam
@@ -207,3 +208,17 @@ async def test_resend_of_many_alerts_goes_in_batches() -> None:
     resend = am.received[BATCH * 2 + 1:]
     assert [len(body) for body in resend] == [BATCH, BATCH, 2]
     assert resend[0][0]["labels"]["alertname"] == "Watchdog"
+
+
+async def test_resolution_ends_what_fired_though_the_inventory_changed_meanwhile() -> None:
+    inventories = [INVENTORY]
+    async with WebhookReceiver() as am:
+        am_sink = AlertmanagerSink(am.url, lambda: inventories[-1], page=PAGE, backoff=FAST,
+                                   clock=lambda: NOW)
+        await am_sink.deliver(event())
+        inventories.append(loads(INVENTORY_TEXT.replace("isp: VNPT", "isp: Viettel")))
+        await am_sink.deliver(event("resolved"))
+        await am_sink.close()
+    (firing,), (resolved,) = am.received
+    assert resolved["labels"] == firing["labels"] and firing["labels"]["isp"] == "VNPT"
+    assert [a["labels"]["alertname"] for a in am_sink.firing()] == ["Watchdog"]
