@@ -53,7 +53,6 @@ def _add_agent(sub: Any) -> None:
     p.add_argument("--spool-limit", type=int, default=DEFAULT_LIMIT,
                    help=f"batches kept while the broker is away (default {DEFAULT_LIMIT})")
     p.add_argument("--icmp", choices=["auto", "raw", "dgram", "off"], default="auto")
-    p.add_argument("--host", help="the inventory host this computer is (local IP check)")
     p.add_argument("--metrics-listen", help="HOST:PORT for the agent's own /metrics")
     p.set_defaults(handler=_cmd_agent)
 
@@ -115,7 +114,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     options = AgentOptions(
         agent_id=agent_id, scope=scope,
         spool_path=Path(args.spool) if args.spool else default_spool(agent_id),
-        spool_limit=args.spool_limit, icmp=args.icmp, host=args.host, ca_file=args.ca_file)
+        spool_limit=args.spool_limit, icmp=args.icmp, ca_file=args.ca_file)
     agent = Agent(inventory, broker, options)
     if metrics_at is not None:
         from prometheus_client import start_http_server

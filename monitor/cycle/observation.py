@@ -73,7 +73,7 @@ def host_to_dict(h: HostObservation) -> dict[str, Any]:
 
 
 MAX_HOSTS = 256  # per commune batch (an inventory commune has a handful)
-MAX_RESULTS = 16  # per host: icmp, one tcp per port, arp, local
+MAX_RESULTS = 16  # per host: icmp, one tcp per port, arp
 MAX_DEVICES = 256  # unknown devices: a /24 at most
 MAX_TARGETS = 16
 MAX_SKIPPED = 16

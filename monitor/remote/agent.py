@@ -9,8 +9,8 @@ the broker or of the line loses nothing within the bound. It announces itself wi
 
 Privileges are used where they exist and never required: without raw or ping sockets there
 is no ICMP (hosts are judged by TCP, gateways by a TCP answer, accepted or refused), without
-``CAP_NET_RAW`` no ARP; every batch lists those in ``skipped_checks``. The local check of
-the PC's own configuration (:mod:`probes.local`) and the election system's check need none.
+``CAP_NET_RAW`` no ARP; every batch lists those in ``skipped_checks``. The election
+system's check needs none.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ import aiomqtt
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from inventory.model import Commune, Host, Inventory
+from inventory.model import Commune, Inventory
 from monitor.common import topics
 from monitor.common.backoff import Backoff
 from monitor.common.mqtt_link import MqttLink
 from monitor.common.mqtt_url import MqttUrl
-from monitor.cycle.observation import CommuneObservation, CycleReport, HostObservation
+from monitor.cycle.observation import CommuneObservation, CycleReport
 from monitor.cycle.scheduler import Scheduler, SchedulerOptions
 from monitor.remote import envelope
 from monitor.remote.spool import DEFAULT_LIMIT, Spool, Spooled
-from probes import arp, local, tcp
+from probes import arp, tcp
 from probes.result import ProbeResult
 
 log = structlog.get_logger("agent")
@@ -54,7 +54,6 @@ class AgentOptions:
     spool_path: Path
     spool_limit: int = DEFAULT_LIMIT
     icmp: str = "auto"  # auto | raw | dgram | off
-    host: str | None = None  # the inventory host this PC is (local check); None: by its IP
     ca_file: str | None = None
     publish_window: int = 100  # batches in flight at once while draining the spool
     publish_timeout: float = 10.0
@@ -161,27 +160,22 @@ class Agent:
         self.metrics.queued.set(len(self.spool))
         self._wake.set()
 
-    async def complete(self, report: CycleReport,
-                       config: local.LocalConfig | None = None) -> list[CommuneObservation]:
+    async def complete(self, report: CycleReport) -> list[CommuneObservation]:
         """The scheduler's observations plus what only an agent adds: skipped checks, the
-        gateway by TCP when there is no ICMP, the local check (of ``config``, default this
-        machine's), and this vantage's targets (once per cycle, with the first commune, so
-        the collector counts them once)."""
+        gateway by TCP when there is no ICMP, and this vantage's targets (once per cycle,
+        with the first commune, so the collector counts them once)."""
         communes = {c.key: c for c in self.inventory.communes()}
         observed = report.communes or _carrier(report, self.inventory)
         gateways = {} if self._icmp else await self._gateways_by_tcp(
             communes[f"{o.province}/{o.commune}"] for o in observed)
-        if config is None:
-            config = await asyncio.to_thread(local.read_config)
         completed = []
         for index, obs in enumerate(observed):
             commune = communes[f"{obs.province}/{obs.commune}"]
-            obs = replace(obs, skipped_checks=self.skipped)
+            obs = replace(obs, skipped_checks=self.skipped,
+                          targets=tuple(report.targets) if index == 0 else ())
             if not self._icmp:
                 obs = replace(obs, gateway_alive=gateways.get(commune.key),
                               backup_gateway_alive=None)
-            extra = tuple(report.targets) if index == 0 else ()
-            obs = self._with_local_check(obs, commune, config, extra)
             completed.append(obs)
         return completed
 
@@ -199,28 +193,6 @@ class Agent:
 
         answers = await asyncio.gather(*(one(c) for c in with_gateway))
         return {c.key: a for c, a in zip(with_gateway, answers, strict=True)}
-
-    def _with_local_check(self, obs: CommuneObservation, commune: Commune,
-                          config: local.LocalConfig,
-                          targets: tuple[ProbeResult, ...]) -> CommuneObservation:
-        """Attach the local check to the host this PC is (``--host``, else by its IP); when
-        the PC is on the segment but is none of the hosts, it travels with the targets."""
-        host = self._own_host(commune, config)
-        on_segment = commune.subnet is not None and config.interface_in(commune.subnet)
-        if host is None and not on_segment:
-            return replace(obs, targets=targets) if targets else obs
-        result = local.check(commune, host, config)
-        if host is None:
-            return replace(obs, targets=(*targets, result))
-        hosts = tuple(_with_result(h, result) if h.name == host.name else h for h in obs.hosts)
-        return replace(obs, hosts=hosts, targets=targets)
-
-    def _own_host(self, commune: Commune, config: local.LocalConfig) -> Host | None:
-        if self.options.host is not None:
-            if self.options.scope != commune.key:
-                return None  # --host names a computer of the agent's one commune
-            return next((h for h in commune.hosts if h.name == self.options.host), None)
-        return next((h for h in commune.hosts if config.interface_of(h.ip)), None)
 
     # --------------------------------------------------------------- publishing
 
@@ -298,7 +270,3 @@ def _carrier(report: CycleReport, inventory: Inventory) -> list[CommuneObservati
     if not report.targets or first is None:
         return []
     return [CommuneObservation(first.province, first.code, report.started, report.vantage)]
-
-
-def _with_result(host: HostObservation, result: ProbeResult) -> HostObservation:
-    return replace(host, results=(*host.results, result))

@@ -267,9 +267,8 @@ class Collector:
 
     def _counts(self, place: Commune) -> Callable[[dict[str, Any]], None]:
         """Before the schema's field-by-field checks: no more hosts or targets than the
-        inventory has (a hostile batch of 256 made-up hosts costs a ``len``). ``targets``
-        may also carry the PC's local check (one), when it is none of the hosts."""
-        hosts, targets = len(place.hosts), len(self.pipeline.inventory.targets) + 1
+        inventory has (a hostile batch of 256 made-up hosts costs a ``len``)."""
+        hosts, targets = len(place.hosts), len(self.pipeline.inventory.targets)
 
         def precheck(commune: dict[str, Any]) -> None:
             for field_name, limit, reason in (("hosts", hosts, "unknown_host"),
@@ -564,18 +563,14 @@ def _check_inventory(place: Commune, inventory: Inventory, obs: CommuneObservati
         names.add(host.name)
         if any(r.kind == "target" for r in host.results):
             raise Rejected("schema", f"host {host.name[:40]!r}: a target result", agent)
-    # the inventory's targets, each once; and at most one local check of a PC that is on
-    # the segment but none of the hosts (subject: the commune, docs/mqtt.md)
+    # the inventory's targets, each once
     wanted = {t.name for t in inventory.targets}
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     for result in obs.targets:
-        allowed = wanted if result.kind == "target" else \
-            {place.key} if result.kind == "local" else set()
-        key = (result.kind, result.subject if result.kind == "target" else "")
-        if result.subject not in allowed or key in seen:
+        if result.kind != "target" or result.subject not in wanted or result.subject in seen:
             raise Rejected("unknown_target", f"{result.kind} {result.subject[:40]!r} is not "
                            "the inventory's (or repeated)", agent)
-        seen.add(key)
+        seen.add(result.subject)
     subnet = place.subnet
     for device in obs.unknown_devices or ():
         if subnet is not None and ipaddress.ip_address(device.ip) not in subnet:

@@ -256,26 +256,33 @@ def test_a_bad_tokens_file_is_bad_input_before_anything_starts(
     assert "missing.yaml" in capsys.readouterr().err
 
 
-async def test_the_local_check_of_a_pc_on_the_segment_travels_with_the_targets(
-        pipeline: Pipeline, inventory: Inventory) -> None:
-    """A commune agent on a PC that is none of the hosts sends its local check among the
-    targets (subject: the commune); anything else there is not the inventory's."""
-    from probes.result import LocalDetail, ProbeResult, to_dict
+async def test_only_the_inventorys_targets_travel_among_the_targets(tmp_path: Path) -> None:
+    """``targets`` holds the election system's checks, each once: a result of another kind
+    (an old agent's local check) is not the inventory's."""
+    from probes.result import ProbeResult, TargetDetail, to_dict
 
+    inventory = load(write_inventory(tmp_path / "inv.yaml", target="http://127.0.0.1:9/"))
+    pipeline = Pipeline(inventory, Config(), None)
     collector = Collector(pipeline, CollectorOptions(BROKER))
     key = first_key(inventory, "75")
     topic = f"tslcd/v1/results/{key}"
+    name = inventory.targets[0].name
 
-    def with_targets(*subjects: str) -> bytes:
-        body = json.loads(batch(inventory, key, vantage=key, at=time.time() + len(subjects)))
-        body["commune"]["targets"] = [to_dict(ProbeResult(
-            "local", s, True, time.time(), 0.01, None, LocalDetail("eth0"))) for s in subjects]
+    def with_targets(*results: ProbeResult) -> bytes:
+        body = json.loads(batch(inventory, key, vantage=key, at=time.time() + len(results)))
+        body["commune"]["targets"] = [to_dict(r) for r in results]
         return json.dumps(body).encode()
 
-    assert collector.handle(topic, with_targets(key))
-    assert not collector.handle(topic, with_targets("75/99999"))
-    assert not collector.handle(topic, with_targets(key, key))
-    assert rejected(collector, "unknown_target") == 2
+    def target(subject: str) -> ProbeResult:
+        return ProbeResult("target", subject, True, time.time(), 0.01, None,
+                           TargetDetail("http://127.0.0.1:9/"))
+
+    assert collector.handle(topic, with_targets(target(name)))
+    assert not collector.handle(topic, with_targets(target("not-ours")))
+    assert not collector.handle(topic, with_targets(target(name), target(name)))
+    assert not collector.handle(topic, with_targets(ProbeResult(
+        "local", key, True, time.time(), 0.01, None, None)))
+    assert rejected(collector, "unknown_target") == 3
 
 
 async def test_failures_past_validation_are_logged_once_a_minute_with_the_traceback(
