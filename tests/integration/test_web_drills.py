@@ -32,21 +32,15 @@ def running_drill(tmp_path: Path) -> Sim:
 
 @pytest.fixture
 async def client(running_drill: Sim) -> AsyncIterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
+    async with ws.app_clients() as start:
 
-    async def make(tokens: dict[str, str] | None = None) -> TestClient:
-        ctx = WebContext(inventory=lambda: running_drill.inventory,
-                         state=running_drill.engine.state, metrics_body=lambda: b"",
-                         drills=running_drill.ops.drills,
-                         tokens=ws.token_store(tokens) if tokens else None)
-        c = TestClient(TestServer(build_app(ctx), host="127.0.0.1"))
-        await c.start_server()
-        clients.append(c)
-        return c
+        async def make(tokens: dict[str, str] | None = None) -> TestClient:
+            return await start(WebContext(
+                inventory=lambda: running_drill.inventory, state=running_drill.engine.state,
+                metrics_body=lambda: b"", drills=running_drill.ops.drills,
+                tokens=ws.token_store(tokens) if tokens else None))
 
-    yield make
-    for c in clients:
-        await c.close()
+        yield make
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Inventories, states and tokens built in code for the web, report and browser tests.
+"""Inventories, states and tokens built in code for the web, report and browser tests;
+the web app served on loopback for a test client.
 
 Communes come from the official list (real codes and Vietnamese names) on loopback
 addresses; operators alternate VNPT / Viettel; statuses cycle so every one appears.
@@ -6,11 +7,14 @@ addresses; operators alternate VNPT / Viettel; statuses cycle so every one appea
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
 
 from inventory import official
 from inventory.model import Commune, Defaults, Host, Inventory, Milestone, Province
@@ -18,6 +22,7 @@ from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web.auth import Scope, TokenEntry, TokenStore
+from monitor.present.web.server import WebContext, build_app
 from probes.result import ArpDetail, IcmpDetail, ProbeResult
 
 ISPS = ("VNPT", "Viettel")
@@ -107,6 +112,25 @@ def token_store(tokens: dict[str, str], expired: Iterable[str] = ()) -> TokenSto
                    yesterday if tok in expired else None)
         for i, (tok, scope) in enumerate(tokens.items())
     ])
+
+
+@contextlib.asynccontextmanager
+async def app_clients() -> AsyncIterator[Callable[[WebContext], Awaitable[TestClient]]]:
+    """Yields ``start(ctx)``: the web app over ``ctx`` served on a real loopback port, and a
+    client for it; every one started is closed on the way out."""
+    clients: list[TestClient] = []
+
+    async def start(ctx: WebContext) -> TestClient:
+        client = TestClient(TestServer(build_app(ctx), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    try:
+        yield start
+    finally:
+        for client in clients:
+            await client.close()
 
 
 # --- headless Chromium (Debian's package, driven by Playwright; never `playwright install`) ---

@@ -6,11 +6,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from monitor.decide.status import CommuneStatus, TargetState
 from monitor.decide.verdicts import deadline
-from monitor.present.web.server import WebContext, build_app
+from monitor.present.web.server import WebContext
 from probes.result import ProbeResult, TargetDetail
 from tests.support import web as ws
 
@@ -32,17 +32,8 @@ def context(**overrides: object) -> WebContext:
 
 @pytest.fixture
 async def client_for() -> AsyncIterator[Callable[[WebContext], object]]:
-    clients: list[TestClient] = []
-
-    async def make(ctx: WebContext) -> TestClient:
-        client = TestClient(TestServer(build_app(ctx), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for c in clients:
-        await c.close()
+    async with ws.app_clients() as start:
+        yield start
 
 
 async def communes(client: TestClient, query: str = "") -> list[dict]:
