@@ -1,4 +1,4 @@
-"""Real servers for tests: a mosquitto broker and a webhook receiver, on free loopback ports;
+"""Real servers for tests: a mosquitto broker, webhook and multipart receivers, on loopback ports;
 what a subscriber receives from the broker.
 
 Usage::
@@ -49,13 +49,14 @@ def free_tcp_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[int]:
-    """``app`` on a free port of 127.0.0.1 (yielded), stopped after."""
+    """``app`` on a port of 127.0.0.1 the kernel picks (yielded: no race for a port thought
+    free), without access log lines; stopped after."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_tcp_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield port
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
 
@@ -219,23 +220,18 @@ class WebhookReceiver:
         self.received: list[dict[str, Any]] = []  # bodies answered with 200
         self.headers: list[dict[str, str]] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._server = contextlib.AsyncExitStack()
         self._arrived = asyncio.Condition()
 
     async def __aenter__(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = await self._server.enter_async_context(serving(app))
         self.url = f"http://127.0.0.1:{port}/hook"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.aclose()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until ``count`` bodies were received (200); returns them all."""
@@ -254,3 +250,34 @@ class WebhookReceiver:
         async with self._arrived:
             self._arrived.notify_all()
         return web.json_response({"ok": True})
+
+
+class MultipartReceiver:
+    """A real HTTP server on 127.0.0.1 keeping each multipart POST (file name -> bytes) to
+    ``/reports``; the first ``fail_first`` answered 503 (to exercise retries)."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.posts: list[dict[str, bytes]] = []
+        self.url = ""
+        self._server = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> MultipartReceiver:
+        app = web.Application(client_max_size=50 * 2**20)
+        app.router.add_post("/reports", self._handle)
+        port = await self._server.enter_async_context(serving(app))
+        self.url = f"http://127.0.0.1:{port}/reports"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.aclose()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        parts: dict[str, bytes] = {}
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            parts[part.filename or part.name or ""] = await part.read()  # type: ignore[union-attr]
+        self.posts.append(parts)
+        if len(self.posts) <= self.fail_first:
+            return web.Response(status=503)
+        return web.Response(text="ok")

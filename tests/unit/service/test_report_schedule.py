@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from openpyxl import load_workbook
 
 from monitor.common.cron import ScheduleError, next_run, parse_cron
@@ -20,6 +19,7 @@ from monitor.service import report_schedule as schedule
 from monitor.service.report_schedule import ReportScheduler, report_files
 from monitor.store.state_db import Store
 from tests.support.operations_sim import A, B, Sim, vn
+from tests.support.servers import MultipartReceiver
 
 MONDAY_7 = "0 7 * * 1"
 
@@ -94,42 +94,6 @@ async def test_three_mondays_write_readiness_and_the_drill_once(tmp_path: Path) 
     assert rows[0][6] == "Đạt" and rows[2][6] == "Chưa đạt"  # C was never up
     drill_csv = (tmp_path / "out" / "dien-tap-dien-tap-1-20260209-0700.csv").read_text("utf-8-sig")
     assert "2/3" in drill_csv and "Phường Phước Long" in drill_csv
-
-
-class MultipartReceiver:
-    """A real HTTP server on 127.0.0.1 keeping each multipart POST; the first ``fail_first``
-    answered 503."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
-        self.posts: list[dict[str, bytes]] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def __aenter__(self) -> MultipartReceiver:
-        app = web.Application(client_max_size=50 * 2**20)
-        app.router.add_post("/reports", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/reports"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        parts: dict[str, bytes] = {}
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            parts[part.filename or part.name or ""] = await part.read()  # type: ignore[union-attr]
-        self.posts.append(parts)
-        if len(self.posts) <= self.fail_first:
-            return web.Response(status=503)
-        return web.Response(text="ok")
 
 
 async def test_report_is_posted_to_the_webhook_with_a_retry(tmp_path: Path) -> None:
