@@ -34,6 +34,7 @@ from monitor.present.web.server import WebContext, build_app, reload_tokens
 from monitor.present.web.server import serve as serve_app
 from monitor.remote.agents_file import AgentsFileError, load_agents
 from monitor.remote.collector import Collector, CollectorOptions
+from monitor.service import demo_target
 from monitor.service.pipeline import Pipeline
 from monitor.service.report_schedule import start_report_schedule
 from monitor.service.watch import InventoryWatch
@@ -169,6 +170,9 @@ async def serve(svc: Service, stop: asyncio.Event, *, probe: bool,
     pipeline = Pipeline(svc.inventory, cfg, cfg.state)
     watch = InventoryWatch(svc.inventory_path)
     collector = Collector(pipeline, remote, watch) if remote is not None else None
+    # the bundled demo's election system on loopback, up before the first cycle
+    demo = probe and svc.inventory_path == demo_path()
+    stand_ins = await demo_target.start_for_demo(svc.inventory) if demo else []
     await pipeline.start()
     runner = await serve_web(pipeline, cfg, svc.tokens, ready=lambda: pipeline.cycles > 0 or (
         collector is not None and collector.accepted > 0))
@@ -193,6 +197,8 @@ async def serve(svc: Service, stop: asyncio.Event, *, probe: bool,
             reports.cancel()
         await runner.cleanup()
         await pipeline.stop()
+        for stand_in in stand_ins:
+            await stand_in.stop()
         log.info("monitor_stopped")
 
 

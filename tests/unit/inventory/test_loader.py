@@ -371,7 +371,7 @@ def test_demo_inventory_is_valid_dong_nai() -> None:
     assert all(len(c.hosts) == 2 for c in province.communes)
     assert {h.name for _, h in inventory.hosts()} == {"may-01", "may-02"}
     assert all(h.ip.is_loopback for _, h in inventory.hosts())
-    assert [t.url for t in inventory.targets] == ["http://127.0.0.1:9750/healthz"]
+    assert [t.url for t in inventory.targets] == ["https://127.75.255.254:8443/"]  # stand-in
     assert {m.id for m in inventory.milestones} == {"ip_installed", "line_installed", "connected"}
     assert inventory.defaults.interval == 30.0
 
