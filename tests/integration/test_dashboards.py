@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,6 +17,7 @@ import yaml
 from aiohttp import web
 
 from monitor.present.metrics import CycleStats, Exposition
+from tests.support import installed as tool
 from tests.support.populate import NOW, ODD_COMMUNE, ODD_PROVINCE, odd_inventory, populated_state
 from tests.support.prometheus import prometheus_binary, query_until, run_prometheus, serve_metrics
 from tests.support.servers import daemon, free_tcp_port, serving
@@ -34,15 +33,6 @@ VARIABLES = {"$province": "79", "$commune": "26734", "$isp": "Viettel"}
 NAMES = {"79": ODD_PROVINCE, "26734": ODD_COMMUNE}  # what the variables must show for them
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required under CI")
-        pytest.skip(f"{name} not installed")
-    return found
 
 
 def run_tool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ Tests import helpers from here only, never from another test module or from benc
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,12 @@ def require_real(available: bool, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+def installed(*names: str) -> str:
+    """The path of the first of these commands on PATH; the test is skipped without any (and
+    failed under CI=true, where everything must be there)."""
+    found = next((path for name in names if (path := shutil.which(name))), None)
+    require_real(found is not None, f"{' or '.join(names)} is not installed")
+    assert found is not None
+    return found

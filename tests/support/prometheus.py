@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from monitor.present.metrics import CONTENT_TYPE, Exposition
-from tests.support import require_real
+from tests.support import installed
 from tests.support.servers import daemon, free_tcp_port, serving
 
 QUERY_DEADLINE = 60.0  # seconds for Prometheus to start and scrape
@@ -23,10 +22,7 @@ QUERY_DEADLINE = 60.0  # seconds for Prometheus to start and scrape
 
 def prometheus_binary() -> str:
     """The installed ``prometheus``; skipped without it (failed under CI=true)."""
-    found = shutil.which("prometheus")
-    require_real(found is not None, "prometheus not installed")
-    assert found is not None
-    return found
+    return installed("prometheus")
 
 
 @contextlib.asynccontextmanager
