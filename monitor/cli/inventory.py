@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from monitor.common.exits import EXIT_BAD_INPUT, EXIT_OK
 
 
 def register(subparsers: Any) -> None:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from croniter import croniter
 
-from inventory.model import VIETNAM_TZ
-
-try:
-    VN_ZONE: dt.tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
-except ZoneInfoNotFoundError:  # no tz database: Vietnam has no DST, the offset is exact
-    VN_ZONE = VIETNAM_TZ
+from monitor.common import clock
 
 
 class ScheduleError(ValueError):
@@ -29,4 +21,4 @@ def parse_cron(text: str) -> str:
 
 def next_run(cron: str, now: float) -> float:
     """The first time after ``now`` that ``cron`` (in Vietnam time) matches."""
-    return float(croniter(cron, dt.datetime.fromtimestamp(now, VN_ZONE)).get_next(float))
+    return float(croniter(cron, clock.local(now)).get_next(float))
