@@ -265,6 +265,15 @@ class StateEngine:
                              fields={"label": self._vantage_label(CENTRAL)})
             return self.book.reconcile_all([cond], now)
 
+    def adopt_alerts(self, alerts: dict[AlertKey, AlertEvent]) -> None:
+        """Open alerts kept elsewhere until now (the operations' own table, before the one
+        book) join the book and the store's open alerts, undelivered again."""
+        with self.batch():
+            for key, firing in alerts.items():
+                if self.book.firing(key) is None:
+                    self.book.restore(key, firing)
+                    self._pending.opened[key] = firing
+
     def set_inventory(self, inventory: Inventory) -> list[AlertEvent]:
         """Reload: keeps the state of communes/hosts that still exist; resolves the alerts of
         those that are gone (returned, to be published like any other)."""

@@ -24,73 +24,43 @@ the state and the inventory's calendar and returns the alert events that calenda
   no longer down, even after the period.
 * **Drills**: every active drill is sampled (see :mod:`monitor.decide.drills`).
 
+Their alerts go through the one alert book (:mod:`monitor.decide.book`): the state
+engine's when one is given (``engine=``; its store keeps them open across restarts and its
+outbox delivers them), else a book of their own kept in the operations tables. Which
+one-shot warnings already fired stays in the operations tables (``ops_done``).
+
 The probe interval is the shortest ``interval`` of the periods in force
 (:meth:`inventory.model.Inventory.interval_at`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from inventory.model import Commune, Inventory, Milestone, Period, Province
-from monitor.alerts.event import AlertEvent, Language, alert_id, make_event, place_label
+from monitor.alerts.event import AlertEvent, Language, place_label, word
 from monitor.common.clock import local, local_midnight
+from monitor.decide.book import AlertBook, AlertKey
 from monitor.decide.drills import DrillTracker
 from monitor.decide.status import CommuneStatus, MonitorState
 from monitor.decide.verdicts import deadline, in_maintenance, milestone_met
 from monitor.store.ops_db import OpsStore
 
+if TYPE_CHECKING:
+    from monitor.decide.engine import StateEngine
+
 log = structlog.get_logger("operations")
 
 MAX_NAMES = 20  # communes named in one deadline message; the rest are counted
-
-#: Message bodies (Vietnamese, English).
-MESSAGES: dict[str, tuple[str, str]] = {
-    "warning": (
-        "còn {days} ngày đến hạn mốc «{title}» (hạn {due}): {count}/{total} xã, phường chưa đạt: "
-        "{names}",
-        "{days} day(s) left for milestone \"{title}\" (due {due}): {count}/{total} communes "
-        "have not met it: {names}",
-    ),
-    "warning_met": (
-        "mốc «{title}» (hạn {due}): tất cả xã, phường đã đạt",
-        "milestone \"{title}\" (due {due}): every commune has met it",
-    ),
-    "warning_due": (
-        "mốc «{title}» đã đến hạn ({due})",
-        "milestone \"{title}\" is due ({due})",
-    ),
-    "late": (
-        "quá hạn mốc «{title}» (hạn {due}): {count}/{total} xã, phường chưa đạt: {names}",
-        "milestone \"{title}\" overdue (due {due}): {count}/{total} communes have not met it: "
-        "{names}",
-    ),
-    "late_met": (
-        "mốc «{title}» (hạn {due}): các xã, phường trễ hạn nay đã đạt",
-        "milestone \"{title}\" (due {due}): the late communes have now met it",
-    ),
-    "uninspected": (
-        "máy {host} ({ip}) đang kết nối nhưng chưa có kết quả quét, dán tem kiểm định an toàn "
-        "thông tin",
-        "computer {host} ({ip}) is connected without a security scan and inspection stamp",
-    ),
-    "inspected": (
-        "máy {host} ({ip}) đã có tem kiểm định {stamp} ({date})",
-        "computer {host} ({ip}) now has inspection stamp {stamp} ({date})",
-    ),
-    "uninspected_gone": ("máy {host} không còn trong danh sách", "computer {host} removed"),
-    "escalation": (
-        "mất kết nối đã {minutes} phút (quá {limit} phút trong {period}): cần xử lý ngay",
-        "down for {minutes} min (over the {limit} min allowed during {period}): act now",
-    ),
-    "escalation_end": ("đã hết mất kết nối", "no longer down"),
-    "and_more": ("và {n} xã, phường khác", "and {n} more"),
-}
 
 
 def _met(m: Milestone, state: MonitorState, commune: Commune) -> bool:
@@ -112,53 +82,48 @@ def stamps_required(inventory: Inventory, now: float) -> bool:
     return any(h.inspection is not None for _, h in inventory.hosts())
 
 
-@dataclass
-class _OpenAlerts:
-    """Open operations alerts and one-shot keys, written through to the store."""
+def stored_key(text: str) -> AlertKey:
+    """An ``ops_alerts`` row's key: JSON ``[event, scope, subject]``, or as older monitors
+    wrote it (``deadline:MILESTONE:PROV:PHASE``, ``uninspected:PROV/COMMUNE:HOST``,
+    ``escalation:PROV/COMMUNE``)."""
+    if text.startswith("["):
+        event, scope, subject = json.loads(text)
+        return (event, scope, subject)
+    kind, _, rest = text.partition(":")
+    if kind == "deadline":
+        milestone, province, phase = rest.rsplit(":", 2)
+        return ("deadline", province, f"{milestone}:{phase}")
+    if kind == "uninspected":
+        commune, _, host = rest.partition(":")
+        return ("uninspected_host", commune, host)
+    return ("escalation", rest, "")
 
-    store: OpsStore
-    open: dict[str, AlertEvent] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
-    _opened: dict[str, AlertEvent] = field(default_factory=dict)
-    _closed: list[str] = field(default_factory=list)
-    _done_now: dict[str, float] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.open = self.store.open_alerts()
-        self.done = self.store.done()
+class _OpsJournal:
+    """A book's journal into the operations tables (an Operations without an engine)."""
 
-    def fire(self, key: str, event: str, since: float, message: str, *,
-             province: str | None, commune: str | None = None, host: str | None = None,
-             once: bool = False) -> AlertEvent | None:
-        if key in self.open or (once and key in self.done):
-            return None
-        ev = make_event(event_id=alert_id(event, key, "", since), event=event, state="firing",
-                        province=province, commune=commune, host=host, since=since,
-                        message=message)
-        self.open[key] = self._opened[key] = ev
-        if once:
-            self.done.add(key)
-            self._done_now[key] = since
-        return ev
+    def __init__(self, store: OpsStore) -> None:
+        self.store = store
+        self.texts: dict[AlertKey, str] = {}  # the key as stored, for rows of older monitors
+        self._opened: dict[str, AlertEvent] = {}
+        self._closed: list[str] = []
 
-    def resolve(self, key: str, now: float, message: str) -> AlertEvent | None:
-        firing = self.open.pop(key, None)
-        if firing is None:
-            return None
-        self._opened.pop(key, None)
-        self._closed.append(key)
-        return make_event(event_id=firing.id, event=firing.event, state="resolved",
-                          province=firing.province, commune=firing.commune, host=firing.host,
-                          since=now, message=message)
+    def open(self, key: AlertKey, ev: AlertEvent) -> None:
+        text = self.texts.setdefault(key, json.dumps(list(key), ensure_ascii=False))
+        self._opened[text] = ev
 
-    def keys(self, prefix: str) -> list[str]:
-        return [k for k in self.open if k.startswith(prefix)]
+    def close(self, key: AlertKey, ev: AlertEvent) -> None:
+        text = self.texts.pop(key, json.dumps(list(key), ensure_ascii=False))
+        self._opened.pop(text, None)
+        self._closed.append(text)
 
-    def flush(self) -> None:
-        if not (self._opened or self._closed or self._done_now):
-            return
-        if self.store.record_alerts(self._opened, self._closed, self._done_now):
-            self._opened, self._closed, self._done_now = {}, [], {}
+    def flush(self, done: dict[str, float]) -> bool:
+        if not (self._opened or self._closed or done):
+            return True
+        if self.store.record_alerts(self._opened, self._closed, done):
+            self._opened, self._closed = {}, []
+            return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +135,27 @@ class Outcome:
 class Operations:
     """Deadline warnings, inspections, escalation and drills over one inventory's calendar."""
 
-    def __init__(self, state_path: str | None = None, *, language: Language = "vi") -> None:
+    def __init__(self, state_path: str | None = None, *, language: Language = "vi",
+                 engine: StateEngine | None = None) -> None:
         self.store = OpsStore(state_path or ":memory:")
         self.language = language
         self.drills = DrillTracker(self.store)
-        self._alerts = _OpenAlerts(self.store)
+        self._done = self.store.done()  # one-shot warnings fired already
+        self._done_now: dict[str, float] = {}
+        stored = {stored_key(text): (text, ev) for text, ev in self.store.open_alerts().items()}
+        self._journal: _OpsJournal | None = None
+        self._batch: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+        if engine is None:
+            self._journal = _OpsJournal(self.store)
+            self.book = AlertBook(self._journal, language)
+            for key, (text, ev) in stored.items():
+                self._journal.texts[key] = text
+                self.book.restore(key, ev)
+        else:
+            self.book, self._batch = engine.book, engine.batch
+            if stored:  # from before the one book: now kept by the engine's store
+                engine.adopt_alerts({key: ev for key, (_, ev) in stored.items()})
+                self.store.record_alerts({}, [text for text, _ in stored.values()], {})
 
     def close(self) -> None:
         self.store.close()
@@ -183,24 +164,43 @@ class Operations:
                  now: float | None = None) -> Outcome:
         now = time.time() if now is None else now
         self.drills.observe(inventory, state, now)
-        alerts = self._deadlines(inventory, state, now) + self._inspections(inventory, state, now)
-        escalations = self._escalations(inventory, state, now)
-        self._alerts.flush()
+        with self._batch():
+            alerts = (self._deadlines(inventory, state, now)
+                      + self._inspections(inventory, state, now))
+            escalations = self._escalations(inventory, state, now)
+        self._flush()
         for ev in alerts + escalations:
             log.info("operations_alert", alert=ev.event, state=ev.state, province=ev.province,
                      commune=ev.commune, host=ev.host)
         return Outcome(alerts, escalations)
 
+    def _flush(self) -> None:
+        if self._journal is not None:
+            done = self._journal.flush(self._done_now)
+        else:
+            done = not self._done_now or self.store.record_alerts({}, [], self._done_now)
+        if done:
+            self._done_now = {}
+
+    def _fire_once(self, key: AlertKey, once: str, since: float, message: str,
+                   province: str) -> AlertEvent | None:
+        if once in self._done:
+            return None
+        ev = self.book.fire(key, since, message, province=province)
+        if ev is not None:
+            self._done.add(once)
+            self._done_now[once] = since
+        return ev
+
     # -- text ------------------------------------------------------------------------------
 
     def _text(self, key: str, **fields: object) -> str:
-        vi, en = MESSAGES[key]
-        return (vi if self.language == "vi" else en).format(**fields)
+        return word(key, self.language, **fields)
 
     def _names(self, communes: list[Commune]) -> str:
         names = ", ".join(c.name for c in communes[:MAX_NAMES])
         extra = len(communes) - MAX_NAMES
-        return names + (f" {self._text('and_more', n=extra)}" if extra > 0 else "")
+        return names + (f" {self._text('deadline.and_more', n=extra)}" if extra > 0 else "")
 
     # -- deadlines -------------------------------------------------------------------------
 
@@ -218,28 +218,30 @@ class Operations:
         judged when an event could start or end (cheap on every cycle, nationwide)."""
         due_end = deadline(m)
         warn_from = local_midnight(m.due - dt.timedelta(days=m.warn_days))
-        warning, late = (f"deadline:{m.id}:{province.code}:{kind}" for kind in ("warning", "late"))
+        warning, late = (("deadline", province.code, f"{m.id}:{phase}")
+                         for phase in ("warning", "late"))
         phase = ("late" if now >= due_end
                  else "warning" if m.warn_days and now >= warn_from else None)
         key = late if phase == "late" else warning
+        once = f"deadline:{m.id}:{province.code}:{phase}"
         out: list[AlertEvent | None] = []
         label = f"{province.name}: "
         title = {"title": m.title, "due": f"{m.due:%d/%m/%Y}"}
-        if phase == "late" and warning in self._alerts.open:
-            out.append(self._alerts.resolve(warning, now, label + self._text("warning_due",
-                                                                             **title)))
-        if phase is None or (key in self._alerts.done and key not in self._alerts.open):
+        if phase == "late" and self.book.firing(warning) is not None:
+            out.append(self.book.resolve(warning, now,
+                                         label + self._text("deadline.warning_due", **title)))
+        if phase is None or (once in self._done and self.book.firing(key) is None):
             return out
         unmet = [c for c in province.communes if not _met(m, state, c)]
         if not unmet:
-            ended = "late_met" if phase == "late" else "warning_met"
-            out.append(self._alerts.resolve(key, now, label + self._text(ended, **title)))
+            ended = "deadline.late_met" if phase == "late" else "deadline.warning_met"
+            out.append(self.book.resolve(key, now, label + self._text(ended, **title)))
             return out
         fields = {**title, "count": len(unmet), "total": len(province.communes),
                   "names": self._names(unmet), "days": (m.due - local(now).date()).days}
-        out.append(self._alerts.fire(key, "deadline", due_end if phase == "late" else warn_from,
-                                     label + self._text(phase, **fields),
-                                     province=province.code, once=True))
+        out.append(self._fire_once(key, once, due_end if phase == "late" else warn_from,
+                                   label + self._text(f"deadline.{phase}", **fields),
+                                   province.code))
         return out
 
     # -- inspections -----------------------------------------------------------------------
@@ -247,26 +249,26 @@ class Operations:
     def _inspections(self, inventory: Inventory, state: MonitorState,
                      now: float) -> list[AlertEvent]:
         events: list[AlertEvent | None] = []
-        listed = set()
+        listed: set[AlertKey] = set()
         for commune, host in inventory.hosts() if stamps_required(inventory, now) else ():
-            key = f"uninspected:{commune.key}:{host.name}"
+            key = ("uninspected_host", commune.key, host.name)
             listed.add(key)
             cs = state.communes.get(commune.key)
             hs = cs.hosts.get(host.name) if cs is not None else None
             label = place_label(commune.name, commune.isp, commune.circuit) + ": "
             if host.inspection is not None:
-                events.append(self._alerts.resolve(key, now, label + self._text(
-                    "inspected", host=host.name, ip=host.ip, stamp=host.inspection.stamp,
-                    date=f"{host.inspection.date:%d/%m/%Y}")))
+                events.append(self.book.resolve(key, now, label + self._text(
+                    "uninspected_host.resolved", host=host.name, ip=host.ip,
+                    stamp=host.inspection.stamp, date=f"{host.inspection.date:%d/%m/%Y}")))
             elif hs is not None and hs.up is True and not _quiet(inventory, commune, now):
-                events.append(self._alerts.fire(
-                    key, "uninspected_host", hs.since or now,
-                    label + self._text("uninspected", host=host.name, ip=host.ip),
+                events.append(self.book.fire(
+                    key, hs.since or now,
+                    label + self._text("uninspected_host.firing", host=host.name, ip=host.ip),
                     province=commune.province, commune=commune.code, host=host.name))
-        for key in self._alerts.keys("uninspected:"):
+        for key, _ in self.book.open_of("uninspected_host"):
             if key not in listed:
-                events.append(self._alerts.resolve(key, now, self._text(
-                    "uninspected_gone", host=key.rsplit(":", 1)[1])))
+                events.append(self.book.resolve(key, now, self._text(
+                    "uninspected_host.gone", host=key[2])))
         return [e for e in events if e is not None]
 
     # -- escalation ------------------------------------------------------------------------
@@ -274,15 +276,15 @@ class Operations:
     def _escalations(self, inventory: Inventory, state: MonitorState,
                      now: float) -> list[AlertEvent]:
         events: list[AlertEvent | None] = []
-        for key in self._alerts.keys("escalation:"):
-            commune_key = key.split(":", 1)[1]
+        for key, _ in self.book.open_of("escalation"):
+            commune_key = key[1]
             cs = state.communes.get(commune_key)
             if cs is None or cs.status != CommuneStatus.DOWN:
                 commune = inventory.commune(*commune_key.split("/"))
                 label = place_label(commune.name, commune.isp, commune.circuit) if commune \
                     else commune_key
-                events.append(self._alerts.resolve(key, now,
-                                                   f"{label}: {self._text('escalation_end')}"))
+                events.append(self.book.resolve(
+                    key, now, f"{label}: {self._text('escalation.resolved')}"))
         for period in inventory.active_periods(now):
             if period.escalate_after is not None:
                 events += self._escalate(period, period.escalate_after, inventory, state, now)
@@ -297,8 +299,9 @@ class Operations:
                     or _quiet(inventory, commune, now)):
                 continue
             label = place_label(commune.name, commune.isp, commune.circuit)
-            yield self._alerts.fire(
-                f"escalation:{commune.key}", "escalation", cs.since,
-                f"{label}: " + self._text("escalation", minutes=int((now - cs.since) // 60),
+            yield self.book.fire(
+                ("escalation", commune.key, ""), cs.since,
+                f"{label}: " + self._text("escalation.firing",
+                                          minutes=int((now - cs.since) // 60),
                                           limit=round(limit / 60), period=period.title),
                 province=commune.province, commune=commune.code)

@@ -38,7 +38,7 @@ class Pipeline:
         self.samples = RttHistory()
         self.dispatcher = Dispatcher(sinks_from_config(config, lambda: self.engine.inventory),
                                      store=self.store)
-        self.operations = Operations(state_path)
+        self.operations = Operations(state_path, engine=self.engine)  # one alert book
         self.escalation = Dispatcher(escalation_sinks_from_config(config))
         self.agents_heard: dict[str, float] = {}
         self.cycles = 0
