@@ -42,7 +42,9 @@ names = st.text(
     alphabet=st.characters(codec="utf-8", categories=("L", "M", "N", "Zs", "P")),
     min_size=1, max_size=20,
 ).map(lambda s: unicodedata.normalize("NFC", s).strip()).filter(bool)
-identifiers = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True)
+# the loader's safe ids (inventory.loader.SAFE_ID, and no ".." anywhere)
+identifiers = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True).filter(
+    lambda text: ".." not in text)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 dates = st.dates(dt.date(2025, 1, 1), dt.date(2027, 12, 31))
 phones = st.from_regex(r"(\+84 |0)[1-9][0-9]{2} [0-9]{3} [0-9]{3}", fullmatch=True)
