@@ -105,8 +105,7 @@ class DrillTracker:
         return latest
 
 
-# --- the report -----------------------------------------------------------------------------
-
+# --- the report's data (written out by monitor.present.drill_report) -----------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,30 @@
 
 Rules (the why is in each docstring below; the summary is here for operators):
 
-* Debouncing. Hosts, gateways, backup gateways and targets (per vantage) are each tracked
-  the same way. A never-probed subject is *unknown*. From unknown, the first good cycle
-  makes it up (an answer is proof of life) while ``down_after`` consecutive failed cycles
-  make it down (one lost packet proves nothing). Afterwards, up -> down takes ``down_after``
+* Vantages (contract §7). Every observation is counted in its own vantage's view of the
+  commune (``CommuneState.views``: ``central``, a province agent ``PROV``, the commune's
+  agent ``PROV/COMMUNE``); no vantage's result overwrites another's. The verdict fuses the
+  views that speak for the commune (observed within ``STALE_CYCLES`` intervals of the
+  newest, central not isolated): a host is up when any of them saw it answer; the line
+  (gateways, status, the fused RTT and loss) comes from the upstream views, a commune
+  agent's only where none covers the commune; ARP from a view on the segment. A host that
+  answers its agent but not across the line is a line problem (the status), not
+  ``host_down``. One outage, one alert: while the line is down from upstream, the commune
+  agent's ``agent_silent`` and ``target_unreachable`` are held. :meth:`central_upstream`
+  (the cycle's check of ``defaults.upstream``): one ``vantage_isolated``; the central view
+  stops counting and its communes' alerts are held; when back, it restarts from unknown.
+* Debouncing (:func:`monitor.decide.verdicts.debounce`). Hosts, gateways, backup gateways and
+  targets (per vantage) are each tracked the same way; every observation given counts.
+  A never-probed subject is *unknown*. From unknown, the first good cycle makes it up
+  (an answer is proof of life) while ``down_after`` consecutive failed cycles make it down
+  (one lost packet proves nothing). Afterwards, up -> down takes ``down_after``
   consecutive failures and down -> up ``up_after`` consecutive good cycles. A cycle that did
   not observe a subject leaves it as it is.
 * Commune status. UNKNOWN: nothing judged yet, or its agent went silent. DOWN: the gateway
   is down with no backup gateway up, or every host is down. DEGRADED: some host down, or
   running on the backup line (primary gateway down, backup up: ``on_backup``). OK otherwise.
-* Alerts are the difference between the conditions that hold and the alerts that are open.
+* Alerts (kept in :class:`monitor.decide.book.AlertBook`, the one book of every kind, the
+  calendar's too) are the difference between the conditions that hold and those open.
   A condition that starts fires (with ``since`` = when it began); one that ends resolves
   (same id). Suppression only holds back *new* firings; it never stops probing, state
   tracking or a resolution:
@@ -43,7 +57,9 @@ Rules (the why is in each docstring below; the summary is here for operators):
   the next observation from that scope resolves it. A silent commune's hosts restart from
   unknown; alerts open before the silence stay open until a recovery resolves them.
 * Persistence (with a :class:`~monitor.store.state_db.Store`): debounced states and
-  counters, commune statuses, first passes and open alerts survive a restart. The flap
+  counters (each vantage's view and the fused verdict), commune statuses, first passes and
+  open alerts survive a restart; a database from before the vantages becomes the view of
+  the vantage that spoke last. The flap
   history and the start of conditions held back by suppression live in memory only: a
   restart begins them anew.
 """
