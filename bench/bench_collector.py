@@ -22,7 +22,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, observe_host
 from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
+from tests.support.processes import stop
 
 INTERVAL = 30.0
 CYCLES = int(os.environ.get("TSLCD_BENCH_CYCLES", "3"))
@@ -280,14 +280,7 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+    stop([process], timeout=30)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pytest
 from inventory.loader import load
 from tests.support import require_real
 from tests.support.agentlab import ACL, USERS, write_inventory
+from tests.support.processes import stop
 from tests.support.servers import Mosquitto, free_tcp_port, receive
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,15 +52,7 @@ class Processes:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
     def stop_all(self) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.started:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(self.started)
 
 
 @pytest.fixture

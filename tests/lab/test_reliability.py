@@ -39,6 +39,7 @@ from tests.support.lab.province import (
     build_province,
     tools_missing,
 )
+from tests.support.processes import stop
 from tests.support.servers import mosquitto_binary
 
 
@@ -394,14 +395,7 @@ def _agents_through_a_broker_restart(run: Run) -> CommuneLab:
 
 
 def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for proc in processes:
-        proc.terminate()
-    for proc in processes:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    stop(processes)
 
 
 def _start_broker(run: Run) -> subprocess.Popen[bytes]:

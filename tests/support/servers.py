@@ -37,6 +37,7 @@ import aiomqtt
 from aiohttp import web
 
 from tests.support import require_real
+from tests.support.processes import stop
 
 STARTUP_TIMEOUT = 10.0
 
@@ -70,12 +71,7 @@ def daemon(argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop([proc], timeout=15)
 
 
 def mosquitto_binary() -> str:
@@ -138,14 +134,7 @@ class Mosquitto:
         self.stop()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop([self.process], timeout=5)
 
     def _config_lines(self) -> list[str]:
         lines = [

@@ -8,6 +8,7 @@ namespaces: the root namespace's iptables and routes are never touched.
   ``wan`` interface, both directions), delay (this kernel has no ``netem``: a userspace
   delay line on a TUN device, :mod:`tests.support.lab.delayline`, with policy routing), the line
   down (``ip link set wan down``), a blackhole route to the election system;
+* host faults: a computer switched off (its interface down);
 * segment faults, on the commune's bridge: a second machine answering for a host's IP
   (duplicate IP), a host whose MAC is not the inventory's (wrong MAC), a machine the
   inventory does not list (unknown device).
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from tests.support.lab.netns import LabError, Node, allowed_address, ip_cmd
 from tests.support.lab.province import ELECTION_IP, LAB_NET, CommuneLab, ProvinceLab, line_of
+from tests.support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[3]
 DELAY_TABLE = "100"
@@ -182,6 +184,28 @@ def unknown_device(province: ProvinceLab, place: CommuneLab,
     return device(province, place, f"unk{place.index}", ip, mac), ip
 
 
+def host_missing(place: CommuneLab, host: str) -> Fault:
+    """``host`` is switched off: its interface on the segment goes down (no ICMP, no ARP).
+    The computers' way out leaves by the first interface; while that one is off it leaves by
+    another, so the other computers keep answering across the line."""
+    iface = place.host_interface(host)
+    others = [f"h{n}" for n in range(1, len(place.commune.hosts) + 1) if f"h{n}" != iface]
+
+    def route_via(dev: str) -> None:
+        place.pcs.ip("route", "replace", LAB_NET, "via", str(place.commune.gateway), "dev", dev)
+
+    place.pcs.ip("link", "set", iface, "down")
+    if iface == "h1" and others:
+        route_via(others[0])
+
+    def switch_on() -> None:
+        place.pcs.ip("link", "set", iface, "up")
+        if iface == "h1":
+            route_via(iface)
+
+    return Fault(f"{host} of {place.key} switched off", [switch_on])
+
+
 def wrong_mac(place: CommuneLab, host: str, mac: str = "02:99:00:00:00:01") -> Fault:
     """``host`` answers with another MAC than the inventory's (a swapped network card)."""
     iface = place.host_interface(host)
@@ -216,10 +240,4 @@ def _wait_for_link(node: Node, name: str, proc: subprocess.Popen[bytes]) -> None
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    stop([proc], timeout=5)

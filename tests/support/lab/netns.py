@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import stop
+
 NETNS_ETC = Path("/etc/netns")  # per-namespace /etc overrides used by `ip netns exec`
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")
 IFNAMSIZ = 15  # usable characters of a Linux interface name
@@ -251,15 +253,7 @@ class Lab:
 
     def close(self) -> None:
         """Kill the lab's processes (by pid), then delete its namespaces (and their links)."""
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(self.processes, timeout=5)
         for node in reversed(list(self.nodes.values())):
             ip_cmd("netns", "del", node.netns, check=False)
         self.nodes.clear()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.processes import stop
 
 ARP_VIEW_OIDS = (".1.3.6.1.2.1.4.35", ".1.3.6.1.2.1.4.22")  # IP-MIB and RFC 1213 ARP tables
 ROOT = Path(__file__).resolve().parents[3]
@@ -113,14 +114,7 @@ class Snmpd:
 
     def stop(self) -> None:
         """SIGTERM by pid, then SIGKILL if it lingers; idempotent."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        stop([self.proc], timeout=5)
 
     def __enter__(self) -> Snmpd:
         return self.start()
