@@ -6,15 +6,18 @@ on by ARP, and checks the election system. Every probe is isolated: one that rai
 hangs yields a failed result and never stalls the others; the whole cycle is bounded by its
 interval, and cycles never overlap.
 
-Between cycles, what failed is confirmed fast (:mod:`monitor.cycle.retry`): a host, gateway
-or target whose result disagrees with its confirmed state is re-probed every
-``retry_interval``, each re-probe a small report of its own handed to ``on_report``. The
+Beside the cycles, what failed is confirmed fast (:mod:`monitor.cycle.retry`): a host,
+gateway or target whose result disagrees with its confirmed state is re-probed
+``retry_interval`` after its last result, each re-probe a small report of its own handed to
+``on_report`` (the state counts it; a cycle observation older than a re-probe already
+applied for the commune is then dropped by the state as stale, never counted twice). The
 central vantage also pings ``defaults.upstream`` each cycle (``CycleReport.upstream_ok``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -58,6 +61,7 @@ class SchedulerOptions:
 
 #: A subject of fast confirmation: (kind, PROV/COMMUNE or "", host or target name).
 Subject = tuple[str, str, str]
+BATCH = 0.25  # seconds: subjects due this close together are re-probed in one report
 
 
 class Scheduler:
@@ -66,6 +70,9 @@ class Scheduler:
         self.pinger = pinger
         self.options = options
         self.streaks: dict[Subject, Streak] = {}
+        self._due: dict[Subject, float] = {}  # pending subject -> when to re-probe it
+        self._new_due = asyncio.Event()
+        self._delivering = asyncio.Lock()
 
     async def cycle(self) -> CycleReport:
         """Probe everything once; returns within about one interval whatever the network does."""
@@ -101,19 +108,29 @@ class Scheduler:
         return report
 
     async def run_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
-        """A cycle per interval on a fixed grid, what failed confirmed in between; an
-        overrun skips slots, never overlaps."""
+        """A cycle per interval on a fixed grid (an overrun skips slots, never overlaps),
+        and beside it the confirmation of what failed, at its own pace."""
+        confirming = asyncio.create_task(self._confirm_forever(on_report),
+                                         name="fast confirmation") \
+            if self.options.confirm else None
+        try:
+            await self._cycle_forever(on_report)
+        finally:
+            if confirming is not None:
+                confirming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await confirming
+
+    async def _cycle_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
         next_start = time.monotonic()
         while True:
-            interval = self.inventory.interval_at(time.time())
             try:
                 await self._deliver(await self.cycle(), on_report)
-                if self.options.confirm:
-                    await self._confirm(next_start + interval, on_report)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broken cycle must not end the monitor
                 log.exception("cycle_failed")
+            interval = self.inventory.interval_at(time.time())
             next_start += interval
             now = time.monotonic()
             if now > next_start:
@@ -124,29 +141,47 @@ class Scheduler:
 
     async def _deliver(self, report: CycleReport,
                        on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
-        """Count the report's results in the streaks, then hand it on."""
-        self._count(report)
-        await on_report(report)
+        """Count the report's results in the streaks, then hand it on: one report at a
+        time (cycles and re-probes run side by side, their consumers need not care)."""
+        async with self._delivering:
+            # a re-probe's subjects are due again retry_interval after it started (its pace
+            # is the interval, whatever a probe takes); a cycle's, after its report
+            now = time.monotonic()
+            self._count(report, now - report.duration if report.recheck else now)
+            await on_report(report)
 
-    async def _confirm(self, deadline: float,
-                       on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
-        """Re-probe the pending subjects every ``retry_interval`` while a re-probe still
-        ends before ``deadline`` (the next cycle probes them anyway)."""
-        defaults = self.inventory.defaults
-        retry = defaults.retry_interval
-        needs = defaults.icmp.count * defaults.icmp.timeout + self.options.tcp_timeout
-        start = time.monotonic() + retry  # re-probes start on a grid, whatever they take
-        while (subjects := self.pending()) and start + needs < deadline:
-            await asyncio.sleep(max(0.0, start - time.monotonic()))
-            await self._deliver(await self.recheck(subjects), on_report)
-            start = max(start + retry, time.monotonic())
+    async def _confirm_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]
+                               ) -> None:
+        """Re-probe each pending subject when due (``retry_interval`` after its last
+        re-probe started, or after the cycle that found it; those due within ``BATCH`` of
+        each other together), whatever the cycle is doing."""
+        while True:
+            if not self._due:
+                self._new_due.clear()
+                await self._new_due.wait()
+                continue
+            wake = min(self._due.values())
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            now = time.monotonic()
+            subjects = {s for s, due in self._due.items() if due <= now + BATCH}
+            if not subjects:
+                continue
+            for subject in subjects:
+                del self._due[subject]
+            try:
+                await self._deliver(await self.recheck(subjects), on_report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broken re-probe must not end the confirmation
+                log.exception("recheck_failed")
 
     def pending(self) -> set[Subject]:
         """The subjects whose last result disagrees with their confirmed state."""
         return {subject for subject, streak in self.streaks.items() if pending(streak)}
 
-    def _count(self, report: CycleReport) -> None:
-        """Each result of the report in its subject's streak (unjudged ones are left)."""
+    def _count(self, report: CycleReport, now: float) -> None:
+        """Each result of the report in its subject's streak (unjudged ones are left); a
+        subject left pending is due again ``retry_interval`` from now."""
         d = self.inventory.defaults
         results: list[tuple[Subject, bool | None]] = [
             (("target", "", r.subject), r.ok) for r in report.targets]
@@ -156,9 +191,16 @@ class Scheduler:
             results += [(("gateway", key, "gateway"), obs.gateway_alive),
                         (("backup_gateway", key, "backup_gateway"), obs.backup_gateway_alive)]
         for subject, ok in results:
-            if ok is not None:
-                self.streaks[subject] = step(self.streaks.get(subject, Streak()), ok,
-                                             d.down_after, d.up_after)
+            if ok is None:
+                continue
+            streak = self.streaks[subject] = step(self.streaks.get(subject, Streak()), ok,
+                                                  d.down_after, d.up_after)
+            if pending(streak):
+                self._due[subject] = now + d.retry_interval
+            else:
+                self._due.pop(subject, None)
+        if self._due:
+            self._new_due.set()
 
     async def recheck(self, subjects: set[Subject]) -> CycleReport:
         """Probe only ``subjects`` once (no spread, no ARP scan): a report whose communes

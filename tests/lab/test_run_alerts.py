@@ -9,6 +9,7 @@ received from files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import BinaryIO
 
 import pytest
 
+from inventory.loader import dump, load
 from tests.support import require_real
 from tests.support.lab.netns import Lab
 from tests.support.lab.observe import cycles as _cycles
@@ -38,12 +40,18 @@ def monitored(lab: Lab, tmp_path: Path) -> Iterator[dict]:
         yield _start_monitored(lab, tmp_path, lambda p: files.enter_context(open(p, "wb")))
 
 
-def _start_monitored(lab: Lab, tmp_path: Path, out: Callable[[Path], BinaryIO]) -> dict:
+def _start_monitored(lab: Lab, tmp_path: Path, out: Callable[[Path], BinaryIO], *,
+                     timing: dict[str, float] | None = None, warm_up: int = 3) -> dict:
+    """``timing``: defaults to override in the small demo (interval, down_after, ...)."""
     require_real(shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists(),
                  "mosquitto is not installed")
     node = lab.node("run")
     inv = tmp_path / "inventory.yaml"
     _, addresses = _small_demo(inv)
+    if timing:
+        demo = load(inv)
+        inv.write_text(dump(dataclasses.replace(
+            demo, defaults=dataclasses.replace(demo.defaults, **timing))), encoding="utf-8")
     broker_conf = tmp_path / "mosquitto.conf"
     broker_conf.write_text("listener 18830 127.0.0.1\nallow_anonymous true\n", encoding="utf-8")
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -66,7 +74,7 @@ def _start_monitored(lab: Lab, tmp_path: Path, out: Callable[[Path], BinaryIO]) 
     monitor = node.popen(str(VENV_BIN / "tslcd-monitor"), "run", "--config", str(config),
                          "--inventory", str(inv), "--state", str(tmp_path / "state.db"),
                          stderr=out(log))
-    _wait(lambda: _cycles(log) >= 3, "three monitor cycles")
+    _wait(lambda: _cycles(log) >= warm_up, f"{warm_up} monitor cycles")
     assert monitor.poll() is None, _lines(log)
     return {"node": node, "webhook": webhook, "mqtt": mqtt_out, "log": log,
             "addresses": addresses}
@@ -114,3 +122,26 @@ def test_gateway_outage_gives_one_commune_alert(monitored: dict) -> None:
     assert [(e["event"], e["commune"], e["host"]) for e in events] == [
         ("commune_down", commune, None)], events
     assert events[0]["severity"] == "critical"
+
+
+@pytest.mark.timeout(150)
+def test_a_cut_line_at_10_s_alerts_once_within_20_s(lab: Lab, tmp_path: Path) -> None:
+    """Issue 14's goal with fast confirmation: interval 10 s, down_after 3, retry 2 s."""
+    with contextlib.ExitStack() as files:
+        run = _start_monitored(lab, tmp_path, lambda p: files.enter_context(open(p, "wb")),
+                               timing={"interval": 10.0, "down_after": 3, "up_after": 2,
+                                       "retry_interval": 2.0}, warm_up=1)
+        node, webhook, log = run["node"], run["webhook"], run["log"]
+        commune = run["addresses"][-1][0]
+        cut = time.monotonic()
+        for ip in [ip for code, _, ip in run["addresses"] if code == commune]:
+            _block(node, ip)
+        _wait(lambda: len(_events(webhook)) >= 1, "the commune_down alert", timeout=40)
+        to_alert = time.monotonic() - cut
+        seen = _cycles(log)
+        _wait(lambda: _cycles(log) >= seen + 2, "two more cycles")
+        events = _events(webhook)
+    print(f"cut line at a 10 s interval: alert after {to_alert:.1f} s")
+    assert [(e["event"], e["commune"], e["state"]) for e in events] == [
+        ("commune_down", commune, "firing")], events
+    assert to_alert <= 20.0 + 1.0  # the goal, and the webhook file's polling
