@@ -1,24 +1,25 @@
 """Faults injected into a simulated province, and the monitor's verdicts against the truth.
 
-One lab of eight communes and one monitor serve the module's fault tests; each test breaks a
-commune of its own, checks the right metric and exactly the right alert (for that commune
-only, within ``down_after`` cycles, give or take the cycle in flight and the delivery),
-then clears the fault and waits for the resolution, so the next test starts quiet. The last
-test builds the 95 communes of Đồng Nai and breaks seven of them at once.
+One lab of eight communes serves the module's fault tests, watched by the shipped processes
+(:mod:`tests.support.lab.harness`): ``tslcd-monitor run --mqtt`` in the core namespace and a
+``tslcd-monitor agent`` in every commune router. Each test breaks a commune of its own,
+checks the right metric and exactly the right alert (for that commune only, within
+``down_after`` cycles, give or take the cycle in flight and the delivery), then clears the
+fault and waits for the resolution, so the next test starts quiet. Every fault kind at once
+on a whole province: ``tests/lab/test_vantages.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support import require_real
 from tests.support.lab import faults, observe
 from tests.support.lab.faults import Fault
-from tests.support.lab.harness import LabMonitor, start_monitor
+from tests.support.lab.harness import LabRun, start_run
 from tests.support.lab.netns import Lab
 from tests.support.lab.province import ELECTION_IP, ProvinceLab, build_province, tools_missing
 
@@ -33,22 +34,22 @@ HOST_RTT = 0.05  # seconds: far above a namespace round trip, far below the dela
 
 
 @pytest.fixture(scope="module")
-def run(netns_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabMonitor]:
+def run(netns_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     workdir = tmp_path_factory.mktemp("lab-faults")
     with Lab() as lab, contextlib.ExitStack() as files:
         province = build_province(lab, workdir, 8)
         opened: list = []
         files.callback(lambda: [f.close() for f in opened])
-        monitor = start_monitor(province, workdir, opened)
-        monitor.wait_all_up()
-        yield monitor
+        started = start_run(province, workdir, opened)
+        started.wait_all_up(timeout=120)
+        yield started
 
 
-def commune(run: LabMonitor, index: int) -> tuple[ProvinceLab, str]:
+def commune(run: LabRun, index: int) -> tuple[ProvinceLab, str]:
     return run.province, run.province.communes[index].code
 
 
-def check_fault(run: LabMonitor, inject: Callable[[], Fault],
+def check_fault(run: LabRun, inject: Callable[[], Fault],
                 expected: set[observe.Fired],
                 in_force: Callable[[], None] | None = None) -> None:
     """Inject, then: exactly ``expected`` fires within down_after (+ slack) cycles and stays
@@ -79,7 +80,7 @@ def others_equal(values: dict[tuple[str, ...], float], faulty: str, normal: floa
         k[0] != faulty for k in values)
 
 
-def test_line_down_is_one_commune_down(run: LabMonitor) -> None:
+def test_line_down_is_one_commune_down(run: LabRun) -> None:
     province, code = commune(run, 0)
     place = province.commune(code)
 
@@ -91,7 +92,7 @@ def test_line_down_is_one_commune_down(run: LabMonitor) -> None:
     check_fault(run, lambda: faults.link_down(place), {("commune_down", code, None)}, in_force)
 
 
-def test_heavy_loss_shows_in_the_loss_ratio_and_takes_the_commune_down(run: LabMonitor) -> None:
+def test_heavy_loss_shows_in_the_loss_ratio_and_takes_the_commune_down(run: LabRun) -> None:
     province, code = commune(run, 1)
     place = province.commune(code)
 
@@ -106,7 +107,7 @@ def test_heavy_loss_shows_in_the_loss_ratio_and_takes_the_commune_down(run: LabM
 
 
 def test_delay_shows_in_the_rtt_then_past_the_timeout_takes_the_commune_down(
-    run: LabMonitor,
+    run: LabRun,
 ) -> None:
     province, code = commune(run, 2)
     place = province.commune(code)
@@ -131,7 +132,7 @@ def test_delay_shows_in_the_rtt_then_past_the_timeout_takes_the_commune_down(
 
 
 def test_blackhole_makes_the_target_unreachable_from_that_commune_only(
-    run: LabMonitor,
+    run: LabRun,
 ) -> None:
     province, code = commune(run, 3)
     place = province.commune(code)
@@ -147,7 +148,7 @@ def test_blackhole_makes_the_target_unreachable_from_that_commune_only(
                 in_force)
 
 
-def test_duplicate_ip_is_an_ip_conflict_of_that_host(run: LabMonitor) -> None:
+def test_duplicate_ip_is_an_ip_conflict_of_that_host(run: LabRun) -> None:
     province, code = commune(run, 4)
     place = province.commune(code)
 
@@ -162,7 +163,7 @@ def test_duplicate_ip_is_an_ip_conflict_of_that_host(run: LabMonitor) -> None:
                 {("ip_conflict", code, "may-01")}, in_force)
 
 
-def test_wrong_mac_is_reported_for_that_host(run: LabMonitor) -> None:
+def test_wrong_mac_is_reported_for_that_host(run: LabRun) -> None:
     province, code = commune(run, 5)
     place = province.commune(code)
 
@@ -176,7 +177,7 @@ def test_wrong_mac_is_reported_for_that_host(run: LabMonitor) -> None:
                 {("wrong_mac", code, "may-02")}, in_force)
 
 
-def test_unknown_device_is_reported_for_that_commune(run: LabMonitor) -> None:
+def test_unknown_device_is_reported_for_that_commune(run: LabRun) -> None:
     province, code = commune(run, 6)
     place = province.commune(code)
 
@@ -188,7 +189,7 @@ def test_unknown_device_is_reported_for_that_commune(run: LabMonitor) -> None:
                 {("unknown_device", code, None)}, in_force)
 
 
-def test_five_percent_loss_on_every_line_raises_no_alert(run: LabMonitor) -> None:
+def test_five_percent_loss_on_every_line_raises_no_alert(run: LabRun) -> None:
     run.wait_all_up()
     start = len(run.events())
     places = run.province.communes
@@ -200,43 +201,3 @@ def test_five_percent_loss_on_every_line_raises_no_alert(run: LabMonitor) -> Non
     assert run.events()[start:] == []
     status = run.metric("tslcd_commune_status", "commune")
     assert set(status.values()) == {0}, status
-
-
-# ------------------------------------------------------------------ the province
-
-
-def test_95_communes_every_fault_at_its_commune_and_nothing_else(
-    netns_ready: None, tmp_path: Path,
-) -> None:
-    """Đồng Nai's 95 communes, seven broken at once (one per fault kind, spread over the
-    province): each fault alerts at its commune, and nothing else alerts at all."""
-    with Lab() as lab, contextlib.ExitStack() as stack:
-        province = build_province(lab, tmp_path, 95)
-        opened: list = []
-        stack.callback(lambda: [f.close() for f in opened])
-        run = start_monitor(province, tmp_path, opened)
-        run.wait_all_up()
-        assert run.events() == []
-        c = province.communes
-        plan: list[tuple[Callable[[], Fault], observe.Fired]] = [
-            (lambda: faults.link_down(c[3]), ("commune_down", c[3].code, None)),
-            (lambda: faults.loss(c[17], 1.0), ("commune_down", c[17].code, None)),
-            (lambda: faults.delay(c[30], 1.0), ("commune_down", c[30].code, None)),
-            (lambda: faults.blackhole(c[44]), ("target_unreachable", c[44].code, None)),
-            (lambda: faults.duplicate_ip(province, c[58], "may-02"),
-             ("ip_conflict", c[58].code, "may-02")),
-            (lambda: faults.wrong_mac(c[71], "may-01"), ("wrong_mac", c[71].code, "may-01")),
-            (lambda: faults.unknown_device(province, c[94])[0],
-             ("unknown_device", c[94].code, None)),
-        ]
-        expected = {want for _, want in plan}
-        for inject, _ in plan:
-            stack.enter_context(inject())
-        observe.wait_until(lambda: expected <= set(observe.fired(run.events())),
-                           f"every fault's alert: {sorted(expected)}", timeout=90,
-                           detail=lambda: observe.fired(run.events()))
-        run.wait_cycles(3)
-        assert sorted(observe.fired(run.events())) == sorted(expected), run.events()
-        status = run.metric("tslcd_commune_status", "commune")
-        assert {k[0] for k, v in status.items() if v != 0} == {
-            c[3].code, c[17].code, c[30].code}, status

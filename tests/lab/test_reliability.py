@@ -28,8 +28,7 @@ from monitor.cycle.scheduler import Scheduler, SchedulerOptions
 from probes.icmp import Pinger
 from tests.support import require_real
 from tests.support.lab import faults, observe
-from tests.support.lab.harness import ROOT, WEBHOOK_PORT
-from tests.support.lab.lab_monitor import NamespaceLoop
+from tests.support.lab.harness import ROOT, WEBHOOK_PORT, NamespaceLoop
 from tests.support.lab.netns import Lab, Node
 from tests.support.lab.province import (
     CORE_TO_ELECTION,

@@ -51,13 +51,14 @@ def cycles(log: Path) -> int:
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT,
-               detail: Callable[[], object] | None = None) -> None:
-    """Poll ``condition``; on time-out fail with ``what`` and ``detail()`` (what was seen)."""
+               detail: Callable[[], object] | None = None, poll: float = POLL) -> None:
+    """Poll ``condition`` every ``poll`` seconds; on time-out fail with ``what`` and
+    ``detail()`` (what was seen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(POLL)
+        time.sleep(poll)
     seen = f"; seen: {detail()}" if detail is not None else ""
     raise AssertionError(f"timed out waiting for {what}{seen}")
 
