@@ -82,11 +82,13 @@ class Scheduler:
         interval = inv.interval_at(started)  # shorter inside a period such as election day
         budget = max(interval * 0.9, inv.defaults.icmp.timeout + 1.0)
         segment_task = asyncio.create_task(self._scan_segments(inv, budget))
-        upstream_task = asyncio.create_task(self._upstream_ok(inv)) \
-            if self.options.upstream and inv.defaults.upstream else None
         target_tasks = [asyncio.create_task(self._probe_target(t)) for t in inv.targets]
         communes = list(inv.communes())
-        icmp = await self._ping_all(inv, communes, budget, interval)
+        upstream = list(inv.defaults.upstream) if self.options.upstream else []
+        icmp = await self._ping_all(inv, communes, budget, interval, upstream)
+        upstream_results = icmp.pop()
+        upstream_ok = any(r is not None and answered(r) for r in upstream_results) \
+            if upstream else None
 
         def remaining() -> float:
             return t0 + budget - time.monotonic()
@@ -98,8 +100,7 @@ class Scheduler:
             for task, tgt in zip(target_tasks, inv.targets, strict=True)
         ]
         report = CycleReport(started=started, vantage=self.options.vantage, targets=targets)
-        if upstream_task is not None:
-            report.upstream_ok = await _bounded(upstream_task, remaining(), False)
+        report.upstream_ok = upstream_ok
         report.communes = [
             self._observe_commune(c, started, icmp[i], tcp_results.get(i, {}), segments.get(c.key))
             for i, c in enumerate(communes)
@@ -260,26 +261,16 @@ class Scheduler:
             vantage=self.options.vantage, hosts=tuple(observed),
             gateway_alive=alive.get("gateway"), backup_gateway_alive=alive.get("backup_gateway"))
 
-    async def _upstream_ok(self, inv: Inventory) -> bool:
-        """Whether any of the central vantage's upstream addresses answers echo."""
-        icmp = inv.defaults.icmp
-        try:
-            results = await self.pinger.ping_each(list(inv.defaults.upstream), count=icmp.count,
-                                                  timeout=icmp.timeout)
-        except Exception:
-            log.exception("upstream_ping_failed")
-            return False
-        return any(r is not None and answered(r) for r in results)
-
     async def _ping_all(self, inv: Inventory, communes: list[Commune], budget: float,
-                        interval: float) -> list[list[ProbeResult | None]]:
+                        interval: float, upstream: list[IPAddress]
+                        ) -> list[list[ProbeResult | None]]:
         """Every commune's addresses (:func:`_commune_addresses`) in one ICMP job; the
-        results per commune, in that order (None: no ICMP from this vantage)."""
+        results per commune, in that order (None: no ICMP from this vantage); then those
+        of the ``upstream`` addresses, in the same job."""
         addresses: list[IPAddress] = []
         groups: list[int] = []
         sizes: list[int] = []
-        for index, commune in enumerate(communes):
-            own = _commune_addresses(commune)
+        for index, own in enumerate([*map(_commune_addresses, communes), upstream]):
             addresses += own
             groups += [index] * len(own)
             sizes.append(len(own))

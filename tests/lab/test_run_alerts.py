@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import shutil
 import sys
 import time
@@ -41,7 +42,7 @@ def monitored(lab: Lab, tmp_path: Path) -> Iterator[dict]:
 
 
 def _start_monitored(lab: Lab, tmp_path: Path, out: Callable[[Path], BinaryIO], *,
-                     timing: dict[str, float] | None = None, warm_up: int = 3) -> dict:
+                     timing: dict[str, object] | None = None, warm_up: int = 3) -> dict:
     """``timing``: defaults to override in the small demo (interval, down_after, ...)."""
     require_real(shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists(),
                  "mosquitto is not installed")
@@ -145,3 +146,31 @@ def test_a_cut_line_at_10_s_alerts_once_within_20_s(lab: Lab, tmp_path: Path) ->
     assert [(e["event"], e["commune"], e["state"]) for e in events] == [
         ("commune_down", commune, "firing")], events
     assert to_alert <= 20.0 + 1.0  # the goal, and the webhook file's polling
+
+
+@pytest.mark.timeout(120)
+def test_the_lost_upstream_gives_one_vantage_isolated_alert_instead_of_the_communes(
+        lab: Lab, tmp_path: Path) -> None:
+    """``defaults.upstream`` pinged by ``run`` each cycle: when it stops answering (and the
+    communes behind it with it), one alert for the central vantage, none per commune."""
+    upstream = "127.99.0.1"  # the namespace's loopback answers for all of 127/8
+    with contextlib.ExitStack() as files:
+        run = _start_monitored(lab, tmp_path, lambda p: files.enter_context(open(p, "wb")),
+                               timing={"upstream": (ipaddress.ip_address(upstream),)})
+        node, webhook, log = run["node"], run["webhook"], run["log"]
+        assert _events(webhook) == []
+        for ip in [upstream, *(ip for _, _, ip in run["addresses"])]:
+            _block(node, ip)  # our uplink, and so every commune, gone
+        _wait(lambda: len(_events(webhook)) >= 1, "the vantage_isolated alert")
+        seen = _cycles(log)
+        _wait(lambda: _cycles(log) >= seen + 4, "four more cycles")
+        isolated = _events(webhook)
+        for ip in [upstream, *(ip for _, _, ip in run["addresses"])]:
+            _unblock(node, ip)
+        _wait(lambda: len(_events(webhook)) >= 2, "the resolution")
+        seen = _cycles(log)
+        _wait(lambda: _cycles(log) >= seen + 4, "four more cycles")
+        events = _events(webhook)
+    assert [(e["event"], e["state"]) for e in isolated] == [("vantage_isolated", "firing")]
+    assert [(e["event"], e["state"]) for e in events] == [
+        ("vantage_isolated", "firing"), ("vantage_isolated", "resolved")], events
