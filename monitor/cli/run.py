@@ -22,6 +22,7 @@ from aiohttp.web import AppRunner
 
 from inventory.loader import InventoryError, demo_path, load
 from inventory.model import Inventory
+from monitor.alerts import am_api
 from monitor.common import config as config_mod
 from monitor.common.config import Config, ConfigError
 from monitor.common.exits import EXIT_BAD_INPUT, EXIT_OK
@@ -155,6 +156,7 @@ async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,
                                                       pipeline.engine.state),
         # reloaded on change and on SIGHUP (reload_tokens); no file, no access control
         tokens_file=Path(cfg.tokens_file) if cfg.tokens_file and tokens is not None else None,
+        alertmanager=am_api.from_config(cfg),  # acknowledgement (silences) on the page
     )
     host, port = cfg.listen_host_port
     return await serve_app(build_app(ctx), host, port, cfg.tls_cert, cfg.tls_key)

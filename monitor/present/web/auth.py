@@ -7,10 +7,14 @@ The tokens file (YAML) holds only SHA-256 hashes of the tokens, never the tokens
         token_sha256: 5e88...        # python -m monitor.present.web.auth hash  (token on stdin)
         scope: isp:VNPT              # admin | isp:OPERATOR | province:CODE | metrics
         expires: 2026-12-31T00:00:00+07:00   # optional
+      - name: vnpt-dongnai-branch
+        token_sha256: 9f86...
+        scope: [isp:VNPT, province:75]      # a list: every one must allow (intersection)
 
-A scoped token sees only the communes of its operator or province; ``metrics`` may only
-scrape ``/metrics``. Tokens are random and long, so a plain SHA-256 is enough (no
-password stretching); comparisons are constant-time and tokens are never logged.
+A scoped token sees only the communes of its operator or province; a list of scopes sees
+what all of them allow (VNPT's lines in Đồng Nai: an operator's provincial branch);
+``metrics`` may only scrape ``/metrics``. Tokens are random and long, so a plain SHA-256
+is enough (no password stretching); comparisons are constant-time and tokens are never logged.
 
 The file is validated like the inventory (every problem as ``FILE:LINE: message``) and
 re-read without a restart when it changes and on SIGHUP (:class:`TokenWatch`): a revoked
@@ -61,6 +65,30 @@ class Scope:
     kind: ScopeKind
     value: str = ""  # compared folded ("vnpt"); ``label`` keeps the file's spelling to show
     label: str = field(default="", compare=False)
+    #: further scopes that must allow a commune too (made by :meth:`combine`)
+    also: tuple[Scope, ...] = ()
+
+    @classmethod
+    def combine(cls, scopes: Sequence[Scope]) -> Scope:
+        """The intersection of ``scopes``: ``admin`` adds nothing, ``metrics`` combines with
+        nothing, and two different operators (or provinces) would see nothing; raises
+        ValueError."""
+        if not scopes:
+            raise ValueError("a list of scopes must not be empty")
+        if any(s.kind == "metrics" for s in scopes) and len(scopes) > 1:
+            raise ValueError("metrics cannot be combined with another scope")
+        parts: list[Scope] = []
+        for scope in scopes:
+            if scope.sees_all or scope in parts:
+                continue
+            clash = next((p for p in parts if p.kind == scope.kind), None)
+            if clash is not None:
+                raise ValueError(f"{clash} and {scope} together would see no commune")
+            parts.append(scope)
+        if not parts:
+            return cls("admin")
+        first, *rest = parts
+        return cls(first.kind, first.value, first.label, tuple(rest))
 
     @classmethod
     def parse(cls, text: str) -> Scope:
@@ -78,13 +106,34 @@ class Scope:
         raise ValueError(f"scope {text!r}: expected admin, metrics, isp:NAME or province:CODE")
 
     def __str__(self) -> str:
-        return self.label or (f"{self.kind}:{self.value}" if self.value else self.kind)
+        own = self.label or (f"{self.kind}:{self.value}" if self.value else self.kind)
+        return "+".join([own, *(str(s) for s in self.also)])
 
     @property
     def sees_all(self) -> bool:
         return self.kind == "admin"
 
+    @property
+    def parts(self) -> tuple[Scope, ...]:
+        """The single scopes this one intersects (itself alone when not combined)."""
+        return (Scope(self.kind, self.value, self.label), *self.also)
+
+    @property
+    def operator(self) -> str | None:
+        """The (folded) operator this scope is limited to, if any: whose lines it may
+        act on (silence, maintenance) as that operator."""
+        return next((p.value for p in self.parts if p.kind == "isp"), None)
+
+    @property
+    def province(self) -> str | None:
+        """The province this scope is limited to, if any."""
+        return next((p.value for p in self.parts if p.kind == "province"), None)
+
     def allows(self, commune: Commune) -> bool:
+        return self.allows_alone(commune) and all(s.allows_alone(commune) for s in self.also)
+
+    def allows_alone(self, commune: Commune) -> bool:
+        """This scope's own rule, without the scopes it is combined with."""
         if self.kind == "admin":
             return True
         if self.kind == "isp":
@@ -279,9 +328,23 @@ class _TokensReader:
         return digest
 
     def scope(self, item: nodes.Mapping, node: nodes.Node | None) -> Scope | None:
+        """One scope, or a list of scopes that intersect (each checked at its own line)."""
         if node is None:
             self.error(item.line, "scope is missing (admin, metrics, isp:NAME or province:CODE)")
             return None
+        if not isinstance(node, nodes.Sequence):
+            return self.single_scope(node)
+        before = len(self.problems)
+        found = [self.single_scope(part) for part in node.value]
+        if len(self.problems) > before:
+            return None
+        try:
+            return Scope.combine([s for s in found if s is not None])
+        except ValueError as exc:
+            self.error(node.line, f"scope: {exc}")
+            return None
+
+    def single_scope(self, node: nodes.Node) -> Scope | None:
         text = self.scalar(node, "scope")
         if text is None:
             return None
@@ -382,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("hash", help="print the SHA-256 of a token read from stdin")
     new = sub.add_parser("new", help="make a random token; print it and its tokens-file entry")
     new.add_argument("--name", required=True)
-    new.add_argument("--scope", required=True, help="admin | isp:NAME | province:CODE | metrics")
+    new.add_argument("--scope", required=True, action="append",
+                     help="admin | isp:NAME | province:CODE | metrics; repeated: all of them "
+                          "(isp:VNPT and province:75 = VNPT's lines in the province)")
     args = parser.parse_args(argv)
     if args.command == "hash":
         token = sys.stdin.readline().strip()
@@ -392,17 +457,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(hash_token(token))
         return 0
     try:
-        scope = Scope.parse(args.scope)
+        scopes = [Scope.parse(text) for text in args.scope]
+        Scope.combine(scopes)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if scope.kind == "province" and scope.value not in official.provinces():
-        print(f"--scope {args.scope!r}: no province with that code in the official list",
+    unknown = [s for s in scopes if s.kind == "province" and s.value not in official.provinces()]
+    if unknown:
+        print(f"--scope {unknown[0]}: no province with that code in the official list",
               file=sys.stderr)
         return 2
     token = secrets.token_urlsafe(32)
     print(f"token (give it to its holder; it is not stored anywhere): {token}", file=sys.stderr)
-    entry = {"name": args.name, "token_sha256": hash_token(token), "scope": args.scope}
+    shown = args.scope[0] if len(args.scope) == 1 else list(args.scope)
+    entry = {"name": args.name, "token_sha256": hash_token(token), "scope": shown}
     print(yaml.safe_dump([entry], allow_unicode=True, sort_keys=False), end="")
     return 0
 

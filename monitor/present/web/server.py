@@ -34,8 +34,9 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server as WebServer
 
-from inventory.model import Inventory
+from inventory.model import Commune, Inventory
 from inventory.official import commune_code, province_code
+from monitor.alerts import am_api
 from monitor.common.log import route_stdlib
 from monitor.decide import drills
 from monitor.decide.status import MonitorState
@@ -43,7 +44,7 @@ from monitor.present import availability, reports
 from monitor.present.drill_report import WRITERS as DRILL_WRITERS
 from monitor.present.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from monitor.present.rtt_history import RttHistory
-from monitor.present.web import api
+from monitor.present.web import api, rights
 from monitor.present.web.auth import OPEN, Scope, TokenEntry, TokenStore, TokenWatch, hash_token
 
 log = structlog.get_logger("monitor.present.web")
@@ -77,12 +78,16 @@ class WebContext:
     #: the commune status changes of the given (scoped) inventory, for the availability
     #: report; None: no state behind this server (the report then holds no data)
     status_history: Callable[[Inventory], availability.StateHistory] | None = None
+    #: Alertmanager's API (``alerts.alertmanagers``) for acknowledgement; None: not configured
+    alertmanager: am_api.AlertmanagerApi | None = None
 
 
 CTX = web.AppKey("ctx", WebContext)
 VIEWS = web.AppKey("views", api.ScopedViews)
 TOKEN_WATCH = web.AppKey("token_watch", TokenWatch)
 SCOPE = web.RequestKey("scope", Scope)  # the caller's scope, set by the access control
+CALLER = web.RequestKey("caller", str)  # the caller's token name (for a silence's createdBy)
+OPEN_CALLER = "tslcd-monitor (no tokens file)"
 
 
 def build_app(ctx: WebContext) -> web.Application:
@@ -100,6 +105,9 @@ def build_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/api/v1/me", whoami)
     app.router.add_get("/api/v1/communes", list_communes)
     app.router.add_get("/api/v1/communes/{province}/{commune}", get_commune)
+    app.router.add_get("/api/v1/communes/{province}/{commune}/alerts", commune_alerts)
+    app.router.add_post("/api/v1/communes/{province}/{commune}/silence", silence_commune)
+    app.router.add_delete("/api/v1/communes/{province}/{commune}/silence", unsilence_commune)
     app.router.add_get("/report/readiness.{fmt:csv|xlsx|html}", readiness_report)
     app.router.add_get("/report/availability.{fmt:csv|xlsx|html|json}", availability_report)
     app.router.add_get("/api/v1/availability", availability_api)
@@ -276,12 +284,12 @@ async def _access_control(request: web.Request, handler: Handler) -> web.StreamR
             return await handler(request)
         return _unauthorized(request, "metrics")
     if ctx.tokens is None:
-        request[SCOPE] = OPEN
+        request[SCOPE], request[CALLER] = OPEN, OPEN_CALLER
         return await handler(request)
     entry = ctx.tokens.authenticate(token)
     if entry is None or entry.scope.kind == "metrics":
         return _unauthorized(request, "missing" if not token else "rejected")
-    request[SCOPE] = entry.scope
+    request[SCOPE], request[CALLER] = entry.scope, entry.name
     return await handler(request)
 
 
@@ -394,7 +402,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def whoami(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     scope = scope_of(request)
-    return web.json_response({"scope": str(scope), "auth": ctx.tokens is not None})
+    return web.json_response({"scope": str(scope), "auth": ctx.tokens is not None,
+                              "alertmanager": ctx.alertmanager is not None})
 
 
 # --- API ------------------------------------------------------------------------------------
@@ -432,6 +441,120 @@ async def get_commune(request: web.Request) -> web.Response:
         api.RENDER_FAILURES.failed(commune.key, view="detail")
         return api.error(request, 500, "Không hiển thị được dữ liệu của xã này / this "
                                        "commune's data could not be rendered")
+
+
+# --- acknowledgement: the commune's alerts and silences in Alertmanager ----------------------
+
+NO_ALERTMANAGER = ("Chưa cấu hình Alertmanager (alerts.alertmanagers): không có xác nhận cảnh "
+                   "báo / no Alertmanager configured: acknowledgement is not available")
+
+
+def _visible_commune(request: web.Request) -> Commune | None:
+    """The commune of the URL if the caller's scope sees it (else None: answered 404)."""
+    view = request.app[VIEWS].get(scope_of(request))
+    return view.inventory.commune(province_code(request.match_info["province"]),
+                                  commune_code(request.match_info["commune"]))
+
+
+def _acknowledged(request: web.Request) -> tuple[Commune, am_api.AlertmanagerApi] | web.Response:
+    """The commune of the URL and the Alertmanager API, or the answer refusing them: 404
+    when the commune does not exist or (reading) is outside the scope, 403 when silencing
+    one outside the scope or not the caller's to silence, 404 (reading) or 409 (silencing)
+    without Alertmanager."""
+    reading = request.method == "GET"
+    commune = _visible_commune(request)
+    if commune is None:
+        exists = request.app[CTX].inventory().commune(
+            province_code(request.match_info["province"]),
+            commune_code(request.match_info["commune"]))
+        if exists is not None and not reading:
+            return api.error(request, 403, rights.NOT_OPERATOR)
+        return api.error(request, 404, "no such commune")
+    manager = request.app[CTX].alertmanager
+    if manager is None:
+        return api.error(request, 404 if reading else 409, NO_ALERTMANAGER)
+    reason = None if reading else rights.may_silence(scope_of(request), commune)
+    if reason is not None:
+        return api.error(request, 403, reason)
+    return commune, manager
+
+
+async def commune_alerts(request: web.Request) -> web.Response:
+    """``{"alerts": [...], "silences": [...], "silenced", "may_silence"}``: what Alertmanager
+    holds for the commune, read at every request (the page refreshes it)."""
+    found = _acknowledged(request)
+    if isinstance(found, web.Response):
+        return found
+    commune, manager = found
+    try:
+        held = await manager.commune_alerts(commune.province, commune.code)
+        silences = await manager.commune_silences(commune.province, commune.code)
+    except am_api.UnavailableError as exc:
+        return api.error(request, 502, str(exc))
+    alerts = [_am_alert(a) for a in held if (a.get("status") or {}).get("state") != "unprocessed"]
+    return api.json_response(request, {
+        "alerts": sorted(alerts, key=lambda a: a["since"]),
+        "silences": [s.as_json() for s in silences],
+        "silenced": any(s.state == "active" for s in silences),
+        "may_silence": rights.may_silence(scope_of(request), commune) is None,
+    })
+
+
+def _am_alert(alert: dict[str, Any]) -> dict[str, Any]:
+    labels, status = alert.get("labels") or {}, alert.get("status") or {}
+    return {"alertname": labels.get("alertname", ""), "severity": labels.get("severity", ""),
+            "host": labels.get("host"), "summary": (alert.get("annotations") or {}).get(
+                "summary", ""), "since": alert.get("startsAt", ""),
+            "silenced": bool(status.get("silencedBy")),
+            "inhibited": bool(status.get("inhibitedBy"))}
+
+
+async def silence_commune(request: web.Request) -> web.Response:
+    """``{"comment": "…", "minutes": 120}`` -> an Alertmanager silence of the commune
+    (matchers province=, commune=; createdBy = the token's name); 201 ``{"id", "until"}``."""
+    found = _acknowledged(request)
+    if isinstance(found, web.Response):
+        return found
+    commune, manager = found
+    try:
+        body = await request.json()
+    except ValueError:
+        return api.error(request, 400, "expected a JSON object {comment, minutes}")
+    comment = str(body.get("comment", "")).strip() if isinstance(body, dict) else ""
+    if not comment:
+        return api.error(request, 400, "Cần ghi chú lý do / a comment is required")
+    try:
+        start, end = am_api.silence_span(body.get("minutes"), dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    try:
+        ident = await manager.silence(commune.province, commune.code, start, end,
+                                      request[CALLER], comment[:am_api.MAX_COMMENT])
+    except am_api.UnavailableError as exc:
+        return api.error(request, 502, str(exc))
+    log.info("commune_silenced", commune=commune.key, by=request[CALLER], silence=ident,
+             until=end.isoformat())
+    return api.json_response(request, {"id": ident, "until": end.isoformat()}, status=201)
+
+
+async def unsilence_commune(request: web.Request) -> web.Response:
+    """Expire the commune's silences (those in force or pending); 404 when there is none."""
+    found = _acknowledged(request)
+    if isinstance(found, web.Response):
+        return found
+    commune, manager = found
+    try:
+        silences = await manager.commune_silences(commune.province, commune.code)
+        for silence in silences:
+            await manager.expire(silence.id)
+    except am_api.UnavailableError as exc:
+        return api.error(request, 502, str(exc))
+    if not silences:
+        return api.error(request, 404, "Xã này không có lệnh tắt cảnh báo / no silence "
+                                       "for this commune")
+    log.info("commune_unsilenced", commune=commune.key, by=request[CALLER],
+             silences=[s.id for s in silences])
+    return api.json_response(request, {"expired": [s.id for s in silences]})
 
 
 # --- reports --------------------------------------------------------------------------------
