@@ -9,6 +9,7 @@ the real web app on a loopback port, the tokens come from a real tokens file tex
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,7 +26,8 @@ from monitor.alerts.am_api import AlertmanagerApi
 from monitor.alerts.event import alert_id, make_event
 from monitor.common.backoff import Backoff
 from monitor.present.web.auth import TokenStore, hash_token
-from monitor.present.web.server import WebContext
+from monitor.present.web.server import WebContext, build_app, serve
+from tests.support import require_real
 from tests.support import web as ws
 from tests.support.alertmanager import Alertmanager, cluster, poll, wait_ready
 from tests.support.servers import free_tcp_port
@@ -41,6 +43,7 @@ TOKENS_FILE = yaml.safe_dump({"tokens": [
      "scope": ["isp:VNPT", "province:75"]},
     {"name": "tinh-75", "token_sha256": hash_token(PROV75), "scope": "province:75"},
 ]})
+TOKENS = TokenStore.loads(TOKENS_FILE, "tokens.yaml")
 Start = Callable[[WebContext], Awaitable[TestClient]]
 
 
@@ -52,10 +55,9 @@ VNPT_75, VIETTEL_75 = commune("75", "VNPT"), commune("75", "Viettel")
 VNPT_01 = commune("01", "VNPT")
 
 
-def context(alertmanager: AlertmanagerApi | None) -> WebContext:
+def context(alertmanager: AlertmanagerApi | None, tokens: TokenStore | None = TOKENS) -> WebContext:
     return WebContext(inventory=lambda: INV, state=ws.state_for(INV, NOW),
-                      metrics_body=lambda: b"", tokens=TokenStore.loads(TOKENS_FILE, "tokens.yaml"),
-                      alertmanager=alertmanager)
+                      metrics_body=lambda: b"", tokens=tokens, alertmanager=alertmanager)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -209,3 +211,51 @@ async def test_an_unreachable_alertmanager_never_shows_its_credentials(start: St
         text = await response.text()
     assert response.status == 502 and "no Alertmanager answered" in text
     assert secret not in text and secret not in repr(logs) and ADMIN not in repr(logs)
+
+
+# --- the page, in a real headless Chromium ----------------------------------------------------
+
+
+@pytest.fixture
+async def browser_page() -> AsyncIterator[Any]:
+    require_real(os.access(ws.CHROMIUM, os.X_OK), f"{ws.CHROMIUM} is not installed")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await ws.launch_chromium(pw)
+        try:
+            yield await chromium.new_page()
+        finally:
+            await chromium.close()
+
+
+async def test_the_page_silences_a_commune_and_shows_it(manager: Alertmanager,
+                                                        browser_page: Any) -> None:
+    """No tokens file (the local demo: everyone is admin): the commune's page lists its
+    firing alert, the form silences it, the page then shows the silence and who made it."""
+    port = free_tcp_port()
+    runner = await serve(build_app(context(AlertmanagerApi([manager.url]), tokens=None)),
+                         "127.0.0.1", port)
+    try:
+        await browser_page.goto(f"http://127.0.0.1:{port}/#/{VNPT_75.key}")
+        ack = browser_page.locator("#ack")
+        await ack.get_by_text("commune_down").wait_for()
+        await ack.locator("input[name=comment]").fill("Đang thay bộ chuyển đổi quang")
+        await ack.locator("button[type=submit]").click()
+        await ack.get_by_text("Đang thay bộ chuyển đổi quang").wait_for()
+        assert "tslcd-monitor (no tokens file)" in await ack.inner_text()
+        await ack.locator("button[name=unsilence]").wait_for()
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_page_says_when_there_is_no_alertmanager(browser_page: Any) -> None:
+    port = free_tcp_port()
+    runner = await serve(build_app(context(None, tokens=None)), "127.0.0.1", port)
+    try:
+        await browser_page.goto(f"http://127.0.0.1:{port}/#/{VNPT_75.key}")
+        ack = browser_page.locator("#ack")
+        await ack.get_by_text("Chưa cấu hình Alertmanager").wait_for()
+        assert await ack.locator("form").is_hidden()
+    finally:
+        await runner.cleanup()
