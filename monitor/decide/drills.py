@@ -20,8 +20,9 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from inventory.model import Commune, Drill, Inventory, Target, in_scope
-from monitor.decide.status import CommuneState, CommuneStatus, MonitorState
+from inventory.model import Commune, Drill, Inventory, Target
+from monitor.decide.status import CommuneState, CommuneStatus, MonitorState, live_vantages
+from monitor.decide.verdicts import own_vantage
 from monitor.store.ops_db import OpsStore, Span
 
 GAP_CYCLES = 3  # a longer silence between connected samples splits the span
@@ -34,9 +35,8 @@ def connected(commune: Commune, cs: CommuneState | None, state: MonitorState,
         return False
     if not any(h.up is True for h in cs.hosts.values()):
         return False
-    vantage = cs.vantage
-    if vantage and vantage != "central" and "/" in vantage and targets and in_scope(
-            vantage, commune.province, commune.code):
+    vantage = own_vantage(live_vantages(cs), commune.province, commune.code)
+    if "/" in vantage and targets:  # the commune's own agent
         return all((ts := state.targets.get((t.name, vantage))) is not None and ts.up
                    for t in targets)
     return True

@@ -93,6 +93,7 @@ from monitor.decide.status import (
     MonitorState,
     TargetState,
     VantageView,
+    live_vantages,
 )
 from monitor.decide.verdicts import (
     any_up,
@@ -102,6 +103,7 @@ from monitor.decide.verdicts import (
     fresh,
     in_maintenance,
     line_vantages,
+    own_vantage,
     upstream_of,
 )
 from monitor.store.state_db import (
@@ -477,7 +479,7 @@ class StateEngine:
             "ip_config": bool(hosts) and all(
                 h.last is not None and arp_verdict(h.last.arp, host.mac) == "ok"
                 for h, host in zip(hosts, commune.hosts, strict=True)),
-            "target": self._target_reached(commune, obs.vantage),
+            "target": self._target_reached(commune, cs),
             "inspection": (stamped := _inspected_on(commune)) is not None,
         }
         for check, ok in passed.items():
@@ -486,10 +488,9 @@ class StateEngine:
                 cs.first_passed[check] = at
                 self._pending.first_passed.append((cs.province, cs.commune, check, at))
 
-    def _target_reached(self, commune: Commune, vantage: str) -> bool:
+    def _target_reached(self, commune: Commune, cs: CommuneState) -> bool:
         targets = self._inventory.targets
-        if vantage != "central" and not in_scope(vantage, commune.province, commune.code):
-            vantage = "central"
+        vantage = own_vantage(live_vantages(cs), commune.province, commune.code)
         return bool(targets) and all(
             (ts := self.state.targets.get((t.name, vantage))) is not None and ts.last.ok
             for t in targets)

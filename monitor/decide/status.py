@@ -77,6 +77,11 @@ class MonitorState:
     targets: dict[tuple[str, str], TargetState] = field(default_factory=dict)  # (target, vantage)
 
 
+def live_vantages(cs: CommuneState) -> list[str]:
+    """The vantages observing the commune now (not silent since their last word)."""
+    return [v for v, view in list(cs.views.items()) if view.last_seen is not None]
+
+
 def carrying_line(cs: CommuneState | None) -> str | None:
     """Which line carries the commune: ``primary``, ``backup`` (the primary is down, the
     backup up) or ``none`` (down); None while nothing is known."""

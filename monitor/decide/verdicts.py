@@ -28,7 +28,7 @@ from probes.result import ArpDetail, ArpVerdict, arp_verdict
 __all__ = [
     "ArpVerdict", "MilestoneResult", "Tracked", "any_up", "arp_verdict", "commune_status",
     "deadline", "debounce", "fresh", "in_maintenance", "ip_config_ok", "judge",
-    "line_vantages", "milestone_met", "upstream_of",
+    "line_vantages", "milestone_met", "own_vantage", "upstream_of",
 ]
 
 
@@ -126,6 +126,13 @@ def upstream_of(vantage: str, province: str, commune: str) -> bool | None:
     if vantage == f"{province}/{commune}":
         return False
     return None
+
+
+def own_vantage(live: Iterable[str], province: str, commune: str) -> str:
+    """The vantage that speaks for the commune's own reach of the election system: its own
+    agent, else its province's agent, else the centre (of the vantages observing it now)."""
+    live = set(live)
+    return next((v for v in (f"{province}/{commune}", province) if v in live), "central")
 
 
 def line_vantages(seen: Iterable[str], province: str, commune: str) -> list[str]:

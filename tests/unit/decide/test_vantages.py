@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from inventory.model import Target
 from monitor.alerts.event import AlertEvent
 from monitor.cycle.observation import CommuneObservation
 from monitor.decide.status import CommuneStatus
@@ -227,3 +228,18 @@ def test_a_database_from_before_the_vantages_becomes_the_last_speakers_view(
     resolved = second.cycles(2)
     assert kinds(resolved) == [("host_down", "resolved", "may-02")]
     assert resolved[0].id == fired[0].id
+
+
+def test_the_election_system_passes_from_the_communes_own_agent() -> None:
+    """The centre reaching the system says nothing about the commune when its agent speaks."""
+    target = Target("congtaidaibieu", "https://127.0.0.1:8443/")
+    sim = Both(make_inventory(targets=(target,)))
+
+    def result(ok: bool) -> tuple[ProbeResult, ...]:
+        return (ProbeResult("target", target.name, ok, sim.now, 0.1),)
+
+    sim.both(None, {"targets": result(False)})  # the agent is heard first
+    sim.both({"targets": result(True)}, {"targets": result(False)}, n=2)
+    assert "target" not in sim.commune.first_passed
+    sim.both({"targets": result(True)}, {"targets": result(True)})
+    assert "target" in sim.commune.first_passed

@@ -20,6 +20,7 @@ from monitor.decide.verdicts import (
     judge,
     line_vantages,
     milestone_met,
+    own_vantage,
     upstream_of,
 )
 from probes.result import ArpDetail
@@ -146,3 +147,10 @@ def test_any_up_and_freshness() -> None:
     assert fresh(20.0, 100.0, 90.0)
     assert not fresh(10.0, 100.0, 90.0)
     assert not fresh(None, 100.0, 90.0)
+
+
+def test_the_communes_own_vantage_for_the_election_system() -> None:
+    assert own_vantage(["central", "75", "75/26041"], "75", "26041") == "75/26041"
+    assert own_vantage(["central", "75", "75/26044"], "75", "26041") == "75"
+    assert own_vantage(["central"], "75", "26041") == "central"
+    assert own_vantage([], "75", "26041") == "central"
