@@ -71,13 +71,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import structlog
 
 from inventory.model import Commune, Host, Inventory, in_scope
 from monitor.alerts.event import (
-    ESCALATION_EVENTS,
     OPERATIONS_EVENTS,
     AlertEvent,
     Language,
@@ -86,6 +84,7 @@ from monitor.alerts.event import (
 from monitor.common.clock import local_midnight
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.book import AlertBook, AlertKey, Condition
+from monitor.decide.pending import Pending
 from monitor.decide.status import (
     CommuneState,
     CommuneStatus,
@@ -107,14 +106,11 @@ from monitor.decide.verdicts import (
     upstream_of,
 )
 from monitor.store.state_db import (
-    Batch,
-    CommuneRow,
     HistoryRow,
     Snapshot,
     Store,
     TrackerKey,
     TrackerRow,
-    dumps_key,
     loads_key,
 )
 from probes.result import ProbeResult
@@ -132,7 +128,6 @@ NEVER_SILENCED = frozenset({"unknown_device"})
 #: probe intervals while others have (contract §7: no stale view holds the verdict).
 STALE_CYCLES = 3
 CENTRAL = "central"
-MAX_PENDING_ROWS = 100_000  # history/outbox rows kept for the store while it fails
 
 
 class StateEngine:
@@ -159,7 +154,7 @@ class StateEngine:
         self.book = AlertBook(_ToPending(self), language)  # every open alert, every kind
         self._last_at: dict[tuple[str, str], float] = {}  # (commune, vantage) -> latest cycle
         self._isolated = False  # the central vantage lost its upstream (vantage_isolated)
-        self._pending = _Pending()
+        self._pending = Pending()
         self._batch_depth = 0
         self.store = None  # building from the inventory is not a change to store
         self.set_inventory(inventory)
@@ -322,10 +317,12 @@ class StateEngine:
     def flush(self) -> bool:
         """Write pending changes; on failure keep them in memory for the next try."""
         if self.store is None:
-            self._pending = _Pending()
+            self._pending = Pending()
             return True
-        if self._pending.empty() or self.store.write(self._pending.to_batch(self)):
-            self._pending = _Pending()
+        pending = self._pending
+        if pending.empty() or self.store.write(pending.to_batch(self._trackers,
+                                                                self.state.communes)):
+            self._pending = Pending()
             return True
         self._pending.trim()
         return False
@@ -837,7 +834,7 @@ def _word(up: bool | None) -> str:
 
 
 class _ToPending:
-    """The book's journal: the engine's pending batch (replaced after every write)."""
+    """The book's journal: the engine's pending batch (a new one after every write)."""
 
     def __init__(self, engine: StateEngine) -> None:
         self._engine = engine
@@ -847,72 +844,3 @@ class _ToPending:
 
     def close(self, key: AlertKey, ev: AlertEvent) -> None:
         self._engine._pending.close(key, ev)
-
-
-@dataclass(slots=True)
-class _Pending:
-    """Changes not yet in the store; kept (and merged) while the store fails."""
-
-    trackers: set[TrackerKey] = field(default_factory=set)
-    communes: set[str] = field(default_factory=set)
-    first_passed: list[tuple[str, str, str, float]] = field(default_factory=list)
-    history: list[HistoryRow] = field(default_factory=list)
-    opened: dict[AlertKey, AlertEvent] = field(default_factory=dict)
-    closed: set[AlertKey] = field(default_factory=set)
-    outbox: list[AlertEvent] = field(default_factory=list)
-    removed_trackers: list[TrackerKey] = field(default_factory=list)
-    removed_communes: list[tuple[str, str]] = field(default_factory=list)
-    agent_seqs: dict[str, tuple[int, float]] = field(default_factory=dict)
-    removed_agent_seqs: list[str] = field(default_factory=list)
-
-    def empty(self) -> bool:
-        return not any((self.trackers, self.communes, self.first_passed, self.history,
-                        self.opened, self.closed, self.outbox, self.removed_trackers,
-                        self.removed_communes, self.agent_seqs, self.removed_agent_seqs))
-
-    def add_history(self, row: HistoryRow) -> None:
-        self.history.append(row)
-
-    def open(self, key: AlertKey, ev: AlertEvent) -> None:
-        self.opened[key] = ev
-        self._deliver(ev)
-
-    def close(self, key: AlertKey, ev: AlertEvent) -> None:
-        self.opened.pop(key, None)
-        self.closed.add(key)
-        self._deliver(ev)
-
-    def _deliver(self, ev: AlertEvent) -> None:
-        if ev.event not in ESCALATION_EVENTS:  # the escalation sinks are not the outbox's
-            self.outbox.append(ev)
-
-    def trim(self) -> None:
-        """Bound memory while the store keeps failing: drop the oldest rows first."""
-        del self.history[:-MAX_PENDING_ROWS]
-        del self.outbox[:-MAX_PENDING_ROWS]
-
-    def to_batch(self, engine: StateEngine) -> Batch:
-        trackers = [
-            TrackerRow(k[0], k[1], k[2], t.up, t.since, t.consecutive_ok, t.consecutive_fail,
-                       t.flapping)
-            for k in self.trackers if (t := engine._trackers.get(k)) is not None
-        ]
-        communes = [
-            CommuneRow(cs.province, cs.commune, int(cs.status), cs.since, cs.on_backup,
-                       cs.last_seen, cs.vantage)
-            for k in self.communes if (cs := engine.state.communes.get(k)) is not None
-        ]
-        return Batch(
-            trackers=trackers,
-            communes=communes,
-            first_passed=list(self.first_passed),
-            history=list(self.history),
-            opened=[(dumps_key(k), ev) for k, ev in self.opened.items()],
-            closed=[dumps_key(k) for k in self.closed],
-            outbox=list(self.outbox),
-            removed_trackers=list(self.removed_trackers),
-            removed_communes=list(self.removed_communes),
-            agent_seqs=[(a, seq, at) for a, (seq, at) in self.agent_seqs.items()],
-            removed_agent_seqs=list(self.removed_agent_seqs),
-        )
-

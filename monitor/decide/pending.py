@@ -1,0 +1,93 @@
+"""The engine's changes not yet in the store: gathered during a cycle (or any batch of
+changes), written as one :class:`~monitor.store.state_db.Batch` in one transaction, and
+kept (bounded) while the store fails, to be merged into the next try."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from monitor.alerts.event import ESCALATION_EVENTS, AlertEvent
+from monitor.decide.book import AlertKey
+from monitor.decide.status import CommuneState, HostState
+from monitor.store.state_db import (
+    Batch,
+    CommuneRow,
+    HistoryRow,
+    TrackerKey,
+    TrackerRow,
+    dumps_key,
+)
+
+MAX_PENDING_ROWS = 100_000  # history/outbox rows kept for the store while it fails
+
+
+@dataclass(slots=True)
+class Pending:
+    """Changes not yet in the store; kept (and merged) while the store fails."""
+
+    trackers: set[TrackerKey] = field(default_factory=set)
+    communes: set[str] = field(default_factory=set)
+    first_passed: list[tuple[str, str, str, float]] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
+    opened: dict[AlertKey, AlertEvent] = field(default_factory=dict)
+    closed: set[AlertKey] = field(default_factory=set)
+    outbox: list[AlertEvent] = field(default_factory=list)
+    removed_trackers: list[TrackerKey] = field(default_factory=list)
+    removed_communes: list[tuple[str, str]] = field(default_factory=list)
+    agent_seqs: dict[str, tuple[int, float]] = field(default_factory=dict)
+    removed_agent_seqs: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not any((self.trackers, self.communes, self.first_passed, self.history,
+                        self.opened, self.closed, self.outbox, self.removed_trackers,
+                        self.removed_communes, self.agent_seqs, self.removed_agent_seqs))
+
+    def add_history(self, row: HistoryRow) -> None:
+        self.history.append(row)
+
+    def open(self, key: AlertKey, ev: AlertEvent) -> None:
+        self.opened[key] = ev
+        self._deliver(ev)
+
+    def close(self, key: AlertKey, ev: AlertEvent) -> None:
+        self.opened.pop(key, None)
+        self.closed.add(key)
+        self._deliver(ev)
+
+    def _deliver(self, ev: AlertEvent) -> None:
+        if ev.event not in ESCALATION_EVENTS:  # the escalation sinks are not the outbox's
+            self.outbox.append(ev)
+
+    def trim(self) -> None:
+        """Bound memory while the store keeps failing: drop the oldest rows first."""
+        del self.history[:-MAX_PENDING_ROWS]
+        del self.outbox[:-MAX_PENDING_ROWS]
+
+    def to_batch(self, trackers_now: Mapping[TrackerKey, HostState],
+                 communes_now: Mapping[str, CommuneState]) -> Batch:
+        """The rows to write, read from the current trackers and communes."""
+        trackers = [
+            TrackerRow(k[0], k[1], k[2], t.up, t.since, t.consecutive_ok, t.consecutive_fail,
+                       t.flapping)
+            for k in self.trackers if (t := trackers_now.get(k)) is not None
+        ]
+        communes = [
+            CommuneRow(cs.province, cs.commune, int(cs.status), cs.since, cs.on_backup,
+                       cs.last_seen, cs.vantage)
+            for k in self.communes if (cs := communes_now.get(k)) is not None
+        ]
+        return Batch(
+            trackers=trackers,
+            communes=communes,
+            first_passed=list(self.first_passed),
+            history=list(self.history),
+            opened=[(dumps_key(k), ev) for k, ev in self.opened.items()],
+            closed=[dumps_key(k) for k in self.closed],
+            outbox=list(self.outbox),
+            removed_trackers=list(self.removed_trackers),
+            removed_communes=list(self.removed_communes),
+            agent_seqs=[(a, seq, at) for a, (seq, at) in self.agent_seqs.items()],
+            removed_agent_seqs=list(self.removed_agent_seqs),
+        )
+
