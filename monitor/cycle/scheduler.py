@@ -9,9 +9,8 @@ interval, and cycles never overlap.
 Beside the cycles, what failed is confirmed fast (:mod:`monitor.cycle.retry`): a host,
 gateway or target whose result disagrees with its confirmed state is re-probed
 ``retry_interval`` after its last result, each re-probe a small report of its own handed to
-``on_report`` (the state counts it; a cycle observation older than a re-probe already
-applied for the commune is then dropped by the state as stale, never counted twice). The
-central vantage also pings ``defaults.upstream`` each cycle (``CycleReport.upstream_ok``).
+``on_report`` (the state counts it like a cycle's). The central vantage also pings
+``defaults.upstream`` each cycle (``CycleReport.upstream_ok``).
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ class Scheduler:
         self._due: dict[Subject, float] = {}  # pending subject -> when to re-probe it
         self._new_due = asyncio.Event()
         self._delivering = asyncio.Lock()
+        self._rechecked: dict[str, float] = {}  # PROV/COMMUNE -> its latest re-probe's time
 
     async def cycle(self) -> CycleReport:
         """Probe everything once; returns within about one interval whatever the network does."""
@@ -143,8 +143,17 @@ class Scheduler:
     async def _deliver(self, report: CycleReport,
                        on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
         """Count the report's results in the streaks, then hand it on: one report at a
-        time (cycles and re-probes run side by side, their consumers need not care)."""
+        time (cycles and re-probes run side by side, their consumers need not care). A
+        cycle's observation of a commune re-probed since the cycle began is left out: it
+        is older than what the state (or the collector) already has, which would refuse it
+        as stale."""
         async with self._delivering:
+            if report.recheck:
+                self._rechecked.update((f"{o.province}/{o.commune}", o.at)
+                                       for o in report.communes)
+            else:
+                report.communes = [o for o in report.communes if o.at > self._rechecked.pop(
+                    f"{o.province}/{o.commune}", float("-inf"))]
             # a re-probe's subjects are due again retry_interval after it started (its pace
             # is the interval, whatever a probe takes); a cycle's, after its report
             now = time.monotonic()
