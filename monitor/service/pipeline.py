@@ -25,6 +25,7 @@ from monitor.decide.operations import Operations
 from monitor.present.metrics import CycleStats, Exposition
 from monitor.present.rtt_history import RttHistory
 from monitor.present.status_mqtt import StatusPublisher
+from monitor.store.maintenance_db import MaintenanceBook
 from monitor.store.state_db import Batch, Store
 
 log = structlog.get_logger("pipeline")
@@ -33,6 +34,7 @@ log = structlog.get_logger("pipeline")
 class Pipeline:
     def __init__(self, inventory: Inventory, config: Config, state_path: str | None) -> None:
         self.store = Store(state_path or ":memory:")
+        self.maintenance = MaintenanceBook(state_path or ":memory:")  # windows set at run time
         self.engine = StateEngine(inventory, self.store)
         self.exposition = Exposition()
         self.samples = RttHistory()
@@ -58,6 +60,7 @@ class Pipeline:
         await self.escalation.stop()
         self.operations.close()
         self.store.close()
+        self.maintenance.close()
 
     async def ingest_cycle(self, report: CycleReport) -> None:
         """A local cycle, or a fast confirmation's re-probe (``report.recheck``): one store

@@ -37,6 +37,7 @@ from aiohttp.web_server import Server as WebServer
 from inventory.model import Commune, Inventory
 from inventory.official import commune_code, province_code
 from monitor.alerts import am_api
+from monitor.common.clock import aware
 from monitor.common.log import route_stdlib
 from monitor.decide import drills
 from monitor.decide.status import MonitorState
@@ -46,6 +47,7 @@ from monitor.present.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web import api, rights
 from monitor.present.web.auth import OPEN, Scope, TokenEntry, TokenStore, TokenWatch, hash_token
+from monitor.store.maintenance_db import MaintenanceBook, StoredWindow, normalise_scope, parse_time
 
 log = structlog.get_logger("monitor.present.web")
 
@@ -80,6 +82,8 @@ class WebContext:
     status_history: Callable[[Inventory], availability.StateHistory] | None = None
     #: Alertmanager's API (``alerts.alertmanagers``) for acknowledgement; None: not configured
     alertmanager: am_api.AlertmanagerApi | None = None
+    #: run-time maintenance windows (the state database's); None: not available here
+    maintenance: MaintenanceBook | None = None
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -108,6 +112,9 @@ def build_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/api/v1/communes/{province}/{commune}/alerts", commune_alerts)
     app.router.add_post("/api/v1/communes/{province}/{commune}/silence", silence_commune)
     app.router.add_delete("/api/v1/communes/{province}/{commune}/silence", unsilence_commune)
+    app.router.add_get("/api/v1/maintenance", list_maintenance)
+    app.router.add_post("/api/v1/maintenance", add_maintenance)
+    app.router.add_delete("/api/v1/maintenance/{id:[0-9]+}", end_maintenance)
     app.router.add_get("/report/readiness.{fmt:csv|xlsx|html}", readiness_report)
     app.router.add_get("/report/availability.{fmt:csv|xlsx|html|json}", availability_report)
     app.router.add_get("/api/v1/availability", availability_api)
@@ -555,6 +562,89 @@ async def unsilence_commune(request: web.Request) -> web.Response:
     log.info("commune_unsilenced", commune=commune.key, by=request[CALLER],
              silences=[s.id for s in silences])
     return api.json_response(request, {"expired": [s.id for s in silences]})
+
+
+# --- maintenance windows set while running -----------------------------------------------------
+
+NO_MAINTENANCE = "Không có cơ sở dữ liệu bảo trì / run-time maintenance is not available here"
+
+
+def _sees_scope(request: web.Request, scope: str) -> bool:
+    """Whether the caller sees some commune a maintenance scope ``PROV[/COMMUNE]`` covers."""
+    province, _, commune = scope.partition("/")
+    view = request.app[VIEWS].get(scope_of(request))
+    return bool(rights.covered(view.inventory, province, commune or None))
+
+
+def _may_maintain(request: web.Request, scope: str) -> web.Response | None:
+    """None when the caller may set or end a window over ``scope``, else the answer: 404
+    when it sees nothing there, 403 when it sees only part of it."""
+    if not _sees_scope(request, scope):
+        return api.error(request, 404, "no such province or commune")
+    province, _, commune = scope.partition("/")
+    reason = rights.may_maintain(scope_of(request), request.app[CTX].inventory(), province,
+                                 commune or None)
+    return None if reason is None else api.error(request, 403, reason)
+
+
+async def list_maintenance(request: web.Request) -> web.Response:
+    """The windows the caller sees: the run-time ones (``?all=1``: ended ones too) and the
+    inventory's (``"id": null``, ended only by editing the inventory)."""
+    book = request.app[CTX].maintenance
+    if book is None:
+        return api.error(request, 404, NO_MAINTENANCE)
+    stored = await asyncio.to_thread(book.listed, ended=request.query.get("all") == "1")
+    rows = [{**w.as_json(), "source": "api"} for w in stored if _sees_scope(request, w.scope)]
+    rows += [{"id": None, "scope": m.scope, "from": aware(m.start).isoformat(),
+              "to": aware(m.end).isoformat(), "source": "inventory"}
+             for m in request.app[CTX].inventory().maintenance if _sees_scope(request, m.scope)]
+    return api.json_response(request, {"windows": rows})
+
+
+async def add_maintenance(request: web.Request) -> web.Response:
+    """``{"scope": "75/26041", "from": "2026-03-15T22:00", "to": "…", "comment": "…"}``
+    (``from`` defaults to now; no offset means Vietnam time) -> 201 the window."""
+    book = request.app[CTX].maintenance
+    if book is None:
+        return api.error(request, 409, NO_MAINTENANCE)
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object {scope, from, to, comment}")
+        scope = normalise_scope(body.get("scope", ""))
+        start = parse_time(body["from"], "from") if body.get("from") else time.time()
+        end = parse_time(body.get("to", ""), "to")
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    refused = _may_maintain(request, scope)
+    if refused is not None:
+        return refused
+    try:
+        window = await asyncio.to_thread(book.add, scope, start, end,
+                                         str(body.get("comment", "")), request[CALLER])
+    except ValueError as exc:
+        return api.error(request, 400, str(exc))
+    log.info("maintenance_added", id=window.id, scope=window.scope, by=window.created_by)
+    return api.json_response(request, {**window.as_json(), "source": "api"}, status=201)
+
+
+async def end_maintenance(request: web.Request) -> web.Response:
+    """End a run-time window now: 200 the window; 404 unknown or not the caller's to see,
+    409 over already."""
+    book = request.app[CTX].maintenance
+    if book is None:
+        return api.error(request, 409, NO_MAINTENANCE)
+    found: StoredWindow | None = await asyncio.to_thread(book.get, int(request.match_info["id"]))
+    if found is None:
+        return api.error(request, 404, "no such maintenance window")
+    refused = _may_maintain(request, found.scope)
+    if refused is not None:
+        return refused
+    ended = await asyncio.to_thread(book.end, found.id)
+    if ended is None:
+        return api.error(request, 409, "the window is over already")
+    log.info("maintenance_ended", id=ended.id, scope=ended.scope, by=request[CALLER])
+    return api.json_response(request, {**ended.as_json(), "source": "api"})
 
 
 # --- reports --------------------------------------------------------------------------------
