@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from inventory.model import Commune, Inventory, Milestone
+from monitor.common.clock import VIETNAM_TZ as VIETNAM  # one zone (re-exported: its users)
 from monitor.decide.status import MonitorState
 from monitor.decide.verdicts import MilestoneResult, judge
 
-VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
 TITLE = "Báo cáo tiến độ sẵn sàng đường truyền"
 FirstPassed = Mapping[str, Mapping[str, float]]  # "PROV/COMMUNE" -> {check: Unix time}
 
