@@ -69,8 +69,14 @@ def _folder_writable(target: Path, folder: Path) -> None:
 
 
 def _not_a_directory(target: Path) -> None:
+    """Only a regular file (or nothing yet) can hold the database: not a directory, a
+    device such as /dev/null, a pipe, or a symbolic link to nowhere."""
     if target.is_dir():
         _fail(target, "is a directory, not a database file / là thư mục, không phải tệp")
+    if os.path.lexists(target) and not target.exists():
+        _fail(target, "is a symbolic link to nothing / là liên kết tới tệp không tồn tại")
+    if target.exists() and not target.is_file():
+        _fail(target, "is not a regular file (a device or a pipe) / không phải tệp thường")
 
 
 def _file_writable(target: Path) -> None:

@@ -93,18 +93,34 @@ def missing_folder(tmp: Path) -> Iterator[Path]:
     yield tmp / "no" / "such" / "folder" / "state.db"
 
 
+@contextmanager
+def dangling_symlink(tmp: Path) -> Iterator[Path]:
+    link = tmp / "state.db"
+    link.symlink_to(tmp / "gone" / "state.db")
+    yield link
+
+
+@contextmanager
+def a_device(tmp: Path) -> Iterator[Path]:
+    yield Path("/dev/null")
+
+
 WRITE_CASES = {  # case -> what the message says
     "read-only folder": (read_only_folder, "cannot write in its folder"),
     "read-only file": (read_only_file, "cannot open it for writing"),
     "directory": (a_directory, "is a directory"),
     "not a database": (not_a_database, "not a usable SQLite database"),
     "missing folder": (missing_folder, "does not exist"),
+    "dangling symlink": (dangling_symlink, "symbolic link to nothing"),
+    "device": (a_device, "not a regular file"),
 }
 READ_CASES = {  # (a WAL database cannot even be read without writing beside it)
     "read-only folder": (read_only_folder_with_database, "cannot write in its folder"),
     "directory": (a_directory, "is a directory"),
     "not a database": (not_a_database, "not a usable SQLite database"),
     "missing folder": (missing_folder, "no such file"),
+    "dangling symlink": (dangling_symlink, "symbolic link to nothing"),
+    "device": (a_device, "not a regular file"),
 }
 
 

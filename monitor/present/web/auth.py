@@ -398,12 +398,12 @@ class TokenWatch:
         self._signature = self._stat()
         self._wake = asyncio.Event()
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _stat(self) -> tuple[int, int, int, int] | None:
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
     def request(self) -> None:
         """Reload at once (from a signal handler in the event loop)."""
