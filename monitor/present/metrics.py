@@ -39,7 +39,7 @@ import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -47,7 +47,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from inventory.model import Commune, Host, Inventory, Milestone
+from inventory.model import Commune, Host, Inventory, Maintenance, Milestone
 from monitor.common.log import OnceLog
 from monitor.cycle.observation import CycleReport, HostObservation
 from monitor.decide.status import HostState, MonitorState, TargetState
@@ -264,6 +264,7 @@ class Exposition:
         self._lock = threading.Lock()
         self._published = (b"", gzip.compress(b"", GZIP_LEVEL))  # (text, gzipped): one swap
         self._labels: _LabelCache | None = None
+        self._maintenance: Sequence[Maintenance] = ()  # the windows of the latest update
         self._icmp: dict[tuple[str, str], IcmpCounter] = {}  # (PROV/COMMUNE, host) ->
         self._rtt: dict[str, Histogram] = {}  # province ->
         self._cycle = Histogram(CYCLE_BUCKETS)
@@ -292,10 +293,14 @@ class Exposition:
         return self._published[1]
 
     def update(
-        self, inventory: Inventory, state: MonitorState, cycle_stats: CycleStats | None = None
+        self, inventory: Inventory, state: MonitorState, cycle_stats: CycleStats | None = None,
+        maintenance: Sequence[Maintenance] | None = None,
     ) -> None:
-        """Fold in the cycle's counters and render the whole text; cheap to call from a thread."""
+        """Fold in the cycle's counters and render the whole text; cheap to call from a thread.
+        ``maintenance``: the windows in force (the inventory's and those set while running,
+        ``StateEngine.maintenance_windows``); None: the inventory's."""
         with self._lock:
+            self._maintenance = inventory.maintenance if maintenance is None else maintenance
             started = time.perf_counter()
             cache = self._label_cache(inventory)
             skips = _Skips(self._failures)
@@ -350,7 +355,7 @@ class Exposition:
         families = _host_families(cache, state, self._icmp, skips)
         families += _vantage_families(cache, state, skips)
         families += _commune_families(cache, state, cache.inventory.milestones, skips)
-        families.append(_maintenance_family(cache, now))
+        families.append(_maintenance_family(cache, self._maintenance, now))
         families += _target_families(list(state.targets.values()), skips)
         families += self._own_families(skips)
         return [("\n".join(f.lines) + "\n").encode() for f in families]
@@ -598,14 +603,15 @@ def _commune_families(
     return [*families, due]
 
 
-def _maintenance_family(cache: _LabelCache, now: float) -> _Family:
+def _maintenance_family(cache: _LabelCache, windows: Sequence[Maintenance],
+                        now: float) -> _Family:
     """1 for each commune inside a maintenance window now, so alert rules can skip it."""
     family = _Family(
         "tslcd_commune_maintenance",
         "gauge",
-        "1 while the commune is inside a maintenance window of the inventory (no alerts).",
+        "1 while the commune is inside a maintenance window, of the inventory or set while "
+        "running (no alerts).",
     )
-    windows = cache.inventory.maintenance
     for row in cache.communes if windows else ():
         if in_maintenance(windows, row.commune.province, row.commune.code, now):
             family.add("{" + row.labels + "}", 1)
