@@ -28,8 +28,16 @@ MAX_SILENCE = 7 * 24 * 3600
 MAX_COMMENT = 500
 
 
-class UnavailableError(Exception):
-    """No configured Alertmanager answered (the message is safe to show and log)."""
+class AlertmanagerError(Exception):
+    """Alertmanager could not do it (the message is safe to show and log)."""
+
+
+class UnavailableError(AlertmanagerError):
+    """No configured Alertmanager answered."""
+
+
+class RefusedError(AlertmanagerError):
+    """An Alertmanager answered with a 4xx (a silence expired meanwhile, say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +99,7 @@ class AlertmanagerApi:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON answer of the first Alertmanager that answers (a 4xx is an
-        answer: RuntimeError); UnavailableError when none does."""
+        answer: RefusedError); UnavailableError when none does."""
         failures = []
         async with aiohttp.ClientSession(timeout=self.timeout) as session:
             for url in self.urls:
@@ -101,7 +109,7 @@ class AlertmanagerApi:
                             failures.append(f"{safe_url(url)}: HTTP {response.status}")
                             continue
                         if response.status >= 400:
-                            raise RuntimeError(f"Alertmanager {safe_url(url)} refused "
+                            raise RefusedError(f"Alertmanager {safe_url(url)} refused "
                                                f"{method} {path.split('?')[0]}: "
                                                f"HTTP {response.status}")
                         text = await response.text()

@@ -9,6 +9,7 @@ the real web app on a loopback port, the tokens come from a real tokens file tex
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +23,7 @@ from structlog.testing import capture_logs
 
 from inventory.model import Commune
 from monitor.alerts.alertmanager import AlertmanagerSink
-from monitor.alerts.am_api import AlertmanagerApi
+from monitor.alerts.am_api import AlertmanagerApi, RefusedError
 from monitor.alerts.event import alert_id, make_event
 from monitor.common.backoff import Backoff
 from monitor.present.web.auth import TokenStore, hash_token
@@ -259,3 +260,14 @@ async def test_the_page_says_when_there_is_no_alertmanager(browser_page: Any) ->
         assert await ack.locator("form").is_hidden()
     finally:
         await runner.cleanup()
+
+
+async def test_a_refusal_by_alertmanager_is_told_apart_from_silence(
+        manager: Alertmanager) -> None:
+    """A 4xx is Alertmanager's answer (RefusedError), not a dead Alertmanager: the next
+    one is not tried and the message names the call, not the request's content."""
+    client = AlertmanagerApi([manager.url])
+    now = dt.datetime.now(dt.UTC)
+    with pytest.raises(RefusedError, match="refused POST /api/v2/silences: HTTP 400"):
+        await client.silence("75", VNPT_75.code, now, now - dt.timedelta(hours=1), "t", "x")
+    assert await client.commune_silences("75", VNPT_75.code) == []

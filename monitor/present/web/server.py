@@ -496,7 +496,7 @@ async def commune_alerts(request: web.Request) -> web.Response:
     try:
         held = await manager.commune_alerts(commune.province, commune.code)
         silences = await manager.commune_silences(commune.province, commune.code)
-    except am_api.UnavailableError as exc:
+    except am_api.AlertmanagerError as exc:
         return api.error(request, 502, str(exc))
     alerts = [_am_alert(a) for a in held if (a.get("status") or {}).get("state") != "unprocessed"]
     return api.json_response(request, {
@@ -537,7 +537,7 @@ async def silence_commune(request: web.Request) -> web.Response:
     try:
         ident = await manager.silence(commune.province, commune.code, start, end,
                                       request[CALLER], comment[:am_api.MAX_COMMENT])
-    except am_api.UnavailableError as exc:
+    except am_api.AlertmanagerError as exc:
         return api.error(request, 502, str(exc))
     log.info("commune_silenced", commune=commune.key, by=request[CALLER], silence=ident,
              until=end.isoformat())
@@ -554,7 +554,7 @@ async def unsilence_commune(request: web.Request) -> web.Response:
         silences = await manager.commune_silences(commune.province, commune.code)
         for silence in silences:
             await manager.expire(silence.id)
-    except am_api.UnavailableError as exc:
+    except am_api.AlertmanagerError as exc:
         return api.error(request, 502, str(exc))
     if not silences:
         return api.error(request, 404, "Xã này không có lệnh tắt cảnh báo / no silence "
