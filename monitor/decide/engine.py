@@ -74,7 +74,7 @@ from contextlib import contextmanager
 
 import structlog
 
-from inventory.model import Commune, Host, Inventory, in_scope
+from inventory.model import Commune, Host, Inventory, Maintenance, in_scope
 from monitor.alerts.event import (
     OPERATIONS_EVENTS,
     AlertEvent,
@@ -140,9 +140,13 @@ class StateEngine:
         flap_changes: int = 4,
         flap_window: float = 600.0,
         language: Language = "vi",
+        maintenance: Callable[[], Iterable[Maintenance]] | None = None,
     ) -> None:
+        """``maintenance``: windows kept beside the inventory's (set while running, e.g.
+        the state database's), read at every judgement."""
         self.store = store
         self.clock = clock
+        self._stored_windows = maintenance
         self.flap_changes = flap_changes
         self.flap_window = flap_window
         self.language = language
@@ -586,8 +590,13 @@ class StateEngine:
 
     # ------------------------------------------------------------------- helpers
 
+    def maintenance_windows(self) -> tuple[Maintenance, ...]:
+        """The inventory's maintenance windows and those stored while running."""
+        stored = tuple(self._stored_windows()) if self._stored_windows is not None else ()
+        return (*self._inventory.maintenance, *stored)
+
     def _in_maintenance(self, province: str, commune: str | None, at: float) -> bool:
-        return in_maintenance(self._inventory.maintenance, province, commune, at)
+        return in_maintenance(self.maintenance_windows(), province, commune, at)
 
     def _tracker(self, key: TrackerKey, name: str, ip: str) -> HostState:
         tracker = self._trackers.get(key)
