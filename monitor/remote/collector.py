@@ -78,7 +78,10 @@ REJECT_LOG_WINDOW = 60.0  # seconds: one batch_rejected line per agent and reaso
 MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents are pooled (*)
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
-                  "unknown_host", "unknown_target", "too_many_agents")
+                  "unknown_host", "unknown_target", "too_many_agents", "overload")
+#: Bytes of payload the client may hold unread: a burst of big, valid batches waits here
+#: (or is shed, counted as ``overload``) instead of growing the collector without bound.
+INBOX_BYTES = 24 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,44 @@ class _Window:
     count: int  # rejections since the last line
     topic: str
     error: str
+
+
+class ByteBoundedInbox(asyncio.Queue):  # type: ignore[type-arg]
+    """aiomqtt's incoming queue, bounded by the payload bytes it holds, not by count.
+
+    aiomqtt hands every received message to ``put_nowait`` and drops it (its own warning)
+    when that raises ``QueueFull``; paho has acknowledged it by then, so a message shed here
+    is lost to this collector and counted (``dropped``) for ``tslcd_collector_rejected_total
+    {reason="overload"}``. Agents' batches are a few kB: only a flood reaches the bound."""
+
+    limit = INBOX_BYTES
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.held = 0
+        self.dropped = 0
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        size = _size(item)
+        if self.held + size > self.limit:
+            self.dropped += 1
+            raise asyncio.QueueFull
+        super().put_nowait(item)
+        self.held += size
+
+    def get_nowait(self) -> aiomqtt.Message:
+        item = super().get_nowait()
+        self.held -= _size(item)
+        return item
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+
+def _size(message: aiomqtt.Message) -> int:
+    payload = message.payload
+    return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
 
 
 class RejectionLog:
@@ -186,6 +227,7 @@ class Collector:
             pipeline.status = StatusPublisher(self.link)
         self._probes: Tally[tuple[str, str]] = Tally()
         self._client: aiomqtt.Client | None = None
+        self._inbox: ByteBoundedInbox | None = None
         self._subscribed: set[str] = set()  # provinces whose results topics are subscribed
         self._connected_at: float | None = None
         registry = pipeline.exposition.registry
@@ -480,11 +522,13 @@ class Collector:
     async def _process(self, first: list[aiomqtt.Message], messages: AsyncIterator[
             aiomqtt.Message], queued: int) -> None:
         """The message(s) in hand and those already queued behind them (at most 500), in
-        one store transaction: a burst costs one commit, not one per batch."""
-        batch = first + [await anext(messages) for _ in range(min(queued, 500))]
+        one store transaction: a burst costs one commit, not one per batch. Each is taken
+        from the inbox only when its turn comes, so a burst is held once, bounded there."""
         with self.pipeline.engine.batch():
-            for message in batch:
+            for message in first:
                 self._on_message(message)
+            for _ in range(min(queued, 500)):
+                self._on_message(await anext(messages))
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload
@@ -519,12 +563,34 @@ class Collector:
             if self._client is not None:
                 await self._subscribe_provinces(self._client)
         self.check_silence()
+        self.count_overload()
         self.rejections.flush(time.time())
         self.pipeline.run_operations()
         await self.pipeline.publish_status()
         probes, self._probes = self._probes, Tally()
         await self.pipeline.refresh_metrics(
             CycleStats(None, dict(probes), dict(self.pipeline.agents_heard)))
+
+    def _inbox_type(self) -> type[ByteBoundedInbox]:
+        """The queue class aiomqtt builds for each connection; the collector keeps the
+        instance to count what it shed."""
+        collector = self
+
+        class Inbox(ByteBoundedInbox):
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize)
+                collector._inbox = self
+
+        return Inbox
+
+    def count_overload(self) -> None:
+        """Batches the inbox shed since the last tick: counted, and one line a minute."""
+        dropped = self._inbox.take_dropped() if self._inbox is not None else 0
+        if dropped:
+            self.rejected.labels("overload").inc(dropped)
+            self.rejections.note(Rejected("overload", f"{dropped} batches shed: more than "
+                                          f"{ByteBoundedInbox.limit} bytes waiting"), "*",
+                                 time.time())
 
     def _client_options(self) -> dict[str, Any]:
         """MQTT v5, so that the broker learns the collector's Maximum Packet Size in CONNECT
@@ -535,6 +601,7 @@ class Collector:
         properties.SessionExpiryInterval = 0xFFFFFFFF  # never: the session outlives restarts
         properties.MaximumPacketSize = self.options.max_payload + PACKET_OVERHEAD
         return {"identifier": self.options.client_id, "protocol": aiomqtt.ProtocolVersion.V5,
+                "queue_type": self._inbox_type(),
                 "clean_start": False, "properties": properties, "keepalive": 30,
                 "max_inflight_messages": 100}
 

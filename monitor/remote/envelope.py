@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +54,10 @@ class Batch:
 
 def check_agent_id(agent: str) -> str:
     """An agent id must be usable as one topic level (it names its state topic)."""
-    if not agent or len(agent) > MAX_AGENT_ID or topic_segment(agent, "") != agent:
-        raise ValueError(f"agent id {agent!r}: 1-{MAX_AGENT_ID} characters, none of / + # NUL")
+    if not agent or len(agent) > MAX_AGENT_ID or topic_segment(agent, "") != agent or \
+            any(unicodedata.category(c)[0] == "C" for c in agent):
+        raise ValueError(f"agent id {agent[:40]!r}: 1-{MAX_AGENT_ID} characters, none of / + #"
+                         " and no control or format character")
     return agent
 
 
@@ -83,8 +86,8 @@ def decode(payload: bytes, precheck: Callable[[dict[str, Any]], None] | None = N
     ``precheck`` sees the parsed commune object before the field-by-field checks and may
     raise :class:`EnvelopeError` itself: the collector refuses a batch with more hosts than
     the inventory's commune has at the cost of a ``len``, not of checking 256 hosts."""
-    try:
-        data = json.loads(payload)
+    try:  # UTF-8 only (json.loads would also take UTF-16 and UTF-32 bytes)
+        data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EnvelopeError("not_json", f"not JSON: {_short(exc)}") from None
     try:
@@ -112,7 +115,7 @@ def _claimed_agent(data: Any) -> str | None:
 def _batch(data: Any) -> Batch:
     if not isinstance(data, dict):
         raise ValueError("the envelope must be an object")
-    if data.get("schema") != SCHEMA or isinstance(data.get("schema"), bool):
+    if type(data.get("schema")) is not int or data["schema"] != SCHEMA:  # not 1.0, not true
         raise ValueError(f"unsupported schema {str(data.get('schema'))[:20]!r}")
     extra = set(data) - _ENVELOPE_FIELDS
     if extra:

@@ -346,3 +346,27 @@ async def test_many_claimed_agents_are_pooled_in_the_rejection_log(
     lines = [e for e in logs if e["event"] == "batch_rejected"]
     assert len(lines) == MAX_REJECT_KEYS + 1 and lines[-1]["agent"] == "*"
     assert rejected(collector, "schema") == MAX_REJECT_KEYS + 400
+
+
+def test_the_inbox_is_bounded_by_bytes_and_counts_what_it_sheds() -> None:
+    """What the collector has not read yet is held up to a byte bound; past it a message
+    is refused (QueueFull, aiomqtt then drops it) and counted; taking one frees its bytes."""
+    import asyncio
+
+    import aiomqtt
+
+    from monitor.remote.collector import ByteBoundedInbox
+
+    class Small(ByteBoundedInbox):
+        limit = 250
+
+    inbox = Small()
+    message = aiomqtt.Message("tslcd/v1/results/75/25195", b"x" * 100, 1, False, 1, None)
+    inbox.put_nowait(message)
+    inbox.put_nowait(message)
+    with pytest.raises(asyncio.QueueFull):
+        inbox.put_nowait(message)
+    assert inbox.held == 200 and inbox.take_dropped() == 1 and inbox.take_dropped() == 0
+    assert inbox.get_nowait() is message and inbox.held == 100
+    inbox.put_nowait(message)
+    assert inbox.qsize() == 2

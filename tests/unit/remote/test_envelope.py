@@ -162,3 +162,20 @@ def test_an_error_text_is_neutralised_not_a_reason_to_lose_the_batch() -> None:
     assert len(error) == 1024 and not any(ch in error for ch in "\n\r\x1b")
     doc["commune"]["hosts"][0]["results"][0]["subject"] = "127.0.0.1\nFAKE"
     assert decode_or_reject(json.dumps(doc).encode()) is None  # names are refused
+
+
+@pytest.mark.parametrize("agent", ["a\nb", "agent\u202e57", "tab\tid", "zero\u200bwidth"])
+def test_agent_ids_with_control_or_format_characters_are_refused(agent: str) -> None:
+    """An id names a topic level and appears in logs: no line breaks, no bidi overrides."""
+    with pytest.raises(ValueError, match="control or format"):
+        envelope.check_agent_id(agent)
+
+
+def test_only_utf8_and_the_integer_schema_are_taken() -> None:
+    text = '{"schema": 1, "agent": "agent-75", "seq": 1, "sent": 1.0, "commune": {}}'
+    with pytest.raises(envelope.EnvelopeError) as utf16:
+        envelope.decode(text.encode("utf-16"))
+    assert utf16.value.reason == "not_json"
+    for schema in ("1.0", "true"):
+        with pytest.raises(envelope.EnvelopeError, match="unsupported schema"):
+            envelope.decode(text.replace('"schema": 1', f'"schema": {schema}').encode())
