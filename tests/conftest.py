@@ -100,14 +100,9 @@ def worker_group(item: pytest.Item, lane: str | None) -> str | None:
     return where if lane != "lab" or shared_fixtures(item) else None
 
 
-#: The lanes' order of running: the longest waits first, so that with workers the last test
-#: to start is a short one (the order within a lane, and within a file, is kept).
-FIRST_TO_RUN = ("lab", "integration", "unit")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``pytest -m unit`` (or integration, lab) runs one lane, wherever the files are named;
-    each test gets its worker group; the lab lane runs first."""
+    each test gets its worker group."""
     for item in items:
         lane = lane_of(item.path)
         if lane is not None:
@@ -115,8 +110,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = worker_group(item, lane)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
-    rank = {lane: n for n, lane in enumerate(FIRST_TO_RUN)}
-    items.sort(key=lambda item: rank.get(lane_of(item.path) or "", len(rank)))
 
 
 # --- logging isolation -------------------------------------------------------------------
