@@ -13,7 +13,7 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q -n 4 --dist loadgroup
 
-# The unit lane only (no broker, browser or namespace): under a minute.
+# The unit lane only (no broker, browser or namespace); the goal is under a minute.
 test-fast:
 	scripts/setup.sh test
 	.venv/bin/ruff check .
