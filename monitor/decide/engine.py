@@ -127,6 +127,7 @@ NEVER_SILENCED = frozenset({"unknown_device"})
 #: A vantage's view stops speaking for a commune when it has not observed it for this many
 #: probe intervals while others have (contract §7: no stale view holds the verdict).
 STALE_CYCLES = 3
+OUTAGES_KEPT = 8  # per commune, the latest line outages remembered (in memory)
 CENTRAL = "central"
 
 
@@ -158,6 +159,8 @@ class StateEngine:
         self.book = AlertBook(_ToPending(self), language)  # every open alert, every kind
         self._last_at: dict[tuple[str, str], float] = {}  # (commune, vantage) -> latest cycle
         self._isolated = False  # the central vantage lost its upstream (vantage_isolated)
+        #: commune -> [start, end] of its latest line outages seen upstream (end None: now)
+        self._outages: dict[str, list[list[float | None]]] = {}
         self._pending = Pending()
         self._batch_depth = 0
         self.store = None  # building from the inventory is not a change to store
@@ -194,7 +197,8 @@ class StateEngine:
             events += self.book.reconcile_all(conditions, obs.at)
             events += self.book.resolve_stale(commune.key, {c.key for c in conditions},
                                               COMMUNE_EVENTS, obs.at)
-            events += self.book.reconcile_all(self._silence_ended(commune, obs.at), obs.at)
+            events += self.book.reconcile_all(self._silence_ended(commune, obs.vantage, obs.at)
+                                              + self._silence_held(commune, cs, obs), obs.at)
         self._last_at[(commune.key, obs.vantage)] = obs.at
         return events
 
@@ -259,7 +263,7 @@ class StateEngine:
             label = self._scope_label(province, commune)
             # one outage, one alert: a commune agent falls silent because its line is down
             consequence = commune is not None and any(
-                self._line_down_upstream(self.state.communes[c.key]) for c in covered)
+                self._consequence(self.state.communes[c.key], now) for c in covered)
             cond = Condition(("agent_silent", scope, ""), True, now, province, commune,
                              held=self._in_maintenance(province, commune, now) or consequence,
                              fields={"label": label})
@@ -427,6 +431,47 @@ class StateEngine:
         self._update_status(cs, at, *commune_status(cs.gateway_up, cs.backup_gateway_up,
                                                     line_hosts))
 
+    def _note_outage(self, cs: CommuneState, at: float, status: CommuneStatus) -> None:
+        """Remember when the line was down from upstream: its consequences seen from inside
+        (held) may arrive later, from an agent's spool. It began ``down_after`` cycles
+        before it was confirmed."""
+        key = f"{cs.province}/{cs.commune}"
+        spans = self._outages.setdefault(key, [])
+        if status == CommuneStatus.DOWN and self._line_upstream(cs):
+            d = self._inventory.defaults
+            spans.append([at - d.down_after * d.interval, None])
+            del spans[:-OUTAGES_KEPT]
+        elif cs.status == CommuneStatus.DOWN and spans and spans[-1][1] is None:
+            spans[-1][1] = at
+
+    def _during_outage(self, commune_key: str, at: float) -> bool:
+        return any(start is not None and start <= at and (end is None or at <= end)
+                   for start, end in self._outages.get(commune_key, ()))
+
+    def _consequence(self, cs: CommuneState, at: float) -> bool:
+        """A commune agent's silence is the line's doing: the line is suspect from upstream,
+        or was down until lately (``STALE_CYCLES`` intervals for the agent to come back)."""
+        grace = STALE_CYCLES * self._inventory.defaults.interval
+        return self._line_suspect(cs) or self._during_outage(f"{cs.province}/{cs.commune}",
+                                                             at - grace)
+
+    def _line_upstream(self, cs: CommuneState) -> bool:
+        return any(upstream_of(v, cs.province, cs.commune) for v in cs.line_vantages)
+
+    def _line_suspect(self, cs: CommuneState) -> bool:
+        """The line is down from upstream, or an upstream view has begun failing it (its
+        gateway, or without one every host, failed the latest observation)."""
+        if self._line_down_upstream(cs):
+            return True
+        for vantage in cs.line_vantages:
+            view = cs.views.get(vantage)
+            if view is None or not upstream_of(vantage, cs.province, cs.commune):
+                continue
+            subjects = [view.gateway] if view.gateway is not None else list(view.hosts.values())
+            if subjects and all(t.consecutive_fail > 0 for t in subjects):
+                return True
+        return False
+
     def _line_down_upstream(self, cs: CommuneState) -> bool:
         """The commune is down as seen from upstream of its line (central, province)."""
         return cs.status == CommuneStatus.DOWN and any(
@@ -465,6 +510,7 @@ class StateEngine:
                        on_backup: bool) -> None:
         cs.on_backup = on_backup
         if status != cs.status:
+            self._note_outage(cs, at, status)
             self._pending.add_history(HistoryRow(at, cs.province, cs.commune, None,
                                                  cs.status.name.lower(), status.name.lower()))
             log.debug("commune_status", province=cs.province, commune=cs.commune,
@@ -568,8 +614,11 @@ class StateEngine:
         held = self._discounted(vantage) or (
             prov is not None and self._in_maintenance(prov, comm, result.started))
         cs = self.state.communes.get(vantage) if comm else None
-        # one outage, one alert: from inside a commune cut off upstream, of course not
-        held = held or (cs is not None and self._line_down_upstream(cs))
+        # one outage, one alert: from inside a commune cut off upstream, of course not (also
+        # when its batches from the outage arrive after the repair)
+        held = held or (cs is not None and (
+            self._line_suspect(cs)
+            or self._during_outage(vantage, tracker.since or result.started)))
         return Condition(
             ("target_unreachable", f"target@{vantage}", result.subject),
             None if tracker.up is None else not tracker.up,
@@ -578,15 +627,29 @@ class StateEngine:
                     "vantage": vantage},
         )
 
-    def _silence_ended(self, commune: Commune, at: float) -> list[Condition]:
-        """Data from a commune ends the silence of its agent (commune- or province-wide)."""
+    def _silence_ended(self, commune: Commune, vantage: str, at: float) -> list[Condition]:
+        """Data from the silent agent itself (commune- or province-wide) ends its silence."""
         return [
             Condition(("agent_silent", scope, ""), False, at, commune.province, comm,
                       fields={"label": self._scope_label(commune.province, comm)})
             for scope, comm in ((commune.key, commune.code), (commune.province, None))
-            if self.book.pending(("agent_silent", scope, ""))
-            or self.book.firing(("agent_silent", scope, "")) is not None
+            if scope == vantage and (self.book.pending(("agent_silent", scope, ""))
+                                     or self.book.firing(("agent_silent", scope, "")) is not None)
         ]
+
+    def _silence_held(self, commune: Commune, cs: CommuneState,
+                      obs: CommuneObservation) -> list[Condition]:
+        """A commune agent's silence held back as a consequence of its line is judged again
+        with every other vantage's observation of the commune: when the line turns out
+        fine, it fires (the agent's own word ends it instead)."""
+        key, at = ("agent_silent", commune.key, ""), obs.at
+        if (obs.vantage == commune.key or not self.book.pending(key)
+                or self.book.firing(key) is not None):
+            return []
+        held = self._consequence(cs, at) or self._in_maintenance(commune.province, commune.code,
+                                                                 at)
+        return [Condition(key, True, at, commune.province, commune.code, held=held,
+                          fields={"label": self._scope_label(commune.province, commune.code)})]
 
     # ------------------------------------------------------------------- helpers
 

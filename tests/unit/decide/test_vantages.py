@@ -243,3 +243,42 @@ def test_the_election_system_passes_from_the_communes_own_agent() -> None:
     assert "target" not in sim.commune.first_passed
     sim.both({"targets": result(True)}, {"targets": result(True)})
     assert "target" in sim.commune.first_passed
+
+
+def test_an_agent_silent_before_the_line_is_confirmed_down_raises_nothing_more() -> None:
+    sim = Both()
+    sim.both({}, {}, n=2)
+    sim.both({"hosts": False, "gateway": False}, None)  # the cut: one failure upstream so far
+    assert sim.engine.mark_silent("75", "26041") == []  # held: the line is suspect
+    down = sim.both({"hosts": False, "gateway": False}, None, n=3)
+    assert kinds(down) == [("commune_down", "firing", None)]
+    back = sim.both({}, None, n=2) + sim.both({}, {}, n=2)
+    assert kinds(back) == [("commune_down", "resolved", None)]
+    assert "agent_silent" not in [e.event for e in sim.events]
+
+
+def test_a_held_silence_fires_once_the_line_proves_fine() -> None:
+    sim = Both()
+    sim.both({}, {}, n=2)
+    sim.both({"gateway": False}, None)  # one lost answer from the router
+    assert sim.engine.mark_silent("75", "26041") == []
+    fired = sim.both({}, None)  # the line answers: the agent itself is the problem
+    assert kinds(fired) == [("agent_silent", "firing", None)]
+
+
+def test_an_agents_batches_from_the_outage_arriving_after_the_repair_raise_nothing() -> None:
+    target = ProbeResult("target", "congtaidaibieu", False, 0.0, 0.1)
+    sim = Both()
+    sim.both({}, {}, n=2)
+    cut_at = sim.now
+    sim.both({"hosts": False, "gateway": False}, None, n=4)
+    sim.engine.mark_silent("75", "26041")
+    sim.both({}, None, n=3)  # repaired, seen from the centre
+    spooled: list[AlertEvent] = []
+    for i in range(4):  # the agent's spool, from inside the outage
+        at = cut_at + i * STEP + 1
+        spooled += sim.engine.apply(observe(
+            at, vantage=AGENT, targets=(dataclasses.replace(target, started=at),)))
+    assert spooled == []
+    assert kinds(sim.events) == [("commune_down", "firing", None),
+                                 ("commune_down", "resolved", None)]
