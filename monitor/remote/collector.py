@@ -257,12 +257,15 @@ class Collector:
 
     @property
     def unknown_agent_cap(self) -> int:
-        """How many agents no agents file lists may be tracked at once."""
+        """How many agents no agents file lists may be tracked at once: one per commune and
+        one per province, the largest deployment there is (an agent in every commune and a
+        province agent beside them)."""
         if self.options.max_unknown_agents is not None:
             return self.options.max_unknown_agents
         inventory = self.pipeline.inventory
         if self._cap_for is not inventory:  # counted once per inventory (reloads change it)
-            self._cap_for, self._cap = inventory, 2 * sum(1 for _ in inventory.communes())
+            self._cap_for = inventory
+            self._cap = sum(1 for _ in inventory.communes()) + len(inventory.provinces)
         return self._cap
 
     # ------------------------------------------------------------------ messages
