@@ -10,7 +10,9 @@ a webhook receiver, metrics are read from ``run``'s ``/metrics``.
 Every fault kind is put on a commune of its own; each must show in the contract's metrics
 (the fused families, and the per-vantage ones where §7 says a view is a vantage's), with its
 alert where it deserves one, and no healthy commune may show anything. Then a line is cut
-at run time and repaired: one alert, its resolution, both timed.
+at run time and repaired: one alert, its resolution, both timed; and a cut whose agent's
+spooled batches (the election system unreachable from inside the outage) arrive only after
+the repair raises nothing more.
 
 ``TSLCD_LAB_COMMUNES`` (default 24) sets the lab's size: 95 communes with 95 agent
 processes is the acceptance lab, heavier than a shared 2-core machine runs in 3 minutes.
@@ -28,11 +30,17 @@ from pathlib import Path
 import pytest
 
 from tests.support import require_real
-from tests.support.lab import faults, observe
+from tests.support.lab import faults, observe, run_files
 from tests.support.lab.faults import Fault
 from tests.support.lab.harness import METRICS_POLL, LabRun, start_run, wait_for_alert
 from tests.support.lab.netns import Lab
-from tests.support.lab.province import CommuneLab, ProvinceLab, build_province, tools_missing
+from tests.support.lab.province import (
+    CORE_TO_ELECTION,
+    CommuneLab,
+    ProvinceLab,
+    build_province,
+    tools_missing,
+)
 
 COMMUNES = int(os.environ.get("TSLCD_LAB_COMMUNES", "24"))
 #: 5 s cycles: the lab's faults show within a few cycles; the 10 s timings are the bench's
@@ -243,6 +251,32 @@ def test_a_line_cut_at_run_time_alerts_once_and_resolves(run: LabRun) -> None:
     assert to_alert <= ALERT_WITHIN, to_alert
     assert to_resolve <= RESOLVE_WITHIN, to_resolve
     assert set(run.statuses().values()) == {0.0}, run.statuses()
+
+
+def test_an_agents_batches_from_the_outage_arriving_after_the_repair_raise_nothing(
+    run: LabRun,
+) -> None:
+    """The agent's batches taken while its line was cut (the election system unreachable,
+    of course) reach the broker only after the line is back and its outage resolved (its way
+    to the broker is held until then, as a slow reconnect or a long spool would): they are
+    the same outage, history, and raise no ``target_unreachable`` of their own."""
+    run.wait_all_up(timeout=120)
+    place = run.province.communes[-2]
+    start = len(run.events())
+    with faults.link_down(place):
+        wait_for_alert(run, "commune_down", place.code, "firing", start, timeout=90)
+        run_files.block(place.router, CORE_TO_ELECTION)  # the broker, from the agent
+        run.wait_cycles(run.down_after + 1)  # the agent's spool: enough failed checks to count
+    try:
+        wait_for_alert(run, "commune_down", place.code, "resolved", start, timeout=90)
+    finally:
+        run_files.unblock(place.router, CORE_TO_ELECTION)
+    observe.wait_until(lambda: run.metric("tslcd_target_up", "vantage").get((place.key,)) == 1,
+                       "the agent's batches flowing again", timeout=90, poll=METRICS_POLL)
+    run.wait_cycles(SETTLE_CYCLES)
+    events = run.events()[start:]
+    assert [(e["event"], e["commune"], e["state"]) for e in events] == [
+        ("commune_down", place.code, "firing"), ("commune_down", place.code, "resolved")], events
 
 
 def test_the_lab_runs_the_shipped_processes_only(run: LabRun) -> None:
