@@ -222,8 +222,10 @@ def test_drill_window_over_real_probes_on_loopback(lab: Lab, tmp_path: Path) -> 
         # the schedule: every minute here, so the first run comes within one
         _wait(lambda: any(reports.glob("dien-tap-dien-tap-1-*.xlsx")), "a scheduled report",
               timeout=75)
-        _wait(lambda: len(list(reports.glob("*"))) == 6, "all six files")
-    assert {p.suffix for p in reports.glob("bao-cao-san-sang-*")} == {".xlsx", ".html", ".csv"}
+        # readiness, availability (the state is a file) and the drill, three formats each
+        _wait(lambda: len(list(reports.glob("*"))) == 9, "all nine files")
+    for report in ("bao-cao-san-sang-*", "bao-cao-kha-dung-*", "dien-tap-dien-tap-1-*"):
+        assert {p.suffix for p in reports.glob(report)} == {".xlsx", ".html", ".csv"}
     table = list(csv.reader(io.StringIO(proc.stdout.lstrip("\ufeff"))))
     by_code = {r[2]: r for r in table if len(r) == 11 and r[2].isdigit()}
     assert len(by_code) == 3
