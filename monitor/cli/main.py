@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TextIO
 
 from monitor.cli import agents as cli_agents
 from monitor.cli import inventory as cli_inventory
+from monitor.cli import maintenance as cli_maintenance
 from monitor.cli import reports as cli_reports
 from monitor.common.exits import EXIT_BAD_INPUT, EXIT_DOWN, EXIT_INTERRUPTED, EXIT_OK
 from monitor.cycle.observation import CycleReport
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_inventory.register(sub)
     cli_reports.register(sub)
     cli_agents.register(sub)
+    cli_maintenance.register(sub)
     return parser
 
 

@@ -68,10 +68,6 @@ def _met(m: Milestone, state: MonitorState, commune: Commune) -> bool:
     return cs is not None and milestone_met(m, cs.first_passed)
 
 
-def _quiet(inventory: Inventory, commune: Commune, now: float) -> bool:
-    return in_maintenance(inventory.maintenance, commune.province, commune.code, now)
-
-
 def stamps_required(inventory: Inventory, now: float) -> bool:
     """Whether a connected computer must have its stamp by now: after the due day of the
     first milestone that requires ``inspection`` (before it, computers are online while the
@@ -139,6 +135,7 @@ class Operations:
                  engine: StateEngine | None = None) -> None:
         self.store = OpsStore(state_path or ":memory:")
         self.language = language
+        self._engine = engine
         self.drills = DrillTracker(self.store)
         self._done = self.store.done()  # one-shot warnings fired already
         self._done_now: dict[str, float] = {}
@@ -159,6 +156,13 @@ class Operations:
 
     def close(self) -> None:
         self.store.close()
+
+    def _quiet(self, inventory: Inventory, commune: Commune, now: float) -> bool:
+        """Inside a maintenance window: the inventory's, and with an engine those set while
+        running too (``StateEngine.maintenance_windows``)."""
+        windows = (self._engine.maintenance_windows() if self._engine is not None
+                   else inventory.maintenance)
+        return in_maintenance(windows, commune.province, commune.code, now)
 
     def evaluate(self, inventory: Inventory, state: MonitorState,
                  now: float | None = None) -> Outcome:
@@ -260,7 +264,7 @@ class Operations:
                 events.append(self.book.resolve(key, now, label + self._text(
                     "uninspected_host.resolved", host=host.name, ip=host.ip,
                     stamp=host.inspection.stamp, date=f"{host.inspection.date:%d/%m/%Y}")))
-            elif hs is not None and hs.up is True and not _quiet(inventory, commune, now):
+            elif hs is not None and hs.up is True and not self._quiet(inventory, commune, now):
                 events.append(self.book.fire(
                     key, hs.since or now,
                     label + self._text("uninspected_host.firing", host=host.name, ip=host.ip),
@@ -296,7 +300,7 @@ class Operations:
             cs = state.communes.get(commune.key)
             if (cs is None or cs.status != CommuneStatus.DOWN or cs.since is None
                     or now - cs.since < limit or not period.covers(commune.province, commune.code)
-                    or _quiet(inventory, commune, now)):
+                    or self._quiet(inventory, commune, now)):
                 continue
             label = place_label(commune.name, commune.isp, commune.circuit)
             yield self.book.fire(

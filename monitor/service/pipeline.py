@@ -35,7 +35,7 @@ class Pipeline:
     def __init__(self, inventory: Inventory, config: Config, state_path: str | None) -> None:
         self.store = Store(state_path or ":memory:")
         self.maintenance = MaintenanceBook(state_path or ":memory:")  # windows set at run time
-        self.engine = StateEngine(inventory, self.store)
+        self.engine = StateEngine(inventory, self.store, maintenance=self.maintenance.windows)
         self.exposition = Exposition()
         self.samples = RttHistory()
         self.dispatcher = Dispatcher(sinks_from_config(config, lambda: self.engine.inventory),
@@ -115,7 +115,8 @@ class Pipeline:
 
     async def refresh_metrics(self, stats: CycleStats | None = None) -> None:
         """Render /metrics in a worker thread so the probes' event loop never stalls on it."""
-        await asyncio.to_thread(self.exposition.update, self.inventory, self.engine.state, stats)
+        await asyncio.to_thread(self.exposition.update, self.inventory, self.engine.state, stats,
+                                self.engine.maintenance_windows())
 
     def _publish(self, events: list[AlertEvent]) -> None:
         self.dispatcher.publish_all(events)

@@ -6,7 +6,14 @@ every commune the window covers."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,11 +21,17 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from inventory.loader import dump
 from monitor.cli.maintenance import register
+from monitor.common.config import Config, WebhookConfig
 from monitor.present.web.auth import TokenStore, hash_token
 from monitor.present.web.server import WebContext
+from monitor.service.pipeline import Pipeline
 from monitor.store.maintenance_db import MaintenanceBook
 from tests.support import web as ws
+from tests.support.engine_sim import STEP, make_commune, make_inventory, observe
+from tests.support.processes import stop
+from tests.support.servers import WebhookReceiver, free_tcp_port
 
 INV = ws.inventory(("75", "01"), per_province=4)  # operators alternate VNPT / Viettel
 ADMIN, BRANCH, PROV75 = "adm-" + "a" * 40, "br-" + "c" * 40, "p75-" + "d" * 40
@@ -29,6 +42,7 @@ TOKENS = TokenStore.loads(yaml.safe_dump({"tokens": [
     {"name": "tinh-75", "token_sha256": hash_token(PROV75), "scope": "province:75"},
 ]}), "tokens.yaml")
 VNPT_75 = next(c for c in INV.communes() if c.province == "75" and c.isp == "VNPT")
+EXE = str(Path(sys.executable).with_name("tslcd-monitor"))
 Start = Callable[[WebContext], Awaitable[TestClient]]
 
 
@@ -142,3 +156,87 @@ def test_registered_commands_reach_the_same_book(tmp_path: Path,
     assert run("add", "--state", str(tmp_path / "none.db"), "--scope", "75", "--to", later(1),
                "--comment", "x") == 2
     assert "no such state database" in capsys.readouterr().err
+
+
+# --- the shipped path: a window added through the API mutes the next outage, no restart ------
+
+DARK, ALSO_DARK = make_commune("26041"), make_commune("26068", name="Phường Tam Hiệp")
+
+
+async def test_a_window_added_through_the_api_mutes_the_next_outage(tmp_path: Path) -> None:
+    """One monitor as ``run`` builds it (pipeline over a state file, a webhook sink, the web
+    app over its book): the window for 75/26041 is posted while it runs; the next outage of
+    that commune notifies nobody, the same outage of its neighbour does."""
+    async with WebhookReceiver() as hook:
+        config = Config(webhooks=(WebhookConfig(hook.url),))
+        pipeline = Pipeline(make_inventory(DARK, ALSO_DARK), config, str(tmp_path / "s.db"))
+        await pipeline.start()
+        try:
+            async with ws.app_clients() as start:
+                client = await start(WebContext(
+                    inventory=lambda: pipeline.inventory, state=pipeline.engine.state,
+                    metrics_body=lambda: b"", maintenance=pipeline.maintenance))
+                now = time.time()
+                for n in range(2):
+                    cycle(pipeline, now + n * STEP, dark=False)
+                added = await client.post("/api/v1/maintenance", json={
+                    "scope": "75/26041", "to": later(1), "comment": "Thay bộ định tuyến"})
+                assert added.status == 201
+                for n in range(2, 8):
+                    cycle(pipeline, now + n * STEP, dark=True)
+                down = await hook.wait_for(1)
+                await asyncio.sleep(0.5)  # a muted alert would have come with the other
+            assert [(a["event"], a["commune"]) for a in hook.received] == [
+                ("commune_down", "26068")], down
+        finally:
+            await pipeline.stop()
+
+
+def cycle(pipeline: Pipeline, at: float, *, dark: bool) -> None:
+    for commune in (DARK, ALSO_DARK):
+        pipeline.ingest_commune(observe(at, hosts=not dark, gateway=not dark, commune=commune),
+                                "central")
+
+
+def test_the_cli_reaches_a_running_monitor_within_a_cycle(tmp_path: Path) -> None:
+    """The real ``run`` (2 s cycles over loopback communes) and the real ``maintenance``
+    command on its state database: the window shows in ``tslcd_commune_maintenance`` within
+    a few cycles, and goes when ended; the monitor is never restarted."""
+    quick = ws.inventory(("75",), per_province=2, hosts=1)
+    quick = dataclasses.replace(quick, defaults=dataclasses.replace(quick.defaults, interval=2.0))
+    (tmp_path / "inventory.yaml").write_text(dump(quick), encoding="utf-8")
+    port, state = free_tcp_port(), tmp_path / "state.db"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "listen": f"127.0.0.1:{port}", "state": str(state),
+        "inventory": str(tmp_path / "inventory.yaml")}), encoding="utf-8")
+    target = next(iter(quick.communes()))
+    sample = f'tslcd_commune_maintenance{{province="75",commune="{target.code}"'
+    with (tmp_path / "run.log").open("wb") as log:
+        monitor = subprocess.Popen([EXE, "run", "--config", str(tmp_path / "config.yaml")],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        assert wait_metrics(port, lambda text: "tslcd_commune_maintenance" in text), \
+            (tmp_path / "run.log").read_text("utf-8", "replace")[-2000:]
+        added = subprocess.run([EXE, "maintenance", "add", "--state", str(state), "--scope",
+                                target.key, "--to", later(1), "--comment", "Thay thiết bị"],
+                               capture_output=True, text=True, timeout=30, check=True)
+        ident = added.stdout.split("\t")[0]
+        assert wait_metrics(port, lambda text: sample in text)
+        subprocess.run([EXE, "maintenance", "end", "--state", str(state), ident],
+                       capture_output=True, timeout=30, check=True)
+        assert wait_metrics(port, lambda text: sample not in text)
+        assert monitor.poll() is None  # the same process all along
+    finally:
+        stop([monitor])
+
+
+def wait_metrics(port: int, done: Callable[[str], bool], timeout: float = 30.0) -> bool:
+    """Scrape ``/metrics`` every half second until ``done`` says so (False at ``timeout``)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError), urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            if done(response.read().decode("utf-8")):
+                return True
+        time.sleep(0.5)
+    return False
