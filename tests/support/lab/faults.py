@@ -206,15 +206,24 @@ def host_missing(place: CommuneLab, host: str) -> Fault:
     return Fault(f"{host} of {place.key} switched off", [switch_on])
 
 
-def wrong_mac(place: CommuneLab, host: str, mac: str = "02:99:00:00:00:01") -> Fault:
-    """``host`` answers with another MAC than the inventory's (a swapped network card)."""
+def wrong_mac(place: CommuneLab, host: str, mac: str = "02:99:00:00:00:01",
+              unplugged: float = 0.0) -> Fault:
+    """``host`` answers with another MAC than the inventory's (a swapped network card).
+    ``unplugged``: seconds the computer is off the segment while the card is swapped, as
+    when a card is really changed; longer than an ARP scan's window, no scan hears both
+    cards. 0: the MAC changes in place, and a scan under way may hear both."""
     iface = place.host_interface(host)
     expected = place.host(host).mac
     assert expected is not None
     ip = str(place.host(host).ip)
 
     def set_mac(value: str) -> None:
+        if unplugged:
+            place.pcs.ip("link", "set", iface, "down")
         place.pcs.set_mac(iface, value)
+        if unplugged:
+            time.sleep(unplugged)
+            place.pcs.ip("link", "set", iface, "up")
         _forget_neighbour(place, ip)  # as the PC's gratuitous ARP would
 
     set_mac(mac)
