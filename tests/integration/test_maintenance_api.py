@@ -21,15 +21,19 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from inventory.loader import dump
+from inventory.loader import dump, loads
 from monitor.cli.maintenance import register
 from monitor.common.config import Config, WebhookConfig
+from monitor.cycle.observation import CommuneObservation, HostObservation
+from monitor.decide.status import CommuneStatus
 from monitor.present.web.auth import TokenStore, hash_token
 from monitor.present.web.server import WebContext
 from monitor.service.pipeline import Pipeline
 from monitor.store.maintenance_db import MaintenanceBook
 from tests.support import web as ws
 from tests.support.engine_sim import STEP, make_commune, make_inventory, observe
+from tests.support.operations_sim import INVENTORY as OPS_INVENTORY
+from tests.support.operations_sim import A, B, vn
 from tests.support.processes import stop
 from tests.support.servers import WebhookReceiver, free_tcp_port
 
@@ -240,3 +244,32 @@ def wait_metrics(port: int, done: Callable[[str], bool], timeout: float = 30.0) 
                 return True
         time.sleep(0.5)
     return False
+
+
+async def test_a_stored_window_holds_the_calendars_escalation_too(tmp_path: Path) -> None:
+    """Operations asks the engine's windows: B down 18 minutes on election day inside a
+    stored window escalates to nobody (without it, test_operations' twin escalates)."""
+    async with WebhookReceiver() as boss_hook:
+        config = Config(escalation_webhooks=(WebhookConfig(boss_hook.url),))
+        inv = loads(OPS_INVENTORY)
+        pipeline = Pipeline(inv, config, str(tmp_path / "state.db"))
+        pipeline.maintenance.clock = lambda: vn(2026, 3, 15, 5, 0)  # the simulated day
+        pipeline.maintenance.add(f"75/{B}", vn(2026, 3, 15, 5, 0), vn(2026, 3, 15, 8, 0),
+                                 "Thay thiết bị", "admin")
+        await pipeline.start()
+        try:
+            for minute in (0, 1, 2, 20):
+                at = vn(2026, 3, 15, 6, minute)
+                for c in inv.communes():
+                    alive = c.code != B or minute == 0
+                    pipeline.engine.apply(CommuneObservation(
+                        "75", c.code, at, hosts=tuple(
+                            HostObservation(h.name, str(h.ip), alive, None) for h in c.hosts),
+                        gateway_alive=alive, backup_gateway_alive=alive if c.code == A else None,
+                        targets=()))
+                pipeline.run_operations(at)
+            assert pipeline.engine.state.communes[f"75/{B}"].status == CommuneStatus.DOWN
+            await asyncio.sleep(0.5)
+        finally:
+            await pipeline.stop()
+        assert boss_hook.received == []
