@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inventory import official
 from inventory.model import Maintenance
 from inventory.official import commune_code, province_code
 from monitor.common.clock import VIETNAM_TZ, aware
@@ -69,11 +70,17 @@ class StoredWindow:
 
 
 def normalise_scope(text: str) -> str:
-    """``PROV[/COMMUNE]`` with official zero-padded codes; ValueError when malformed."""
+    """``PROV[/COMMUNE]`` with official zero-padded codes; ValueError when malformed or
+    not in the official list of units (a typo would otherwise hold nothing, silently)."""
     prov, _, comm = str(text).strip().strip("/").partition("/")
     if not prov or "/" in comm:
         raise ValueError(f"scope {str(text)[:40]!r}: expected PROV or PROV/COMMUNE")
-    return province_code(prov) + (f"/{commune_code(comm)}" if comm else "")
+    province, commune = province_code(prov), commune_code(comm) if comm else None
+    unit = official.provinces().get(province)
+    if unit is None or (commune is not None and commune not in unit.communes):
+        raise ValueError(f"scope {str(text)[:40]!r}: no such province or commune in the "
+                         "official list")
+    return province + (f"/{commune}" if commune else "")
 
 
 def parse_time(text: str, what: str) -> float:

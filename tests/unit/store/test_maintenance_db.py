@@ -84,6 +84,9 @@ def test_scopes_and_times_are_read_as_the_inventory_reads_them() -> None:
     for bad in ("", "75/1/2", "/"):
         with pytest.raises(ValueError, match="PROV or PROV/COMMUNE"):
             normalise_scope(bad)
+    for unknown in ("99", "75/abc", "75/00004"):
+        with pytest.raises(ValueError, match="official list"):
+            normalise_scope(unknown)
     assert parse_time("2026-03-15T15:00", "--from") == NOW  # Vietnam time, 08:00 UTC
     assert parse_time("2026-03-15T08:00+00:00", "--from") == NOW
     with pytest.raises(ValueError, match="--to 'tomorrow'"):
