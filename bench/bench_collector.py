@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import re
@@ -36,13 +37,15 @@ import psutil
 
 from bench import Row, main
 from inventory import generate
-from inventory.loader import load
-from inventory.model import Inventory
+from inventory.loader import dump, load
+from inventory.model import Inventory, Target
 from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, observe_host
 from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
 from tests.support.processes import stop
+
+TARGET = "congtaidaibieu"  # the election system in the agents' batches
 
 INTERVAL = 30.0
 CYCLES = int(os.environ.get("TSLCD_BENCH_CYCLES", "3"))
@@ -71,12 +74,16 @@ async def _run() -> list[Row]:
 
 @contextlib.contextmanager
 def national_workdir(prefix: str) -> Iterator[tuple[Path, Path, Inventory]]:
-    """A scratch folder holding the national inventory (three hosts a commune): the folder,
-    the inventory's file, the inventory. Removed afterwards."""
+    """A scratch folder holding the national inventory (three hosts a commune) with the
+    election system the commune agents report on (a loopback URL: the collector benches never
+    probe it): the folder, the inventory's file, the inventory. Removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         inventory_path = workdir / "national.yaml"
         inventory_path.write_text(generate.national(3), encoding="utf-8")
+        inventory = dataclasses.replace(load(inventory_path),
+                                        targets=(Target(TARGET, "https://127.0.0.1:9/"),))
+        inventory_path.write_text(dump(inventory), encoding="utf-8")
         yield workdir, inventory_path, load(inventory_path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -121,7 +128,7 @@ class Agents:
                 IcmpDetail(3, 3, tuple(random.uniform(0.005, 0.03) for _ in range(3)))),))
                 for h in commune.hosts)
             vantage = commune.key if self.per_commune else province
-            targets = (ProbeResult("target", "congtaidaibieu", True, at, 0.2, None, TargetDetail(
+            targets = (ProbeResult("target", TARGET, True, at, 0.2, None, TargetDetail(
                 "https://congtaidaibieu.quochoi.vn/", ("203.0.113.10",), None, 0.01, 0.02,
                 0.05, 0.1, 200, at + 86_400 * 90)),) if self.per_commune else ()
             obs = CommuneObservation(province, commune.code, at, vantage, hosts,
