@@ -162,13 +162,20 @@ def loads(text: str, source: str = "<string>") -> Inventory:
 
 def validate(path: str | Path) -> tuple[Inventory | None, list[Problem]]:
     """Every problem of the file at ``path``; the inventory only when there is no error."""
+    text, problems = read_text(path)
+    return (None, problems) if text is None else validate_text(text, str(path))
+
+
+def read_text(path: str | Path) -> tuple[str | None, list[Problem]]:
+    """A YAML file's text (UTF-8, a BOM allowed), or the problem that stops reading it: the
+    one rule for the inventory and the monitor's own files (configuration, tokens, agents)."""
     source = str(path)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         return None, [Problem(source, 1, f"cannot read the file: {exc.strerror or exc}")]
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         message = (
@@ -176,7 +183,6 @@ def validate(path: str | Path) -> tuple[Inventory | None, list[Problem]]:
             "/ tệp không phải UTF-8, hãy lưu lại với mã UTF-8"
         )
         return None, [Problem(source, line, message)]
-    return validate_text(text, source)
 
 
 def validate_text(

@@ -34,16 +34,9 @@ class FileProblems(Exception):
 def read_tree(path: str | Path) -> tuple[Node | None, list[Problem]]:
     """The file's root node (None for an empty file), or the problem that stops reading."""
     source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return None, [Problem(source, 1, f"cannot read the file: {exc.strerror or exc}")]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, [Problem(source, line, "not UTF-8; save the file as UTF-8 "
-                                            "/ tệp không phải UTF-8, hãy lưu lại với mã UTF-8")]
+    text, problems = loader.read_text(path)
+    if text is None:
+        return None, problems
     try:
         return nodes.compose(text), []
     except yaml.MarkedYAMLError as exc:

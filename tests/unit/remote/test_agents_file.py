@@ -78,7 +78,7 @@ def test_unreadable_and_not_utf8_files(tmp_path: Path) -> None:
     assert "cannot read the file" in problems(tmp_path / "missing.yaml")[0]
     path = tmp_path / "agents.yaml"
     path.write_bytes(b"agents:\n  a: \xff\n")
-    assert problems(path) == [f"{path}:2: not UTF-8; save the file as UTF-8 "
+    assert problems(path) == [f"{path}:2: not UTF-8 (byte 0xff); save the file as UTF-8 "
                               "/ tệp không phải UTF-8, hãy lưu lại với mã UTF-8"]
 
 
