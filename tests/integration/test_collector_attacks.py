@@ -240,7 +240,7 @@ async def test_made_up_hosts_and_targets_create_nothing(attack: Attack) -> None:
 @pytest.mark.parametrize("device", [
     {"ip": "<b>0</b>\nFAKE LOG LINE", "mac": "02:00:00:00:00:99"},
     {"ip": "127.75.1.200", "mac": "<b>0</b>\nFAKE"},
-    {"ip": "10.0.0.1", "mac": "02:00:00:00:00:99"},  # outside the commune's subnet
+    {"ip": "198.19.255.1", "mac": "02:00:00:00:00:99"},  # outside the commune's subnet
 ])
 async def test_forged_devices_open_no_alert(attack: Attack, device: dict[str, str]) -> None:
     """Attack 5: device fields must be an IP of the commune's segment and a MAC."""

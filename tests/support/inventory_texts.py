@@ -27,7 +27,7 @@ defaults:
     to: "17:30"
   holidays: [2026-02-17, 2026-04-30]
 """ + SNMP_BLOCK + """\
-  upstream: [10.0.0.1, 10.0.0.2]
+  upstream: [198.19.255.1, 198.19.255.2]
 milestones:
   - {id: ip_installed, title: "Cài đặt IP", due: 2026-01-29, requires: [link]}
 drills:
@@ -41,7 +41,7 @@ provinces:
         isp: VNPT
         subnet: 198.18.1.0/29
         gateway: 198.18.1.1
-        backup_gateway: 10.200.0.1
+        backup_gateway: 198.19.200.1
         backup_isp: Viettel
         backup_circuit: VT-DNI-9
         contacts:

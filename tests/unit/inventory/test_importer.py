@@ -246,9 +246,9 @@ ALTERNATIVE_HEADER = ["MÃ XÃ", "Nhà mạng", "Dải IP", "Subnet mask", "Gate
                       "Nha mang du phong", "Ma duong truyen du phong", "Tên máy", "Địa chỉ IP",
                       "Tem", "Ngày kiểm định", "Cán bộ phụ trách", "Điện thoại"]
 NEW_ROWS = [
-    ["26041", "VNPT", "198.18.1.0", "255.255.255.248", "198.18.1.1", "10.200.0.1", "Viettel",
+    ["26041", "VNPT", "198.18.1.0", "255.255.255.248", "198.18.1.1", "198.19.200.1", "Viettel",
      "VT-DNI-9", "may-01", "198.18.1.2", "CA-0001", "15/01/2026", "Nguyễn Văn A", "0912 345 678"],
-    ["26041", "VNPT", "198.18.1.0", "255.255.255.248", "198.18.1.1", "10.200.0.1", "Viettel",
+    ["26041", "VNPT", "198.18.1.0", "255.255.255.248", "198.18.1.1", "198.19.200.1", "Viettel",
      "VT-DNI-9", "may-02", "198.18.1.3", "CA-0002", "16/01/2026", "Nguyễn Văn A", "0912 345 678"],
     ["26041", "", "", "", "", "", "", "", "", "", "", "", "Trần Thị Bình", "0283 822 1234"],
     ["26068", "Viettel", "198.18.1.8", "/29", "198.18.1.9", "", "", "", "may-01", "198.18.1.10",
@@ -280,7 +280,7 @@ def check_new_columns(text: str | None, problems: list) -> None:
     assert trấn_biên is not None and biên_hòa is not None
     assert str(trấn_biên.subnet) == "198.18.1.0/29"  # from the mask column, not a /32
     assert str(biên_hòa.subnet) == "198.18.1.8/29"  # "/29" in the mask column
-    assert str(trấn_biên.backup_gateway) == "10.200.0.1"  # the WAN side: outside, allowed
+    assert str(trấn_biên.backup_gateway) == "198.19.200.1"  # the WAN side: outside, allowed
     assert (trấn_biên.backup_isp, trấn_biên.backup_circuit) == ("Viettel", "VT-DNI-9")
     assert [(c.name, c.phone) for c in trấn_biên.contacts] == [
         ("Nguyễn Văn A", "0912 345 678"), ("Trần Thị Bình", "0283 822 1234")]

@@ -458,7 +458,8 @@ NEW_MISTAKES = {
     "holiday": ("2026-04-30]", "2026-04-31]", "expected a date", "holidays:"),
     "duplicate holiday": ("[2026-02-17, 2026-04-30]", "[2026-02-17, 2026-02-17]",
                           "duplicate date 2026-02-17", "holidays:"),
-    "upstream": ("[10.0.0.1, 10.0.0.2]", "[10.0.0.1, 10.0.0]", "malformed IP", None),
+    "upstream": ("[198.19.255.1, 198.19.255.2]", "[198.19.255.1, 198.19.255]", "malformed IP",
+                 None),
     "snmp version": ("{version: 2c,", "{version: 1,", "is not 2c or 3", None),
     "snmp 2c without community": ('{version: 2c, community: "s3cret-community"}',
                                   "{version: 2c}", "missing 'community'", None),
@@ -485,12 +486,12 @@ NEW_MISTAKES = {
     "contact unknown key": ("role: ", "rolle: ", "did you mean 'role'", None),
     "always_on not a bool": ("always_on: true", 'always_on: "có"', "expected true or false",
                              None),
-    "backup gateway used twice": ("backup_gateway: 10.200.0.1", "backup_gateway: 198.18.1.10",
+    "backup gateway used twice": ("backup_gateway: 198.19.200.1", "backup_gateway: 198.18.1.10",
                                   "already used", "ip: 198.18.1.10"),
-    "backup gateway on the subnet's broadcast": ("backup_gateway: 10.200.0.1",
+    "backup gateway on the subnet's broadcast": ("backup_gateway: 198.19.200.1",
                                                  "backup_gateway: 198.18.1.7",
                                                  "network or broadcast", None),
-    "primary gateway outside": ("gateway: 198.18.1.17", "gateway: 10.200.0.17", "outside", None),
+    "primary gateway outside": ("gateway: 198.18.1.17", "gateway: 198.19.200.17", "outside", None),
 }
 
 
@@ -507,11 +508,12 @@ def test_full_inventory_loads_every_new_field() -> None:
     assert d.retry_interval == 5.0
     assert d.working_hours == WorkingHours((0, 1, 2, 3, 4), dt.time(7), dt.time(17, 30))
     assert d.holidays == (dt.date(2026, 2, 17), dt.date(2026, 4, 30))
-    assert d.upstream == (ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("10.0.0.2"))
+    assert d.upstream == (ipaddress.ip_address("198.19.255.1"),
+                          ipaddress.ip_address("198.19.255.2"))
     assert d.snmp == Snmp("3", user="tslcd", auth="SHA-256", auth_key_file="/etc/tslcd/auth.key",
                           priv="AES", priv_key_file="/etc/tslcd/priv.key")
     trấn_biên, biên_hòa, third = inventory.communes()
-    assert trấn_biên.backup_gateway == ipaddress.ip_address("10.200.0.1")  # outside: allowed
+    assert trấn_biên.backup_gateway == ipaddress.ip_address("198.19.200.1")  # outside: allowed
     assert (trấn_biên.backup_isp, trấn_biên.backup_circuit) == ("Viettel", "VT-DNI-9")
     assert trấn_biên.contacts == (
         Contact("Nguyễn Văn A", role="cán bộ CNTT xã", phone="0912 345 678"),

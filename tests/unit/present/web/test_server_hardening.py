@@ -210,5 +210,5 @@ def test_loopback_addresses_are_recognised() -> None:
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
     assert server.is_loopback("localhost") and server.is_loopback("[::1]")
     assert not server.is_loopback("0.0.0.0") and not server.is_loopback("")
-    assert not server.is_loopback("10.1.2.3")
+    assert not server.is_loopback("198.18.5.5")
 
