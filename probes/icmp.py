@@ -33,7 +33,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import structlog
 
@@ -257,6 +257,17 @@ class _Channel:
         job.record(slot, kernel_ns, mono_now)
 
 
+class PingOptions(TypedDict, total=False):
+    """The options of :meth:`Pinger.ping_each` (defaults there) that
+    :meth:`Pinger.ping_many` passes on: written once, so the two cannot drift apart."""
+
+    count: int
+    timeout: float
+    spacing: float
+    spread: float
+    pacer: Pacer | None
+
+
 class Pinger:
     """Shared ICMP sockets for a process: ``async with Pinger() as p: await p.ping_many(...)``.
 
@@ -330,19 +341,15 @@ class Pinger:
         self,
         hosts: Sequence[IPAddress],
         *,
-        count: int = 3,
-        timeout: float = 1.0,
-        spacing: float = DEFAULT_SPACING,
-        spread: float = 0.0,
-        pacer: Pacer | None = None,
         group_of: Callable[[IPAddress], Hashable] | None = None,
+        **options: Unpack[PingOptions],
     ) -> dict[IPAddress, ProbeResult]:
         """``count`` echoes to every host, ``spacing`` s apart, first echoes spread evenly
-        over ``spread`` s, each waited for at most ``timeout`` s; one result per host."""
+        over ``spread`` s, each waited for at most ``timeout`` s; one result per host
+        (the options and their defaults are :meth:`ping_each`'s)."""
         unique = list(dict.fromkeys(hosts))
         groups = [group_of(ip) for ip in unique] if group_of is not None else None
-        results = await self.ping_each(unique, count=count, timeout=timeout, spacing=spacing,
-                                       spread=spread, pacer=pacer, groups=groups)
+        results = await self.ping_each(unique, groups=groups, **options)
         return dict(zip(unique, results, strict=True))
 
     async def ping_each(

@@ -14,6 +14,7 @@ import math
 import operator
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -217,21 +218,23 @@ def _error_text(value: Any, where: str) -> str | None:
     return cleaned if len(value) <= MAX_ERROR else cleaned[:MAX_ERROR - 1] + "…"
 
 
-def check_ip(value: Any, where: str) -> str:
-    """An IPv4/IPv6 address in its canonical text."""
+def _canonical(value: Any, where: str, parse: Callable[[str], object], what: str) -> str:
+    """``value`` read by ``parse`` (an ipaddress constructor) and written back in its
+    canonical text; anything else is a :class:`ResultError` saying it is not ``what``."""
     text = check_text(value, where, 64)
     try:
-        return str(ipaddress.ip_address(text))
+        return str(parse(text))
     except ValueError:
-        raise ResultError(f"{where}: {text[:64]!r} is not an IP address") from None
+        raise ResultError(f"{where}: {text[:64]!r} is not {what}") from None
+
+
+def check_ip(value: Any, where: str) -> str:
+    """An IPv4/IPv6 address in its canonical text."""
+    return _canonical(value, where, ipaddress.ip_address, "an IP address")
 
 
 def _interface(value: Any, where: str) -> str:
-    text = check_text(value, where, 64)
-    try:
-        return str(ipaddress.ip_interface(text))
-    except ValueError:
-        raise ResultError(f"{where}: {text[:64]!r} is not an address/prefix") from None
+    return _canonical(value, where, ipaddress.ip_interface, "an address/prefix")
 
 
 def check_mac(value: Any, where: str) -> str:
