@@ -36,6 +36,7 @@ SEVERITY: dict[str, str] = {
     "uninspected_host": "warning",
     "escalation": "critical",
     "vantage_isolated": "critical",
+    "backup_line_down": "warning",
 }
 
 #: Events raised by the calendar (:mod:`monitor.decide.operations`), not by the state engine;
@@ -103,6 +104,16 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "no monitoring data received (agent silent)",
     ),
     "agent_silent.resolved": ("đã nhận lại dữ liệu giám sát", "monitoring data received again"),
+    "backup_line_down.firing": (
+        "đường truyền dự phòng ({line}) không phản hồi (router {backup_gateway}) trong khi "
+        "đường chính vẫn hoạt động: nếu đường chính mất, xã sẽ mất kết nối",
+        "backup line ({line}) not answering (router {backup_gateway}) while the primary "
+        "works: should the primary fail, the commune is cut off",
+    ),
+    "backup_line_down.resolved": (
+        "đường truyền dự phòng ({line}) đã phản hồi trở lại (router {backup_gateway})",
+        "backup line ({line}) answers again (router {backup_gateway})",
+    ),
     "vantage_isolated.firing": (
         "mất kết nối lên mạng cấp trên: kết quả thăm dò từ trung tâm tạm không được tính, "
         "cảnh báo các xã từ trung tâm tạm dừng",

@@ -97,9 +97,12 @@ from monitor.decide.status import (
 from monitor.decide.verdicts import (
     any_up,
     arp_verdict,
+    backup_line_down,
     commune_status,
+    counted,
     debounce,
     fresh,
+    host_expected,
     in_maintenance,
     line_vantages,
     own_vantage,
@@ -121,7 +124,7 @@ GATEWAY_KINDS = ("gateway", "backup_gateway")
 #: Events evaluated from a commune's observation: an open one no longer evaluated resolves.
 COMMUNE_EVENTS = frozenset(
     {"commune_down", "commune_degraded", "host_down", "host_flapping", "ip_conflict",
-     "wrong_mac", "unknown_device"}
+     "wrong_mac", "unknown_device", "backup_line_down"}
 )
 NEVER_SILENCED = frozenset({"unknown_device"})
 #: A vantage's view stops speaking for a commune when it has not observed it for this many
@@ -410,9 +413,13 @@ class StateEngine:
         cs.line_vantages = tuple(line)
         segment_first = sorted(views, key=lambda v: upstream_of(
             v.vantage, commune.province, commune.code) is not False)
+        computers = {h.name: h for h in commune.hosts}
+        settle = self._inventory.defaults.down_after * self._inventory.defaults.interval
         for kind, name in _tracker_names(commune):
             fused = self._trackers[(kind, commune.key, name)]
             if kind == "host":
+                fused.expected = host_expected(self._inventory, commune, computers[name], at,
+                                               settle)
                 seen = [v.hosts[name] for v in views if name in v.hosts]
                 self._settle(commune, (kind, commune.key, name), fused,
                              any_up(t.up for t in seen), at)
@@ -426,8 +433,9 @@ class StateEngine:
                 fused.consecutive_fail = seen[0].consecutive_fail
         cs.gateway_up = self._tracker_up("gateway", commune.key)
         cs.backup_gateway_up = self._tracker_up("backup_gateway", commune.key)
-        line_hosts = [any_up(v.hosts[h.name].up for v in line_views if h.name in v.hosts)
-                      for h in commune.hosts]
+        # a computer silent outside working hours is off: it neither degrades nor downs
+        line_hosts = [counted(any_up(v.hosts[h.name].up for v in line_views if h.name in v.hosts),
+                              cs.hosts[h.name].expected) for h in commune.hosts]
         self._update_status(cs, at, *commune_status(cs.gateway_up, cs.backup_gateway_up,
                                                     line_hosts))
 
@@ -552,6 +560,7 @@ class StateEngine:
         reason = _down_reason(cs)
         held_by_parent = {
             "host_down": down,
+            "backup_line_down": down,
             "host_flapping": down and reason == "gateway",
             "commune_down": reason == "hosts" and any(h.flapping for h in cs.hosts.values()),
         }
@@ -571,16 +580,31 @@ class StateEngine:
                  reason=reason, gateway=commune.gateway),
             cond("commune_degraded", "", cs.on_backup and not down if known else None,
                  cs.since, reason="backup"),
+            self._backup_condition(cond, commune, cs),
         ]
         for host in commune.hosts:
             out += self._host_conditions(cond, commune.key, cs.hosts[host.name], host)
         out += self._device_conditions(cond, commune, cs)
         return out
 
+    def _backup_condition(self, cond: Callable[..., Condition], commune: Commune,
+                          cs: CommuneState) -> Condition:
+        """``backup_line_down``, one per commune: found while the primary still carries
+        the commune, not when it fails (too late). Gone from the inventory: resolved."""
+        if commune.backup_gateway is None:
+            return cond("backup_line_down", "", False, None)
+        tracker = self._trackers[("backup_gateway", commune.key, "backup_gateway")]
+        present = backup_line_down(cs.gateway_up, cs.backup_gateway_up)
+        return cond("backup_line_down", "", present, tracker.since,
+                    backup_gateway=commune.backup_gateway, line=_backup_line(commune))
+
     def _host_conditions(self, cond: Callable[..., Condition], scope: str, hs: HostState,
                          host: Host) -> list[Condition]:
         f = {"ip": hs.ip}
-        down = cond("host_down", hs.name, None if hs.up is None else not hs.up, hs.since,
+        # outside working hours a silent computer is off: no new host_down, and one open
+        # since the hours (a really dead computer) is held open, not resolved as repaired
+        up = counted(hs.up, hs.expected)
+        down = cond("host_down", hs.name, None if up is None else not up, hs.since,
                     host=hs.name, **f)
         down.held = down.held or hs.flapping
         changes = len(self._flaps.get(("host", scope, hs.name), ()))
@@ -845,6 +869,12 @@ class StateEngine:
 
 def _down_reason(cs: CommuneState) -> str:
     return "gateway" if cs.gateway_up is False and not cs.on_backup else "hosts"
+
+
+def _backup_line(commune: Commune) -> str:
+    """The backup line as operators name it: its operator (the primary's when the inventory
+    gives none of its own) and circuit."""
+    return ", ".join(p for p in (commune.backup_isp or commune.isp, commune.backup_circuit) if p)
 
 
 def _has_gateway(commune: Commune) -> bool:

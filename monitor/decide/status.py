@@ -31,6 +31,9 @@ class HostState:
     consecutive_ok: int = 0
     consecutive_fail: int = 0
     last: HostObservation | None = None  # the latest cycle's observation
+    #: working hours expect it to answer now (``verdicts.host_expected``; the fused verdict
+    #: of a computer only): when False, a silent computer is "off", not down
+    expected: bool = True
 
 
 @dataclass(slots=True)

@@ -10,7 +10,10 @@ never disagree about the same fact.
   Vietnam time, :func:`monitor.common.clock.aware`);
 * :func:`deadline`, :func:`milestone_met`, :func:`judge`: milestones;
 * :func:`upstream_of`, :func:`line_vantages`, :func:`any_up`, :func:`fresh`: the fused
-  verdict over several vantages (contract §7).
+  verdict over several vantages (contract §7);
+* :func:`host_expected`, :func:`counted`: working hours (a silent computer outside them is
+  off, not down); :func:`backup_line_down`: the backup line's router dead while the
+  primary carries the commune.
 """
 
 from __future__ import annotations
@@ -20,15 +23,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from inventory.model import Maintenance, Milestone, in_scope
+from inventory.model import (
+    Commune,
+    Host,
+    Inventory,
+    Maintenance,
+    Milestone,
+    computer_expected,
+    in_scope,
+)
 from monitor.common.clock import aware, local_midnight
 from monitor.decide.status import CommuneStatus
 from probes.result import ArpDetail, ArpVerdict, arp_verdict
 
 __all__ = [
-    "ArpVerdict", "MilestoneResult", "Tracked", "any_up", "arp_verdict", "commune_status",
-    "deadline", "debounce", "fresh", "in_maintenance", "ip_config_ok", "judge",
-    "line_vantages", "milestone_met", "own_vantage", "upstream_of",
+    "ArpVerdict", "MilestoneResult", "Tracked", "any_up", "arp_verdict", "backup_line_down",
+    "commune_status", "counted", "deadline", "debounce", "fresh", "host_expected",
+    "in_maintenance", "ip_config_ok", "judge", "line_vantages", "milestone_met", "own_vantage",
+    "upstream_of",
 ]
 
 
@@ -72,6 +84,39 @@ def commune_status(gateway_up: bool | None, backup_gateway_up: bool | None,
     if on_backup or any(h is False for h in hosts_up):
         return CommuneStatus.DEGRADED, on_backup
     return CommuneStatus.OK, on_backup
+
+
+def host_expected(inventory: Inventory, commune: Commune, host: Host, at: float,
+                  settle: float = 0.0) -> bool:
+    """Whether working hours expect the computer to answer at Unix time ``at`` (contract
+    §2): :func:`inventory.model.computer_expected`, a drill or period covering the commune
+    counting as working hours. ``settle``: expected over the ``settle`` seconds before
+    ``at`` too, so a computer switched on at the start of the hours gets the time any
+    failure takes to be confirmed (``down_after`` cycles) before its silence counts."""
+    return all(
+        computer_expected(inventory.defaults, host, when, in_window=any(
+            w.covers(commune.province, commune.code) and w.active(when)
+            for w in (*inventory.drills, *inventory.periods)))
+        for when in {dt.datetime.fromtimestamp(t, dt.UTC) for t in (at, at - settle)})
+
+
+def counted(up: bool | None, expected: bool) -> bool | None:
+    """A computer's debounced state as the commune's status and ``host_down`` count it: a
+    silent one outside working hours is off (None, as if not judged); an answer counts at
+    any hour."""
+    return None if up is False and not expected else up
+
+
+def backup_line_down(gateway_up: bool | None, backup_up: bool | None) -> bool | None:
+    """``backup_line_down``: the primary line's router answers, the backup's does not (both
+    debounced). None (leave an open alert as it is) while the backup is unjudged, or while
+    the primary is not up: then the commune is down or on no line, which its own alert
+    says; the backup is repaired only when it answers."""
+    if backup_up is None:
+        return None
+    if backup_up:
+        return False
+    return True if gateway_up is True else None
 
 
 def ip_config_ok(arp: ArpDetail | None, expected: str | None = None) -> bool | None:

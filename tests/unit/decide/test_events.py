@@ -65,7 +65,8 @@ def test_place_label_names_operator_and_circuit_when_known() -> None:
 def test_every_message_renders_in_both_languages() -> None:
     fields = {"host": "may-01", "ip": "198.18.1.2", "changes": 5, "minutes": 10,
               "macs": "a, b", "mac": "a", "expected": "b", "target": "t", "vantage": "central",
-              "gateway": "198.18.1.1"}
+              "gateway": "198.18.1.1", "line": "Viettel, DNI-B-0001",
+              "backup_gateway": "198.19.200.1"}
     for event in SEVERITY:
         if event in OPERATIONS_EVENTS:  # worded by monitor.decide.operations, not the state engine
             continue
