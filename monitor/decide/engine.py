@@ -39,6 +39,17 @@ Rules (the why is in each docstring below; the summary is here for operators):
   - maintenance: inside a window, every alert of the scope is held except
     ``unknown_device`` (a foreign device is a security matter). When the window ends, the
     conditions still present fire at the next cycle, with ``since`` = when they began.
+* Working hours (contract §2, :func:`monitor.decide.verdicts.host_expected`): outside them
+  a silent computer is *off*: its debounced state stays a fact (``up`` False, metrics 0) but
+  it counts for neither the status nor ``host_down`` (:func:`~monitor.decide.verdicts.counted`).
+  An open ``host_down`` (a computer dead before the hours ended) is held open overnight,
+  not resolved as if repaired: only an answer resolves it. At the start of the hours a
+  computer counts once it has been expected for ``down_after`` intervals, the time any
+  failure takes to be confirmed. Gateways (the line) are expected always.
+* ``backup_line_down`` (warning, one per commune): the primary line's router answers, the
+  backup's does not (both debounced); no commune status change; resolved when the backup
+  answers; while the primary is down too the commune's own alert speaks, and the warning
+  stays as it is.
 * ``commune_degraded`` fires when the commune runs on its backup line (the primary line is
   down): hosts down are already reported one by one as ``host_down``, so a commune-level
   duplicate would only add noise (the status is DEGRADED in both cases). ``unknown_device``

@@ -22,7 +22,10 @@ Beyond the contract's table: per host ``tslcd_host_rtt_jitter_seconds``,
 ``tslcd_host_icmp_received_total`` (accumulated here, each ICMP probe counted once);
 ``tslcd_icmp_rtt_seconds`` (histogram by province only, to bound cardinality); per commune
 ``tslcd_commune_on_backup``, ``tslcd_commune_last_seen_timestamp_seconds`` and
-``tslcd_commune_maintenance`` (1 inside a maintenance window, for the alert rules); per
+``tslcd_commune_maintenance`` (1 inside a maintenance window, for the alert rules),
+``tslcd_line_up{line}`` (contract §3: each line's router, ``primary`` and ``backup``, as
+judged); per host ``tslcd_host_expected`` (working hours expect it now: a dashboard tells a
+computer off for the night from one down, while ``tslcd_host_up`` stays the fact); per
 target ``tslcd_target_phase_seconds{phase}`` and ``tslcd_target_http_status``;
 ``tslcd_milestone_due_timestamp_seconds{milestone}``,
 ``tslcd_agent_last_seen_timestamp_seconds{agent,province}`` and
@@ -467,11 +470,15 @@ def _host_families(
         "Per liveness method tried in the last cycle, 1 if it saw the host.",
     )
     flapping = _Family("tslcd_host_flapping", "gauge", "1 while the host keeps going up and down.")
+    expected = _Family(
+        "tslcd_host_expected", "gauge",
+        "1 when working hours expect the computer to answer now (always_on, drills and "
+        "periods included); 0: a silent one is off, not down.")
     sent = _Family("tslcd_host_icmp_sent_total", "counter", "ICMP echo requests sent to the host.")
     received = _Family(
         "tslcd_host_icmp_received_total", "counter", "ICMP echo replies received from the host."
     )
-    families = [up, rtt, loss, jitter, ip_ok, macs, alive, flapping, sent, received]
+    families = [up, rtt, loss, jitter, ip_ok, macs, alive, flapping, expected, sent, received]
     for row in cache.hosts:
         try:
             braced = row.braced
@@ -485,6 +492,7 @@ def _host_families(
             if host.up is not None:
                 up.lines.append(f"tslcd_host_up{braced} {_BIT[host.up]}")
             flapping.lines.append(f"tslcd_host_flapping{braced} {_BIT[host.flapping]}")
+            expected.lines.append(f"tslcd_host_expected{braced} {_BIT[host.expected]}")
             obs = host.last
             if obs is None:
                 continue
@@ -570,6 +578,10 @@ def _commune_families(
     met = _Family(
         "tslcd_milestone_met", "gauge", "1 when every check the milestone requires has passed."
     )
+    line = _Family(
+        "tslcd_line_up", "gauge",
+        "1 when the line's router (line primary or backup) answers, after debouncing; "
+        "probed every cycle whichever line carries the commune.")
     milestone_labels = [(m, f',milestone="{escape_label(m.id)}"}}') for m in milestones]
     due = _Family(
         "tslcd_milestone_due_timestamp_seconds",
@@ -579,7 +591,7 @@ def _commune_families(
     for milestone in milestones:
         due.add(labels(milestone=milestone.id), deadline(milestone))
     # the hot loop (3,321 communes): integer samples appended inline, as in _host_families
-    families = [info, status, unknown, backup, last_seen, met]
+    families = [info, status, unknown, backup, last_seen, met, line]
     for row in cache.communes:
         try:
             braced = "{" + row.labels + "}"
@@ -598,6 +610,10 @@ def _commune_families(
             if commune.last_seen is not None:
                 backup.lines.append(f"tslcd_commune_on_backup{braced} {_BIT[commune.on_backup]}")
                 last_seen.add(braced, commune.last_seen)
+            for name, up in (("primary", commune.gateway_up),
+                             ("backup", commune.backup_gateway_up)):
+                if up is not None:
+                    line.lines.append(f'tslcd_line_up{{{row.labels},line="{name}"}} {_BIT[up]}')
         except Exception:
             skips.failed("commune", row.commune.key, families, row.labels)
     return [*families, due]
