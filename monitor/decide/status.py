@@ -95,3 +95,14 @@ def carrying_line(cs: CommuneState | None) -> str | None:
     if cs.gateway_up is False or cs.status == CommuneStatus.DOWN:
         return "none"
     return "primary"
+
+
+def host_word(hs: HostState | None) -> str:
+    """How the page and the API name a computer's state: ``up``, ``down``, ``off`` (silent
+    while working hours do not expect it: switched off for the night, not a fault) or
+    ``unknown`` (never judged)."""
+    if hs is None or hs.up is None:
+        return "unknown"
+    if hs.up:
+        return "up"
+    return "down" if hs.expected else "off"

@@ -27,6 +27,7 @@ from monitor.decide.status import (
     MonitorState,
     TargetState,
     carrying_line,
+    host_word,
 )
 from monitor.decide.verdicts import ip_config_ok, judge, upstream_of
 from monitor.present.rtt_history import RttHistory
@@ -151,13 +152,15 @@ def commune_list(view: ScopedView, state: MonitorState, flt: ListFilter) -> dict
 def _live_fields(live: CommuneState | None, status: CommuneStatus) -> dict[str, Any]:
     if live is None:
         return {"status": STATUS_NAMES[status], "status_code": int(status), "since": None,
-                "last_seen": None, "hosts_up": 0, "on_backup": False, "line": None}
+                "last_seen": None, "hosts_up": 0, "hosts_off": 0, "on_backup": False,
+                "line": None}
     return {
         "status": STATUS_NAMES[status],
         "status_code": int(status),
         "since": _ms(live.since),
         "last_seen": _ms(live.last_seen),
         "hosts_up": sum(1 for h in live.hosts.values() if h.up),
+        "hosts_off": sum(1 for h in live.hosts.values() if host_word(h) == "off"),
         "on_backup": live.on_backup,
         "line": carrying_line(live),
     }
@@ -190,6 +193,9 @@ def commune_detail(
         "backup_gateway": _str(commune.backup_gateway),
         "gateway_up": live.gateway_up if live else None,
         "backup_gateway_up": live.backup_gateway_up if live else None,
+        "backup_isp": commune.backup_isp,
+        "backup_circuit": commune.backup_circuit,
+        "lines": _lines(commune, live),
         "vantage": live.vantage if live else None,
         "hosts": [
             _host(commune, h, live.hosts.get(h.name) if live else None, samples)
@@ -210,6 +216,19 @@ def _str(value: object | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _lines(commune: Commune, live: CommuneState | None) -> list[dict[str, Any]]:
+    """Both lines side by side (contract §3 ``tslcd_line_up``): each router's address, its
+    operator and circuit (the backup's own, else the primary's operator), and whether it
+    answers, whichever line carries the commune."""
+    lines = [("primary", commune.gateway, commune.isp, commune.circuit,
+              live.gateway_up if live else None)]
+    if commune.backup_gateway is not None:
+        lines.append(("backup", commune.backup_gateway, commune.backup_isp or commune.isp,
+                      commune.backup_circuit, live.backup_gateway_up if live else None))
+    return [{"line": name, "gateway": _str(gateway), "isp": isp, "circuit": circuit, "up": up}
+            for name, gateway, isp, circuit, up in lines]
+
+
 def _host(commune: Commune, host: Host, live: HostState | None,
           samples: RttHistory) -> dict[str, Any]:
     last = live.last if live else None
@@ -220,6 +239,8 @@ def _host(commune: Commune, host: Host, live: HostState | None,
         "ip": str(host.ip),
         "mac": host.mac,
         "up": live.up if live else None,
+        "state": host_word(live),  # up, down, off (outside working hours), unknown
+        "expected": live.expected if live else True,
         "since": live.since if live else None,
         "flapping": live.flapping if live else False,
         "alive_by": last.method if last else None,

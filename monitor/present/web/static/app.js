@@ -16,6 +16,7 @@ const I18N = {
     back: '← Danh sách', subnet: 'Dải địa chỉ', gateway: 'Cổng (router)',
     backup_gateway: 'Đường dự phòng', on_backup: 'đang chạy đường dự phòng', last_seen: 'Lần đo gần nhất',
     vantage: 'Điểm đo', up: 'hoạt động', down: 'không trả lời', unknown_host: 'chưa đo',
+    off: 'tắt ngoài giờ làm việc', hosts_off: 'tắt', primary_line: 'Đường chính',
     rtt: 'Độ trễ', loss: 'Mất gói', ip_config: 'Cấu hình IP', ip_ok: 'đúng máy, không trùng IP',
     ip_conflict: 'TRÙNG IP: nhiều máy trả lời', ip_wrong_mac: 'sai địa chỉ MAC', ip_silent: 'không máy nào trả lời ARP',
     ip_na: 'không có điểm đo trong mạng của xã', unknown_devices: 'Thiết bị lạ trong dải mạng',
@@ -41,6 +42,7 @@ const I18N = {
     none: 'No commune matches.', back: '← List', subnet: 'Subnet', gateway: 'Gateway (router)',
     backup_gateway: 'Backup line', on_backup: 'running on the backup line', last_seen: 'Last measured',
     vantage: 'Vantage', up: 'up', down: 'not answering', unknown_host: 'not yet probed',
+    off: 'off outside working hours', hosts_off: 'off', primary_line: 'Primary line',
     rtt: 'RTT', loss: 'Loss', ip_config: 'IP configuration', ip_ok: 'right machine, no conflict',
     ip_conflict: 'IP CONFLICT: several machines answer', ip_wrong_mac: 'wrong MAC address',
     ip_silent: 'no ARP answer', ip_na: 'no vantage on the commune segment',
@@ -195,7 +197,7 @@ function rowHtml(c) {
   return `<tr class="commune st-${esc(c.status)}" data-key="${esc(c.province)}/${esc(c.commune)}">`
     + `<td><a href="#/${esc(c.province)}/${esc(c.commune)}">${esc(c.name)}</a><small>${esc(c.commune)}</small></td>`
     + `<td>${badge(c.status)}${c.line === 'backup' ? ` <small class="line-backup">${esc(t('line_backup'))}</small>` : ''}</td><td>${esc(c.isp)}</td><td class="opt">${esc(c.circuit)}</td>`
-    + `<td>${c.hosts_up}/${c.hosts_total}</td><td class="opt">${esc(fmtTime(c.since))}</td></tr>`;
+    + `<td>${c.hosts_up}/${c.hosts_total}${c.hosts_off ? ` <small class="muted">(${c.hosts_off} ${esc(t('hosts_off'))})</small>` : ''}</td><td class="opt">${esc(fmtTime(c.since))}</td></tr>`;
 }
 
 function renderSummary(counts, active) {
@@ -236,11 +238,13 @@ function detailHtml(c) {
     [t('status'), badge(c.status) + (c.since ? ` ${esc(t('since').toLowerCase())} ${esc(fmtTime(c.since))}` : '')],
     [t('isp'), esc(c.isp)], [t('circuit'), esc(c.circuit) || '—'],
     [t('subnet'), esc(c.subnet) || '—'],
-    [t('gateway'), `${esc(c.gateway) || '—'} ${upText(c.gateway_up)}`],
   ];
-  if (c.backup_gateway) {
-    facts.push([t('backup_gateway'), `${esc(c.backup_gateway)} ${upText(c.backup_gateway_up)}`
-      + (c.on_backup ? ` <b>(${esc(t('on_backup'))})</b>` : '')]);
+  // both lines, each router probed whichever carries the commune
+  for (const l of c.lines || []) {
+    const named = [l.isp, l.circuit].filter(Boolean).map(esc).join(', ');
+    facts.push([t(l.line === 'backup' ? 'backup_gateway' : 'primary_line'),
+      `${esc(l.gateway) || '—'}${named ? ` <small class="muted">(${named})</small>` : ''} ${upText(l.up)}`
+      + (l.line === 'backup' && c.on_backup ? ` <b>(${esc(t('on_backup'))})</b>` : '')]);
   }
   if (c.line) facts.push([t('line'), `<span class="line-${esc(c.line)}">${esc(t('line_' + c.line))}</span>`]);
   facts.push([t('last_seen'), esc(fmtTime(c.last_seen)) || '—'], [t('vantage'), esc(c.vantage) || '—']);
@@ -258,10 +262,13 @@ function upText(up) {
   return up ? `<span class="yes">${esc(t('up'))}</span>` : `<span class="no">${esc(t('down'))}</span>`;
 }
 
+// h.state: up, down, off (silent outside working hours: not a fault) or unknown
+const HOST_BADGES = { up: ['ok', 'up'], down: ['down', 'down'], off: ['unknown', 'off'], unknown: ['unknown', 'unknown_host'] };
+
 function hostHtml(h) {
-  const state = h.up === null ? 'unknown' : h.up ? 'ok' : 'down';
-  return `<div class="host" data-host="${esc(h.name)}"><h4><span>${esc(h.name)} <small class="muted">${esc(h.ip)}</small></span>`
-    + `<span class="badge ${state}">${esc(h.up === null ? t('unknown_host') : h.up ? t('up') : t('down'))}</span></h4>`
+  const [cls, word] = HOST_BADGES[h.state] || HOST_BADGES.unknown;
+  return `<div class="host" data-host="${esc(h.name)}" data-state="${esc(h.state)}"><h4><span>${esc(h.name)} <small class="muted">${esc(h.ip)}</small></span>`
+    + `<span class="badge ${cls}">${esc(t(word))}</span></h4>`
     + `<div class="muted">${esc(t('rtt'))} ${fmtMs(h.rtt)} · ${esc(t('loss'))} ${fmtPct(h.loss)}`
     + (h.alive_by ? ` · ${esc(t('alive_by'))} ${esc(h.alive_by)}` : '')
     + (h.flapping ? ` · <b class="no">${esc(t('flapping'))}</b>` : '') + '</div>'
