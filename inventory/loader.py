@@ -31,6 +31,7 @@ from inventory.model import (
     CHECKS,
     PRIV_PROTOCOLS,
     RETRY_INTERVAL,
+    SNMP_EVERY,
     VIETNAM_TZ,
     WARN_DAYS,
     WEEKDAYS,
@@ -70,7 +71,7 @@ _CONSTRUCT = SafeConstructor()
 TOP_KEYS = ("version", "defaults", "targets", "milestones", "provinces", "maintenance", "drills",
             "periods")
 DEFAULTS_KEYS = ("interval", "icmp", "down_after", "up_after", "tcp_ports", "retry_interval",
-                 "working_hours", "holidays", "snmp", "upstream")
+                 "working_hours", "holidays", "snmp", "snmp_every", "upstream")
 WORKING_HOURS_KEYS = ("days", "from", "to")
 SNMP_KEYS = ("version", "community", "user", "auth", "auth_key_file", "priv", "priv_key_file")
 SNMP_V3_KEYS = ("user", "auth", "auth_key_file", "priv", "priv_key_file")
@@ -638,6 +639,8 @@ class _Checker:
             working_hours=self.optional(f, "working_hours", self.working_hours, "working_hours"),
             holidays=self.holidays(f.get("holidays")),
             snmp=self.optional(f, "snmp", self.snmp, "snmp"),
+            snmp_every=_or(self.optional(f, "snmp_every", self.at_least_one, "snmp_every"),
+                           SNMP_EVERY),
             upstream=self.addresses(f.get("upstream"), "upstream"),
         )
 
@@ -1250,6 +1253,8 @@ def _new_defaults_data(defaults: Defaults) -> dict[str, Any]:
         data["holidays"] = list(defaults.holidays)
     if defaults.snmp is not None:
         data["snmp"] = _snmp_data(defaults.snmp)
+    if defaults.snmp_every != SNMP_EVERY:
+        data["snmp_every"] = defaults.snmp_every
     if defaults.upstream:
         data["upstream"] = [str(a) for a in defaults.upstream]
     return data

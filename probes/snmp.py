@@ -16,7 +16,7 @@ kept out of ``repr``, logs and error text.
 
 Imports nothing from ``monitor``: the verdicts (wrong MAC, conflict across polls, unknown
 device, absent) are made where verdicts live; :func:`arp_results`, :func:`unknown_devices`
-and :func:`macs_across_polls` give them the same shapes the ARP probe gives.
+and :func:`replies` (for ``probes.arp.judge``) give them the shapes of the ARP probe.
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ from pysnmp.hlapi.v3arch.asyncio import (
     SnmpEngine,
     UdpTransportTarget,
     UsmUserData,
+    usm3DESEDEPrivProtocol,
+    usmAesBlumenthalCfb192Protocol,
+    usmAesBlumenthalCfb256Protocol,
     usmAesCfb128Protocol,
+    usmDESPrivProtocol,
+    usmHMAC128SHA224AuthProtocol,
+    usmHMAC192SHA256AuthProtocol,
+    usmHMAC256SHA384AuthProtocol,
+    usmHMAC384SHA512AuthProtocol,
+    usmHMACMD5AuthProtocol,
     usmHMACSHAAuthProtocol,
 )
 from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
@@ -83,13 +92,29 @@ class V2c:
     community: str = field(repr=False)
 
 
+#: SNMPv3 protocols by the inventory's names (inventory.model AUTH_PROTOCOLS, PRIV_PROTOCOLS).
+#: AES-192/256 are net-snmp's (draft-blumenthal-aes-usm key extension), as most CPEs.
+AUTH = {
+    "MD5": usmHMACMD5AuthProtocol, "SHA": usmHMACSHAAuthProtocol,
+    "SHA-224": usmHMAC128SHA224AuthProtocol, "SHA-256": usmHMAC192SHA256AuthProtocol,
+    "SHA-384": usmHMAC256SHA384AuthProtocol, "SHA-512": usmHMAC384SHA512AuthProtocol,
+}
+PRIV = {
+    "DES": usmDESPrivProtocol, "3DES": usm3DESEDEPrivProtocol, "AES": usmAesCfb128Protocol,
+    "AES-128": usmAesCfb128Protocol, "AES-192": usmAesBlumenthalCfb192Protocol,
+    "AES-256": usmAesBlumenthalCfb256Protocol,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class V3:
-    """SNMP v3 authPriv with HMAC-SHA-96 and AES-128 (the pair every CPE offers)."""
+    """SNMP v3 authPriv; HMAC-SHA-96 and AES-128 (the pair every CPE offers) unless told."""
 
     user: str
     auth_key: str = field(repr=False)
     priv_key: str = field(repr=False)
+    auth: str = "SHA"  # a key of AUTH
+    priv: str = "AES"  # a key of PRIV
 
 
 Credentials = V2c | V3
@@ -338,7 +363,7 @@ def _auth_data(credentials: Credentials) -> Any:
         return CommunityData(credentials.community, mpModel=1)
     return UsmUserData(
         credentials.user, authKey=credentials.auth_key, privKey=credentials.priv_key,
-        authProtocol=usmHMACSHAAuthProtocol, privProtocol=usmAesCfb128Protocol,
+        authProtocol=AUTH[credentials.auth], privProtocol=PRIV[credentials.priv],
     )
 
 
@@ -471,18 +496,30 @@ def unknown_devices(table: RouterArpTable, listed: Iterable[str]) -> tuple[tuple
     return tuple((ip, mac) for ip, mac in table.present().items() if ip not in known)
 
 
-def macs_across_polls(tables: Iterable[RouterArpTable]) -> dict[str, tuple[str, ...]]:
-    """Every MAC each address had over successive reads, first seen first.
-
-    A router holds one MAC per IP at a time, so an IP conflict shows as a flip-flop across
-    polls (arpwatch's term): two or more MACs here. Failed reads add nothing.
-    """
-    seen: dict[str, dict[str, None]] = {}
+def flip_flops(tables: Iterable[RouterArpTable]) -> dict[str, tuple[str, ...]]:
+    """The addresses whose MAC came back after another over successive reads (arpwatch's
+    "flip flop"), with every MAC each had, first seen first. A router holds one MAC per IP,
+    so this is how an IP conflict shows in its table; a MAC replaced once (a new card: A
+    then B) is no flip-flop. Failed reads add nothing."""
+    runs: dict[str, list[str]] = {}
     for table in tables:
         if table.ok:
             for ip, mac in table.present().items():
-                seen.setdefault(ip, {})[mac] = None
-    return {ip: tuple(macs) for ip, macs in seen.items()}
+                run = runs.setdefault(ip, [])
+                if not run or run[-1] != mac:
+                    run.append(mac)
+    return {ip: tuple(dict.fromkeys(run)) for ip, run in runs.items()
+            if len(run) > len(set(run))}
+
+
+def replies(table: RouterArpTable, earlier: Sequence[RouterArpTable] = ()
+            ) -> list[tuple[str, str]]:
+    """The (ip, mac) answers an ARP scan would have heard, from this read and the ``earlier``
+    ones (oldest first): each present address with its MAC now and, where it flip-flopped
+    over these reads, every MAC it had (:func:`flip_flops`). For ``probes.arp.judge``."""
+    history = flip_flops([*earlier, table])
+    return [(ip, each) for ip, mac in table.present().items()
+            for each in history.get(ip, (mac,))]
 
 
 # --- JSON (results cross process boundaries in the labs, later MQTT) -----------------------

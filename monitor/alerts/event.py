@@ -37,6 +37,7 @@ SEVERITY: dict[str, str] = {
     "escalation": "critical",
     "vantage_isolated": "critical",
     "backup_line_down": "warning",
+    "snmp_unreachable": "warning",
 }
 
 #: Events raised by the calendar (:mod:`monitor.decide.operations`), not by the state engine;
@@ -124,6 +125,16 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "đã kết nối lại mạng cấp trên: thăm dò từ trung tâm được tính trở lại",
         "upstream back: the central probes count again",
     ),
+    "snmp_unreachable.firing": (
+        "không đọc được bảng ARP của router đường truyền ({router}) qua SNMP: {reason_vi}; "
+        "mạng nội bộ của xã tạm không được giám sát qua router (đường truyền vẫn được giám sát)",
+        "cannot read the line router's ARP table ({router}) over SNMP: {reason_en}; the "
+        "commune's LAN is not watched through the router meanwhile (the line still is)",
+    ),
+    "snmp_unreachable.resolved": (
+        "đã đọc lại được bảng ARP của router đường truyền ({router}) qua SNMP",
+        "the line router's ARP table ({router}) is read over SNMP again",
+    ),
 }
 
 #: The calendar's wording (:mod:`monitor.decide.operations`), by event and phase.
@@ -177,6 +188,25 @@ REASONS: dict[str, tuple[str, str]] = {
         "đường truyền chính mất, đang chạy trên đường dự phòng",
         "primary line down, running on the backup line",
     ),
+    # an SNMP read of the line's router that failed, by probes.snmp's error kind
+    "snmp_timeout": (
+        "router không trả lời (không tới được, chưa bật SNMP, sai community hoặc sai khóa mã "
+        "hóa v3)",
+        "the router does not answer (unreachable, SNMP off, a wrong community or a wrong v3 "
+        "privacy key)",
+    ),
+    "snmp_auth": ("sai tên người dùng hoặc khóa xác thực SNMPv3",
+                  "wrong SNMPv3 user name or authentication key"),
+    "snmp_no_such_object": (
+        "router không cho đọc bảng ARP (ipNetToPhysicalTable, ipNetToMediaTable): cần sửa view "
+        "SNMP",
+        "the router does not expose its ARP table (ipNetToPhysicalTable, ipNetToMediaTable): "
+        "the SNMP view needs fixing",
+    ),
+    "snmp_empty": ("bảng ARP của router trống", "the router's ARP table is empty"),
+    "snmp_error": ("router trả lời lỗi: {detail}", "the router answered an error: {detail}"),
+    "snmp_credentials": ("không đọc được tệp khóa SNMPv3 trên máy giám sát",
+                         "the SNMPv3 key files cannot be read on the monitor"),
 }
 
 

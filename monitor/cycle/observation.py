@@ -49,6 +49,9 @@ class CommuneObservation:
     unknown_devices: tuple[UnknownDevice, ...] | None = None  # None: segment not scanned
     targets: tuple[ProbeResult, ...] = ()  # the election system, from this vantage
     skipped_checks: tuple[str, ...] = ()  # checks the vantage could not run (privileges)
+    #: the router vantage only (never from an agent): why its SNMP read failed, (kind of
+    #: probes.snmp.SnmpError or "credentials", message without any secret); None: it was read
+    snmp_error: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -10,7 +10,9 @@ Beside the cycles, what failed is confirmed fast (:mod:`monitor.cycle.retry`): a
 gateway or target whose result disagrees with its confirmed state is re-probed
 ``retry_interval`` after its last result, each re-probe a small report of its own handed to
 ``on_report`` (the state counts it like a cycle's). The central vantage also pings
-``defaults.upstream`` each cycle (``CycleReport.upstream_ok``).
+``defaults.upstream`` each cycle (``CycleReport.upstream_ok``), and after each cycle reads
+a slice of the line routers' ARP tables over SNMP, as a task of its own
+(:mod:`monitor.cycle.routers`): a report of vantage ``router``, never counted as a cycle.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from monitor.cycle.observation import (
     observe_host,
 )
 from monitor.cycle.retry import Streak, pending, step
+from monitor.cycle.routers import ROUTER, RouterReader, due
 from probes import target, tcp
 from probes.icmp import Pinger
 from probes.pacing import Pacer
@@ -56,6 +59,10 @@ class SchedulerOptions:
     target_timeout: float = 5.0
     upstream: bool = False  # ping defaults.upstream each cycle (the central vantage)
     confirm: bool = True  # re-probe what fails every retry_interval between cycles
+    snmp: bool = True  # central only: read the routers of communes with ``snmp`` (paced)
+    snmp_timeout: float = 1.5  # per SNMP request; with the retries, a silent router's worst
+    snmp_retries: int = 2  # case is 4.5 s a request (two per read, three with v3 discovery)
+    snmp_concurrency: int = 32  # routers in flight (docs/snmp.md: 256 saturated 2 cores)
 
 
 #: A subject of fast confirmation: (kind, PROV/COMMUNE or "", host or target name).
@@ -73,6 +80,13 @@ class Scheduler:
         self._new_due = asyncio.Event()
         self._delivering = asyncio.Lock()
         self._rechecked: dict[str, float] = {}  # PROV/COMMUNE -> its latest re-probe's time
+        self.routers = RouterReader(
+            pinger, timeout=options.snmp_timeout, retries=options.snmp_retries,
+            concurrency=options.snmp_concurrency, max_pps=options.max_pps,
+            commune_pps=options.commune_pps,
+        ) if options.snmp and options.vantage == "central" else None
+        self._cycles = 0  # cycles run: which slice of the routers is read after this one
+        self._reading: asyncio.Task[None] | None = None  # the routers' slice under way
 
     async def cycle(self) -> CycleReport:
         """Probe everything once; returns within about one interval whatever the network does."""
@@ -117,16 +131,23 @@ class Scheduler:
         try:
             await self._cycle_forever(on_report)
         finally:
-            if confirming is not None:
-                confirming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await confirming
+            for task in (confirming, self._reading):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if self.routers is not None:
+                self.routers.close()
 
     async def _cycle_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
         next_start = time.monotonic()
         while True:
             try:
-                await self._deliver(await self.cycle(), on_report)
+                report = await self.cycle()
+                lines_up = {f"{o.province}/{o.commune}" for o in report.communes
+                            if o.gateway_alive is not False}  # before _deliver trims it
+                await self._deliver(report, on_report)
+                self._read_routers(lines_up, on_report)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broken cycle must not end the monitor
@@ -148,6 +169,9 @@ class Scheduler:
         is older than what the state (or the collector) already has, which would refuse it
         as stale."""
         async with self._delivering:
+            if report.vantage == ROUTER:  # the routers' tables: no streak, no re-probe
+                await on_report(report)
+                return
             if report.recheck:
                 self._rechecked.update((f"{o.province}/{o.commune}", o.at)
                                        for o in report.communes)
@@ -159,6 +183,49 @@ class Scheduler:
             now = time.monotonic()
             self._count(report, now - report.duration if report.recheck else now)
             await on_report(report)
+
+    def _read_routers(self, lines_up: set[str],
+                      on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
+        """Start reading this cycle's slice of routers (:func:`monitor.cycle.routers.due`)
+        whose line answered the cycle (``lines_up``: commune keys): a task of its own,
+        bounded by ``snmp_every`` intervals; its report goes to ``on_report`` as a
+        re-probe's does. A slice under way is not joined by the next one (that one is
+        skipped and logged)."""
+        self._cycles += 1
+        if self.routers is None:
+            return
+        inv = self.inventory
+        communes = [c for c in due(list(inv.communes()), self._cycles, inv.defaults.snmp_every)
+                    if c.key in lines_up]
+        if not communes:
+            return
+        if self._reading is not None and not self._reading.done():
+            log.warning("snmp_overrun", skipped_routers=len(communes))
+            return
+        bound = inv.interval_at(time.time()) * inv.defaults.snmp_every
+        self._reading = asyncio.create_task(self._routers_report(communes, bound, on_report),
+                                            name="router reads")
+
+    async def _routers_report(self, communes: list[Commune], bound: float,
+                              on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
+        assert self.routers is not None
+        started, t0 = time.time(), time.monotonic()
+        try:
+            async with asyncio.timeout(bound):
+                observations = await self.routers.read(communes,
+                                                       self.inventory.defaults.icmp.timeout)
+        except TimeoutError:
+            log.warning("snmp_deadline", routers=len(communes), seconds=bound)
+            return
+        except Exception:  # a broken read must not end the monitor
+            log.exception("snmp_read_failed")
+            return
+        report = CycleReport(started=started, vantage=ROUTER, communes=observations,
+                             recheck=True, duration=time.monotonic() - t0)
+        try:
+            await self._deliver(report, on_report)
+        except Exception:
+            log.exception("snmp_report_failed")
 
     async def _confirm_forever(self, on_report: Callable[[CycleReport], Awaitable[None]]
                                ) -> None:

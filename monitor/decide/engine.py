@@ -94,6 +94,7 @@ from monitor.alerts.event import (
 )
 from monitor.common.clock import local_midnight
 from monitor.cycle.observation import CommuneObservation, HostObservation
+from monitor.cycle.routers import ROUTER
 from monitor.decide.book import AlertBook, AlertKey, Condition
 from monitor.decide.pending import Pending
 from monitor.decide.status import (
@@ -110,6 +111,7 @@ from monitor.decide.verdicts import (
     arp_verdict,
     backup_line_down,
     commune_status,
+    conflict_confirmed,
     counted,
     debounce,
     fresh,
@@ -117,6 +119,7 @@ from monitor.decide.verdicts import (
     in_maintenance,
     line_vantages,
     own_vantage,
+    segment_arp,
     upstream_of,
 )
 from monitor.store.state_db import (
@@ -127,7 +130,7 @@ from monitor.store.state_db import (
     TrackerRow,
     loads_key,
 )
-from probes.result import ProbeResult
+from probes.result import ProbeResult, UnknownDevice
 
 log = structlog.get_logger("state")
 
@@ -135,7 +138,7 @@ GATEWAY_KINDS = ("gateway", "backup_gateway")
 #: Events evaluated from a commune's observation: an open one no longer evaluated resolves.
 COMMUNE_EVENTS = frozenset(
     {"commune_down", "commune_degraded", "host_down", "host_flapping", "ip_conflict",
-     "wrong_mac", "unknown_device", "backup_line_down"}
+     "wrong_mac", "unknown_device", "backup_line_down", "snmp_unreachable"}
 )
 NEVER_SILENCED = frozenset({"unknown_device"})
 #: A vantage's view stops speaking for a commune when it has not observed it for this many
@@ -143,6 +146,9 @@ NEVER_SILENCED = frozenset({"unknown_device"})
 STALE_CYCLES = 3
 OUTAGES_KEPT = 8  # per commune, the latest line outages remembered (in memory)
 CENTRAL = "central"
+#: Consecutive failed SNMP reads of a line's router before its one warning (a lost read on
+#: a busy line is no news; each read is ``snmp_every`` cycles apart).
+SNMP_FAIL_AFTER = 2
 
 
 class StateEngine:
@@ -175,6 +181,13 @@ class StateEngine:
         self._isolated = False  # the central vantage lost its upstream (vantage_isolated)
         #: commune -> [start, end] of its latest line outages seen upstream (end None: now)
         self._outages: dict[str, list[list[float | None]]] = {}
+        #: (commune, host) -> when its IP conflict first showed (confirmed over two scans)
+        self._conflicts: dict[tuple[str, str], float] = {}
+        #: commune -> vantage -> the unknown devices of its latest scan (the router's table,
+        #: an agent's ARP sweep): the commune's are all of them together
+        self._devices: dict[str, dict[str, tuple[UnknownDevice, ...]]] = {}
+        #: commune -> (consecutive failed SNMP reads, since, the latest (kind, message))
+        self._snmp: dict[str, tuple[int, float, tuple[str, str]]] = {}
         self._pending = Pending()
         self._batch_depth = 0
         self.store = None  # building from the inventory is not a change to store
@@ -205,7 +218,10 @@ class StateEngine:
             return []
         with self.batch():
             events = self.apply_targets(obs.targets, obs.vantage) if obs.targets else []
-            self._observe(commune, cs, obs)
+            if obs.snmp_error is not None:
+                self._router_failed(commune, cs, obs.at, obs.snmp_error)
+            else:
+                self._observe(commune, cs, obs)
             conditions = self._commune_conditions(commune, cs, obs.at,
                                                   held=self._discounted(obs.vantage))
             events += self.book.reconcile_all(conditions, obs.at)
@@ -355,7 +371,10 @@ class StateEngine:
         """Count the observation in its own vantage's view, then fuse the views."""
         d = self._inventory.defaults
         at = obs.at
-        cs.last_seen, cs.vantage = at, obs.vantage
+        if obs.vantage == ROUTER:  # read from the center: no agent's word, no line's
+            self._snmp.pop(commune.key, None)
+        else:
+            cs.last_seen, cs.vantage = at, obs.vantage
         view = self._view(commune, cs, obs.vantage)
         view.last_seen = at
         scope = _view_scope(commune.key, obs.vantage)
@@ -372,7 +391,9 @@ class StateEngine:
                 debounce(tracker, alive, at, d.down_after, d.up_after)
                 self._pending.trackers.add((kind, scope, kind))
         if obs.unknown_devices is not None:
-            cs.unknown_devices = obs.unknown_devices
+            seen = self._devices.setdefault(commune.key, {})
+            seen[obs.vantage] = obs.unknown_devices
+            cs.unknown_devices = tuple(dict.fromkeys(d for v in seen.values() for d in v))
         self._fuse(commune, cs, at)
         self._record_first_passes(commune, cs, obs)
         self._pending.communes.add(commune.key)
@@ -405,13 +426,33 @@ class StateEngine:
         return self._isolated and vantage == CENTRAL
 
     def _counting(self, commune: Commune, cs: CommuneState) -> list[VantageView]:
-        """The views that speak for the commune now: recent ones, central not isolated."""
-        seen = [v.last_seen for v in cs.views.values() if v.last_seen is not None]
+        """The views that speak for the commune now: recent ones, central not isolated
+        (the router's is not among them: it sees the segment only, :meth:`_segment`)."""
+        views = [v for v in cs.views.values() if v.vantage != ROUTER]
+        seen = [v.last_seen for v in views if v.last_seen is not None]
         if not seen:
             return []
         newest, window = max(seen), STALE_CYCLES * self._inventory.defaults.interval
-        return [v for v in cs.views.values()
+        return [v for v in views
                 if fresh(v.last_seen, newest, window) and not self._discounted(v.vantage)]
+
+    def _segment(self, commune: Commune, cs: CommuneState,
+                 counting: list[VantageView]) -> list[VantageView]:
+        """The views whose ARP makes the segment's verdict: the counting ones and the line's
+        router while its latest read stands (it is read every ``snmp_every`` cycles: its
+        view lasts until a read fails, :meth:`_router_failed`)."""
+        router = cs.views.get(ROUTER)
+        live = router is not None and router.last_seen is not None and commune.snmp is not None
+        return [*counting, router] if live and router is not None else counting
+
+    def _router_failed(self, commune: Commune, cs: CommuneState, at: float,
+                       error: tuple[str, str]) -> None:
+        """A failed SNMP read of the line's router is no evidence about the segment: its
+        view stops counting (no "everything absent", no conflict), and the failures are
+        counted for ``snmp_unreachable``."""
+        failures, since, _ = self._snmp.get(commune.key, (0, at, error))
+        self._snmp[commune.key] = (failures + 1, since, error)
+        self._forget_view(commune, cs, ROUTER, at)
 
     def _fuse(self, commune: Commune, cs: CommuneState, at: float) -> None:
         """The verdict of contract §7 from the counting views: a host is up when any of
@@ -422,8 +463,7 @@ class StateEngine:
         line = line_vantages([v.vantage for v in views], commune.province, commune.code)
         line_views = [cs.views[v] for v in line]
         cs.line_vantages = tuple(line)
-        segment_first = sorted(views, key=lambda v: upstream_of(
-            v.vantage, commune.province, commune.code) is not False)
+        segment = self._segment(commune, cs, views)
         computers = {h.name: h for h in commune.hosts}
         settle = self._inventory.defaults.down_after * self._inventory.defaults.interval
         for kind, name in _tracker_names(commune):
@@ -434,7 +474,7 @@ class StateEngine:
                 seen = [v.hosts[name] for v in views if name in v.hosts]
                 self._settle(commune, (kind, commune.key, name), fused,
                              any_up(t.up for t in seen), at)
-                fused.last = _fused_last(name, line_views, segment_first)
+                fused.last = _fused_last(name, line_views, segment)
             else:
                 seen = [t for v in line_views if (t := getattr(v, kind)) is not None]
                 self._settle(commune, (kind, commune.key, name), fused,
@@ -596,7 +636,21 @@ class StateEngine:
         for host in commune.hosts:
             out += self._host_conditions(cond, commune.key, cs.hosts[host.name], host)
         out += self._device_conditions(cond, commune, cs)
+        out.append(self._snmp_condition(cond, commune, cs))
         return out
+
+    def _snmp_condition(self, cond: Callable[..., Condition], commune: Commune,
+                        cs: CommuneState) -> Condition:
+        """``snmp_unreachable`` (warning, one per commune): the line's router has failed
+        ``SNMP_FAIL_AFTER`` reads in a row; resolved by a read. Held while the line is down
+        or failing from upstream, or losing packets: the line's own alert speaks then."""
+        failures, since, (kind, message) = self._snmp.get(commune.key, (0, 0.0, ("", "")))
+        present = None if 0 < failures < SNMP_FAIL_AFTER else failures > 0
+        router = commune.snmp.address if commune.snmp is not None else None
+        c = cond("snmp_unreachable", "", present and commune.snmp is not None, since or None,
+                 reason=f"snmp_{kind}" if present else None, router=router, detail=message)
+        c.held = c.held or self._line_suspect(cs) or _lossy(cs)
+        return c
 
     def _backup_condition(self, cond: Callable[..., Condition], commune: Commune,
                           cs: CommuneState) -> Condition:
@@ -625,12 +679,30 @@ class StateEngine:
         verdict = arp_verdict(arp, host.mac)
         seen = verdict != "none" if arp is not None else None
         macs = ", ".join(arp.macs) if arp is not None else ""
-        out.append(cond("ip_conflict", hs.name, seen and verdict == "conflict", None,
-                        host=hs.name, macs=macs, **f))
+        conflict = self._conflict(scope, hs.name, seen and verdict == "conflict")
+        out.append(cond("ip_conflict", hs.name, conflict, None, host=hs.name, macs=macs, **f))
         out.append(cond("wrong_mac", hs.name, seen and verdict == "wrong", None, host=hs.name,
                         mac=macs,
                         expected=host.mac or (arp.expected_mac if arp else None), **f))
         return out
+
+    def _conflict(self, scope: str, name: str, now: bool | None) -> bool | None:
+        """The fused verdict's conflict, confirmed over two scans of every view on the
+        segment (:func:`~monitor.decide.verdicts.conflict_confirmed`)."""
+        key = (scope, name)
+        if now is None:  # not scanned now: as it was
+            return None
+        if not now:
+            self._conflicts.pop(key, None)
+            return False
+        commune = self._inventory.commune(*scope.split("/", 1))
+        cs = self.state.communes[scope]
+        assert commune is not None
+        scans = [v.last_seen for v in self._segment(commune, cs, self._counting(commune, cs))
+                 if v.last_seen is not None and (t := v.hosts.get(name)) is not None
+                 and t.last is not None and t.last.arp is not None]
+        since = self._conflicts.setdefault(key, max(scans, default=0.0))
+        return conflict_confirmed(since, scans)
 
     def _device_conditions(self, cond: Callable[..., Condition], commune: Commune,
                            cs: CommuneState) -> list[Condition]:
@@ -930,16 +1002,23 @@ def _load_row(tracker: HostState, row: TrackerRow) -> None:
 
 
 def _fused_last(name: str, line: list[VantageView],
-                segment_first: list[VantageView]) -> HostObservation | None:
+                segment: list[VantageView]) -> HostObservation | None:
     """The host's latest observation as the verdict shows it: ICMP (RTT, loss) from the
-    line's view, ARP from a view on the segment (any view that scanned it, else)."""
+    line's view, ARP from every view that scanned the segment together
+    (:func:`~monitor.decide.verdicts.segment_arp`)."""
     base = next((t.last for v in line if (t := v.hosts.get(name)) and t.last), None)
-    arp = next((t.last.arp for v in segment_first
-                if (t := v.hosts.get(name)) and t.last and t.last.arp is not None), None)
+    arp = segment_arp(t.last.arp for v in segment if (t := v.hosts.get(name)) and t.last)
     if base is None:
-        return next((t.last for v in segment_first if (t := v.hosts.get(name)) and t.last),
-                    None)
+        base = next((t.last for v in segment if (t := v.hosts.get(name)) and t.last), None)
+        if base is None:
+            return None
     return base if base.arp is arp else dataclasses.replace(base, arp=arp)
+
+
+def _lossy(cs: CommuneState) -> bool:
+    """The line lost echoes in its latest cycle (a host's loss as the verdict shows it)."""
+    return any(h.last is not None and h.last.icmp is not None and h.last.icmp.loss_ratio > 0
+               for h in cs.hosts.values())
 
 
 def _word(up: bool | None) -> str:

@@ -5,7 +5,8 @@ never disagree about the same fact.
 * :func:`debounce`: one observation of a subject counted (``down_after`` / ``up_after``);
 * :func:`commune_status`: a commune's status from its gateways' and hosts' debounced states;
 * :func:`arp_verdict` / :func:`ip_config_ok`: the IP-configuration verdict of one host (MACs
-  compared lower-case);
+  compared lower-case); :func:`segment_arp`: the segment's views together;
+  :func:`conflict_confirmed`: an IP conflict over two scans;
 * :func:`in_maintenance`: whether a scope is inside a maintenance window (naive times are
   Vietnam time, :func:`monitor.common.clock.aware`);
 * :func:`deadline`, :func:`milestone_met`, :func:`judge`: milestones;
@@ -38,9 +39,10 @@ from probes.result import ArpDetail, ArpVerdict, arp_verdict
 
 __all__ = [
     "ArpVerdict", "MilestoneResult", "Tracked", "any_up", "arp_verdict", "backup_line_down",
-    "commune_status", "counted", "deadline", "debounce", "fresh", "host_expected",
+    "commune_status", "conflict_confirmed", "counted", "deadline", "debounce", "fresh",
+    "host_expected",
     "in_maintenance", "ip_config_ok", "judge", "line_vantages", "milestone_met", "own_vantage",
-    "upstream_of",
+    "segment_arp", "upstream_of",
 ]
 
 
@@ -119,6 +121,26 @@ def backup_line_down(gateway_up: bool | None, backup_up: bool | None) -> bool | 
     return True if gateway_up is True else None
 
 
+def segment_arp(details: Iterable[ArpDetail | None]) -> ArpDetail | None:
+    """One host's ARP as the segment's views saw it together (an agent's scan, the router's
+    table): every MAC any of them heard answer, first seen first, so views that disagree
+    make a conflict (contract §7); None when none of them looked."""
+    looked = [d for d in details if d is not None]
+    if len(looked) <= 1:
+        return looked[0] if looked else None
+    macs = tuple(dict.fromkeys(m.lower() for d in looked for m in d.macs))
+    expected = next((d.expected_mac for d in looked if d.expected_mac), None)
+    return ArpDetail(macs, expected)
+
+
+def conflict_confirmed(since: float | None, scans: Iterable[float]) -> bool:
+    """An IP conflict is confirmed over two scans: it showed at ``since`` (the newest scan
+    then) and every view on the segment has scanned the host again since (``scans``: their
+    latest scan times), still seeing it. A card swapped during one scan, or one view not yet
+    told of a new card, raises nothing."""
+    return since is not None and all(at > since for at in scans)
+
+
 def ip_config_ok(arp: ArpDetail | None, expected: str | None = None) -> bool | None:
     """``tslcd_host_ip_config_ok``: None without a vantage on the segment (never guessed)."""
     return None if arp is None else arp_verdict(arp, expected) == "ok"
@@ -162,9 +184,12 @@ def judge(milestone: Milestone, passed: Mapping[str, float], now: float) -> Mile
 
 def upstream_of(vantage: str, province: str, commune: str) -> bool | None:
     """Where a vantage stands for a commune (contract §7): True upstream of its line
-    (``central``, the province's agent, later the line's ``router``), False on its segment
-    (the commune's own agent), None when the vantage does not cover the commune."""
-    if vantage in ("central", "router"):
+    (``central``, the province's agent), False on its segment (the commune's own agent, and
+    the line's ``router``, whose ARP table sees the segment and never judges the line), None
+    when the vantage does not cover the commune."""
+    if vantage == "router":
+        return False
+    if vantage == "central":
         return True
     if vantage == province:
         return True

@@ -144,9 +144,11 @@ def test_conflict_shows_as_a_flip_flop_across_polls(snmp_lab: SnmpLab) -> None:
     assert [t.present()[CONFLICT_IP] for t in tables] == [
         CONFLICT_MACS[0], CONFLICT_MACS[1], CONFLICT_MACS[0]
     ]
-    history = snmp.macs_across_polls(tables)
-    assert history[CONFLICT_IP] == CONFLICT_MACS  # two MACs for one IP: a conflict
-    assert history[GOOD[0]] == (GOOD[1],)  # a steady machine is no conflict
+    assert snmp.flip_flops(tables[:2]) == {}  # one change: maybe a new card, no conflict
+    history = snmp.flip_flops(tables)
+    assert history == {CONFLICT_IP: CONFLICT_MACS}  # the MAC came back: a conflict
+    heard = snmp.replies(tables[-1], tables[:-1])
+    assert (CONFLICT_IP, CONFLICT_MACS[1]) in heard and (GOOD[0], GOOD[1]) in heard
 
 
 def test_missing_computer_is_incomplete_right_after_the_sweep(snmp_lab: SnmpLab) -> None:

@@ -66,14 +66,14 @@ def test_every_message_renders_in_both_languages() -> None:
     fields = {"host": "may-01", "ip": "198.18.1.2", "changes": 5, "minutes": 10,
               "macs": "a, b", "mac": "a", "expected": "b", "target": "t", "vantage": "central",
               "gateway": "198.18.1.1", "line": "Viettel, DNI-B-0001",
-              "backup_gateway": "198.19.200.1"}
+              "backup_gateway": "198.19.200.1", "router": "198.18.1.1", "detail": "genErr"}
     for event in SEVERITY:
         if event in OPERATIONS_EVENTS:  # worded by monitor.decide.operations, not the state engine
             continue
         for state in ("firing", "resolved"):
             for lang in ("vi", "en"):
                 extra = {"reason": "gateway"} if event in ("commune_down", "commune_degraded") \
-                    else {}
+                    else {"reason": "snmp_error"} if event == "snmp_unreachable" else {}
                 text = render(event, state, lang, **fields, **extra)  # type: ignore[arg-type]
                 assert text and "{" not in text
     assert render("host_down", "firing", "vi", host="may-01", ip="198.18.1.2") == \
