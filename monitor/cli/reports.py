@@ -1,4 +1,4 @@
-"""``tslcd-monitor report readiness|drill|availability``: from the inventory and the state.
+"""``tslcd-monitor report readiness|drill|availability|attest``: from the inventory and the state.
 
 The report modules (openpyxl, sqlite, the drill tracker) are imported by the command that
 needs them, not by every start of ``tslcd-monitor``: ``check`` pays for none of them.
@@ -24,12 +24,21 @@ AVAILABILITY_FORMATS = (*FORMATS, "json")
 
 
 def register(sub: Any) -> None:
-    """Add ``report readiness``, ``drill`` and ``availability`` to the subcommands."""
+    """Add ``report readiness``, ``drill``, ``availability`` and ``attest`` to the subcommands."""
     report = sub.add_parser("report", help="reports against the inventory's milestones")
     kinds = report.add_subparsers(dest="report", required=True, metavar="REPORT")
-    p = kinds.add_parser("readiness", help="per commune: each milestone met, when, late or not")
+    p = kinds.add_parser("readiness", help="per commune: each milestone met (on time, late, "
+                                           "attested), not met or not observable")
     _add_common(p)
+    p.add_argument("--lang", choices=("vi", "en"), default="vi",
+                   help="language of the cells (default: Vietnamese)")
     p.set_defaults(handler=cmd_report_readiness)
+    p = kinds.add_parser("attest", help="record milestones verified by a person (CSV: commune, "
+                                        "milestone, date, who), shown as attested")
+    p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("--inventory", required=True)
+    p.add_argument("--state", required=True, help="the monitor's SQLite state database")
+    p.set_defaults(handler=cmd_report_attest)
     p = kinds.add_parser("drill", help="per commune: connected during the drill, from when to "
                                        "when; the communes that never connected")
     _add_common(p)
@@ -62,12 +71,39 @@ def cmd_report_readiness(args: argparse.Namespace) -> int:
     try:
         inventory = load(args.inventory)
         check_readable(args.state)
-        first_passed = reports.first_passed_from_db(args.state)
+        evidence = reports.evidence_from_db(args.state)
     except (InventoryError, StatePathError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    report = reports.readiness(inventory, first_passed, time.time())
-    return _write(reports.WRITERS[args.format](report), args.output)
+    report = reports.readiness(inventory, evidence, time.time())
+    return _write(reports.WRITERS[args.format](report, args.lang), args.output)
+
+
+def cmd_report_attest(args: argparse.Namespace) -> int:
+    """Exit 0 with every row stored; 2, storing nothing, on any bad row or input
+    (:mod:`monitor.cli.attest`)."""
+    from inventory.loader import InventoryError, load
+    from monitor.cli.attest import AttestError, read_attestations
+    from monitor.store.ops_db import OpsStore
+    from monitor.store.path_check import StatePathError, check_writable
+
+    try:
+        inventory = load(args.inventory)
+        records = read_attestations(args.file, inventory, time.time())
+        check_writable(args.state)
+    except (InventoryError, StatePathError, AttestError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    store = OpsStore(args.state)
+    try:
+        stored = store.attest(records)
+    finally:
+        store.close()
+    if not stored:
+        print(f"{args.state}: cannot store the attestations (see the log)", file=sys.stderr)
+        return 2
+    print(f"{len(records)} attestation(s) stored in {args.state}")
+    return 0
 
 
 def cmd_report_availability(args: argparse.Namespace) -> int:

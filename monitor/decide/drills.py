@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from inventory.model import Commune, Drill, Inventory, Target
+from monitor.decide.heading import CommuneHeading
 from monitor.decide.status import CommuneState, CommuneStatus, MonitorState, live_vantages
 from monitor.decide.verdicts import own_vantage
 from monitor.store.ops_db import OpsStore, Span
@@ -109,13 +110,7 @@ class DrillTracker:
 
 
 @dataclass(frozen=True, slots=True)
-class CommuneDrill:
-    province: str
-    province_name: str
-    commune: str
-    commune_name: str
-    isp: str
-    circuit: str | None
+class CommuneDrill(CommuneHeading):
     spans: tuple[Span, ...]
 
     @property
@@ -165,8 +160,7 @@ def drill_report(drill: Drill, inventory: Inventory, spans: Mapping[str, list[Sp
             clipped = tuple(
                 Span(s.province, s.commune, max(s.start, start), min(s.end, end), s.open)
                 for s in spans.get(c.key, ()) if s.end >= start and s.start < end)
-            rows.append(CommuneDrill(c.province, province.name, c.code, c.name, c.isp,
-                                     c.circuit, clipped))
+            rows.append(CommuneDrill(*CommuneHeading.of(c, province.name), clipped))
             latest = spans.get(c.key, [])[-1:]
             now_connected += bool(live and latest and latest[0].open and latest[0].end >= live.at)
     scoped_live = LiveCount(now_connected, len(rows), live.at) if live is not None else None

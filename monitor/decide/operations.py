@@ -6,8 +6,15 @@ the state and the inventory's calendar and returns the alert events that calenda
 * **Deadline warnings** (``deadline``): ``warn_days`` days before a milestone's due day (from
   00:00 Vietnam time), one warning per province listing its communes that have not met the
   milestone yet; it resolves when all have met it or when the due day is over. After the
-  due day, one event listing the late communes; it resolves when the last of them meets it.
-  Each fires once (remembered in the state database across restarts).
+  due day, one event listing the communes still not met; it resolves when the last of them
+  meets it. Each fires once (remembered in the state database across restarts). Which
+  communes have met a milestone is :func:`monitor.decide.readiness.judge`'s word: a commune
+  whose milestone a person attested, or that no vantage can check (not observable), is not
+  listed — the readiness report shows those as they are.
+* **First observations**: the first cycle that observes a commune is recorded
+  (``watched``), so that a milestone is late only when its due day ended while the monitor
+  was watching; :meth:`Operations.evidence` hands them, with the attestations, to every
+  reader of readiness.
 * **Uninspected computers** (``uninspected_host``): a computer that answers on the network
   without an ``inspection`` record (the police security scan and stamp it needs before it
   may connect) is flagged once (held inside a maintenance window); it resolves when the
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -49,11 +57,13 @@ import structlog
 from inventory.model import Commune, Inventory, Milestone, Period, Province
 from monitor.alerts.event import AlertEvent, Language, place_label, word
 from monitor.common.clock import local, local_midnight
+from monitor.decide import readiness
 from monitor.decide.book import AlertBook, AlertKey
 from monitor.decide.drills import DrillTracker
+from monitor.decide.readiness import Evidence, Readiness
 from monitor.decide.status import CommuneStatus, MonitorState
-from monitor.decide.verdicts import deadline, in_maintenance, milestone_met
-from monitor.store.ops_db import OpsStore
+from monitor.decide.verdicts import deadline, in_maintenance
+from monitor.store.ops_db import Attestation, OpsStore
 
 if TYPE_CHECKING:
     from monitor.decide.engine import StateEngine
@@ -61,11 +71,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("operations")
 
 MAX_NAMES = 20  # communes named in one deadline message; the rest are counted
-
-
-def _met(m: Milestone, state: MonitorState, commune: Commune) -> bool:
-    cs = state.communes.get(commune.key)
-    return cs is not None and milestone_met(m, cs.first_passed)
 
 
 def stamps_required(inventory: Inventory, now: float) -> bool:
@@ -93,6 +98,14 @@ def stored_key(text: str) -> AlertKey:
         commune, _, host = rest.partition(":")
         return ("uninspected_host", commune, host)
     return ("escalation", rest, "")
+
+
+def _not_met(m: Milestone, commune: Commune, *, evidence: Callable[[], Evidence],
+             has_targets: bool, now: float) -> bool:
+    """Whether a deadline message lists the commune: the monitor can check the milestone
+    there and has not seen it met, and no person attested it."""
+    result = readiness.judge(m, evidence().of(commune, has_targets), now)
+    return result.state == Readiness.NOT_MET
 
 
 class _OpsJournal:
@@ -139,6 +152,9 @@ class Operations:
         self.drills = DrillTracker(self.store)
         self._done = self.store.done()  # one-shot warnings fired already
         self._done_now: dict[str, float] = {}
+        self._watched = self.store.watched()
+        self._attested: tuple[tuple[int, float | None], dict[str, dict[str, Attestation]]] = (
+            (0, None), {})
         stored = {stored_key(text): (text, ev) for text, ev in self.store.open_alerts().items()}
         self._journal: _OpsJournal | None = None
         self._batch: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
@@ -164,9 +180,27 @@ class Operations:
                    else inventory.maintenance)
         return in_maintenance(windows, commune.province, commune.code, now)
 
+    def evidence(self, state: MonitorState) -> Evidence:
+        """What every reader of readiness needs: the state's first passes and agents, the
+        first observations and the attestations (re-read when ``report attest`` stored new
+        ones while running)."""
+        version = self.store.attested_version()
+        if version != self._attested[0]:
+            self._attested = (version, readiness.by_commune(self.store.attestations()))
+        return readiness.from_state(state, self._watched, self._attested[1])
+
+    def _note_watched(self, state: MonitorState) -> None:
+        """Record the communes observed for the first time (kept when the write fails:
+        the next cycle tries again)."""
+        first = [(cs.province, cs.commune, cs.last_seen) for key, cs in state.communes.items()
+                 if cs.last_seen is not None and key not in self._watched]
+        if first and self.store.record_watched(first):
+            self._watched.update({f"{p}/{c}": at for p, c, at in first})
+
     def evaluate(self, inventory: Inventory, state: MonitorState,
                  now: float | None = None) -> Outcome:
         now = time.time() if now is None else now
+        self._note_watched(state)
         self.drills.observe(inventory, state, now)
         with self._batch():
             alerts = (self._deadlines(inventory, state, now)
@@ -211,12 +245,16 @@ class Operations:
     def _deadlines(self, inventory: Inventory, state: MonitorState,
                    now: float) -> list[AlertEvent]:
         events: list[AlertEvent | None] = []
+        evidence = functools.cache(lambda: self.evidence(state))  # only when judged
+        unmet = functools.partial(_not_met, evidence=evidence,
+                                  has_targets=bool(inventory.targets), now=now)
         for m in inventory.milestones:
             for province in inventory.provinces:
-                events += self._milestone_events(m, province, state, now)
+                events += self._milestone_events(m, province, unmet, now)
         return [e for e in events if e is not None]
 
-    def _milestone_events(self, m: Milestone, province: Province, state: MonitorState,
+    def _milestone_events(self, m: Milestone, province: Province,
+                          not_met: Callable[[Milestone, Commune], bool],
                           now: float) -> list[AlertEvent | None]:
         """The warning and late events of one milestone in one province. Communes are only
         judged when an event could start or end (cheap on every cycle, nationwide)."""
@@ -236,7 +274,7 @@ class Operations:
                                          label + self._text("deadline.warning_due", **title)))
         if phase is None or (once in self._done and self.book.firing(key) is None):
             return out
-        unmet = [c for c in province.communes if not _met(m, state, c)]
+        unmet = [c for c in province.communes if not_met(m, c)]
         if not unmet:
             ended = "deadline.late_met" if phase == "late" else "deadline.warning_met"
             out.append(self.book.resolve(key, now, label + self._text(ended, **title)))

@@ -31,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from inventory.model import Inventory
+from monitor.decide.heading import CommuneHeading
 from monitor.decide.status import MonitorState
 from monitor.present.reports import (
+    COMMUNE_HEADINGS,
     HTML_STYLE,
     VIETNAM,
     Table,
     cell_text,
     csv_bytes,
+    heading_cells,
     local_time,
     xlsx_bytes,
 )
@@ -151,13 +154,7 @@ def total(figures: Iterable[Figures]) -> Figures:
 
 
 @dataclass(frozen=True, slots=True)
-class CommuneAvailability:
-    province: str
-    province_name: str
-    commune: str
-    commune_name: str
-    isp: str
-    circuit: str | None
+class CommuneAvailability(CommuneHeading):
     figures: Figures
 
 
@@ -207,7 +204,7 @@ def availability(inventory: Inventory, state: StateHistory, start: float | None,
     for province in inventory.provinces:
         prov_rows = [
             CommuneAvailability(
-                c.province, province.name, c.code, c.name, c.isp, c.circuit,
+                *CommuneHeading.of(c, province.name),
                 commune_figures(state.changes.get(c.key, ()), state.last_seen.get(c.key),
                                 lo, hi))
             for c in province.communes
@@ -293,8 +290,6 @@ def period(from_day: str | None, to_day: str | None) -> tuple[float | None, floa
 
 # --- the tables -----------------------------------------------------------------------------
 
-COMMUNE_HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Mã xã", "Xã, phường", "Nhà mạng",
-                    "Mã đường truyền")
 FIGURE_HEADINGS = ("Tỷ lệ sẵn sàng (%)", "Số lần mất kết nối", "Tổng thời gian mất (giây)",
                    "Lần mất lâu nhất (giây)", "Thời gian khắc phục trung bình (giây)",
                    "Thời gian có dữ liệu (giây)")
@@ -313,8 +308,7 @@ def _figure_cells(f: Figures) -> list[Any]:
 
 def commune_table(report: AvailabilityReport) -> Table:
     rows: Iterator[list[Any]] = (
-        [r.province, r.province_name, r.commune, r.commune_name, r.isp, r.circuit or None,
-         *_figure_cells(r.figures)] for r in report.communes)
+        [*heading_cells(r), *_figure_cells(r.figures)] for r in report.communes)
     return [*COMMUNE_HEADINGS, *FIGURE_HEADINGS], rows
 
 
@@ -375,9 +369,7 @@ def _figures_json(f: Figures) -> dict[str, Any]:
 def to_json_rows(report: AvailabilityReport) -> list[dict[str, Any]]:
     """Contract §1: a list of objects with at least province, commune, availability,
     outages, downtime_seconds (availability null: no data)."""
-    return [{"province": r.province, "province_name": r.province_name,
-             "commune": r.commune, "commune_name": r.commune_name, "isp": r.isp,
-             "circuit": r.circuit, **_figures_json(r.figures)} for r in report.communes]
+    return [{**r.heading_json(), **_figures_json(r.figures)} for r in report.communes]
 
 
 def to_json_groups(report: AvailabilityReport) -> list[dict[str, Any]]:

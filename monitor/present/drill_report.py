@@ -8,22 +8,23 @@ import html
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from monitor.decide.drills import CommuneDrill, DrillReport
+from monitor.decide.drills import DrillReport
 from monitor.present.reports import (
+    COMMUNE_HEADINGS,
     HTML_STYLE,
     VIETNAM,
     cell_text,
     csv_bytes,
+    heading_cells,
     local_time,
     xlsx_bytes,
 )
 from monitor.store.ops_db import Span
 
 TITLE = "Báo cáo kết quả diễn tập kết nối"
-HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Mã xã", "Xã, phường", "Nhà mạng", "Mã đường truyền",
-            "Đã kết nối", "Kết nối từ", "Kết nối đến", "Thời gian kết nối (phút)",
-            "Các khoảng kết nối")
-NEVER_HEADINGS = HEADINGS[:6]
+HEADINGS = (*COMMUNE_HEADINGS, "Đã kết nối", "Kết nối từ", "Kết nối đến",
+            "Thời gian kết nối (phút)", "Các khoảng kết nối")
+NEVER_HEADINGS = COMMUNE_HEADINGS
 YES, NO = "Có", "Không"
 
 
@@ -35,18 +36,15 @@ def _spans_text(spans: tuple[Span, ...]) -> str:
     return "; ".join(f"{_clock(s.start)}–{_clock(s.end)}" for s in spans)
 
 
-def _fixed(c: CommuneDrill) -> list[Any]:
-    return [c.province, c.province_name, c.commune, c.commune_name, c.isp, c.circuit or None]
-
-
 def rows(report: DrillReport) -> Iterator[list[Any]]:
     for c in report.communes:
-        yield [*_fixed(c), YES if c.appeared else NO, local_time(c.first), local_time(c.last),
-               round(c.seconds / 60, 1) if c.appeared else None, _spans_text(c.spans) or None]
+        yield [*heading_cells(c), YES if c.appeared else NO, local_time(c.first),
+               local_time(c.last), round(c.seconds / 60, 1) if c.appeared else None,
+               _spans_text(c.spans) or None]
 
 
 def never_rows(report: DrillReport) -> Iterator[list[Any]]:
-    return (_fixed(c) for c in report.never)
+    return (heading_cells(c) for c in report.never)
 
 
 def summary_lines(report: DrillReport) -> list[str]:

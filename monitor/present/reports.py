@@ -1,11 +1,12 @@
-"""The readiness report: per commune, each milestone met or not, when, and late or not.
+"""The readiness report: per commune, each milestone's state, when, and late or not.
 
 The provincial Home Affairs department reports progress by fixed deadlines ("IPs installed
-by 29/01"); this is the table it sends. A milestone is met once every check it requires has
-passed at least once (``first_passed``); it is met at the latest of those first passes. It
-is late when it is still unmet after its due day (end of the day, Vietnam time) or was met
-after it. The caller passes an already-scoped inventory, so a scoped token's report holds
-only its communes. Headings are Vietnamese: the readers are the provincial committees.
+by 29/01"); this is the table it sends. Each milestone of each commune is in exactly one
+state, :func:`monitor.decide.readiness.judge`'s (met on time, met late, met but not observed
+before the due day, attested by a person, not observable with what is missing, not met);
+the cells say it in Vietnamese (English with ``language="en"``). The report also counts the
+computers of each commune and, in the totals, the communes with fewer than two. The caller
+passes an already-scoped inventory, so a scoped token's report holds only its communes.
 """
 
 from __future__ import annotations
@@ -16,30 +17,26 @@ import hashlib
 import html
 import io
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from inventory.model import Commune, Inventory, Milestone
+from inventory.model import Inventory, Milestone
 from monitor.common.clock import VIETNAM_TZ as VIETNAM  # one zone (re-exported: its users)
+from monitor.decide import readiness as rules
+from monitor.decide.heading import CommuneHeading
+from monitor.decide.readiness import Evidence, FirstPassed, MilestoneResult, Missing, Readiness
 from monitor.decide.status import MonitorState
-from monitor.decide.verdicts import MilestoneResult, judge
 
 TITLE = "Báo cáo tiến độ sẵn sàng đường truyền"
-FirstPassed = Mapping[str, Mapping[str, float]]  # "PROV/COMMUNE" -> {check: Unix time}
+MIN_COMPUTERS = 2  # a commune needs at least two computers (the seeds, issue 17)
+Language = Literal["vi", "en"]
 
 
 @dataclass(frozen=True, slots=True)
-class CommuneReadiness:
-    province: str
-    province_name: str
-    commune: str
-    commune_name: str
-    isp: str
-    circuit: str | None
+class CommuneReadiness(CommuneHeading):
+    computers: int
     results: tuple[MilestoneResult, ...]  # one per milestone, in the report's order
 
 
@@ -48,8 +45,11 @@ class ProvinceTotals:
     province: str  # "" for the grand total
     province_name: str
     communes: int
-    met: tuple[int, ...]  # per milestone
+    met: tuple[int, ...]  # per milestone: met, measured or attested
     late: tuple[int, ...]
+    attested: tuple[int, ...]  # of ``met``, by a person's record
+    unobservable: tuple[int, ...]
+    few_computers: int  # communes with fewer than MIN_COMPUTERS computers
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,61 +61,102 @@ class ReadinessReport:
     total: ProvinceTotals
 
 
-def readiness(inventory: Inventory, first_passed: FirstPassed, now: float) -> ReadinessReport:
+def readiness(inventory: Inventory, evidence: Evidence | FirstPassed,
+              now: float) -> ReadinessReport:
+    """The report; ``evidence`` from :meth:`monitor.decide.operations.Operations.evidence`
+    (or :func:`evidence_from_db`), or bare first passes (no attestations, no agents)."""
+    if not isinstance(evidence, Evidence):
+        evidence = Evidence(evidence)
     milestones = inventory.milestones
+    has_targets = bool(inventory.targets)
     rows, totals = [], []
     for province in inventory.provinces:
-        prov_rows = [_commune_row(c, province.name, milestones, first_passed, now)
-                     for c in province.communes]
+        prov_rows = [
+            CommuneReadiness(*CommuneHeading.of(c, province.name), len(c.hosts),
+                             tuple(rules.judge(m, evidence.of(c, has_targets), now)
+                                   for m in milestones))
+            for c in province.communes]
         rows += prov_rows
         totals.append(_totals(province.code, province.name, prov_rows, len(milestones)))
     return ReadinessReport(now, milestones, tuple(rows), tuple(totals),
                            _totals("", "Tổng cộng", rows, len(milestones)))
 
 
-def _commune_row(commune: Commune, province_name: str, milestones: tuple[Milestone, ...],
-                 first_passed: FirstPassed, now: float) -> CommuneReadiness:
-    passed = first_passed.get(commune.key, {})
-    return CommuneReadiness(
-        commune.province, province_name, commune.code, commune.name, commune.isp,
-        commune.circuit, tuple(judge(m, passed, now) for m in milestones),
-    )
-
-
 def _totals(code: str, name: str, rows: list[CommuneReadiness], n: int) -> ProvinceTotals:
-    met = tuple(sum(r.results[i].met for r in rows) for i in range(n))
-    late = tuple(sum(r.results[i].late for r in rows) for i in range(n))
-    return ProvinceTotals(code, name, len(rows), met, late)
+    def count(test: Callable[[MilestoneResult], bool]) -> tuple[int, ...]:
+        return tuple(sum(test(r.results[i]) for r in rows) for i in range(n))
+
+    return ProvinceTotals(code, name, len(rows), count(lambda m: m.met), count(lambda m: m.late),
+                          count(lambda m: m.state == Readiness.ATTESTED),
+                          count(lambda m: m.state == Readiness.NOT_OBSERVABLE),
+                          sum(r.computers < MIN_COMPUTERS for r in rows))
 
 
-def first_passed_from_state(state: MonitorState) -> dict[str, dict[str, float]]:
-    return {key: dict(c.first_passed) for key, c in state.communes.items() if c.first_passed}
+def first_passed_from_state(state: MonitorState) -> Evidence:
+    """The evidence a running monitor's state holds by itself: first passes and the agents
+    on communes' segments (without the operations' first observations and attestations:
+    :meth:`monitor.decide.operations.Operations.evidence` has those)."""
+    return rules.from_state(state)
 
 
-def first_passed_from_db(path: str | Path) -> dict[str, dict[str, float]]:
-    """Read ``first_passed(province, commune, check_name, at)`` of the state database."""
-    uri = f"file:{Path(path).resolve()}?mode=ro"
-    try:
-        with sqlite3.connect(uri, uri=True) as db:
-            rows = db.execute("SELECT province, commune, check_name, at FROM first_passed")
-            result: dict[str, dict[str, float]] = {}
-            for province, commune, check, at in rows:
-                result.setdefault(f"{province}/{commune}", {})[check] = float(at)
-            return result
-    except sqlite3.Error as exc:
-        raise ValueError(f"{path}: cannot read first passes from the state database: {exc}") \
-            from exc
+def evidence_from_db(path: str) -> Evidence:
+    """Everything a state database holds for the report (read-only); ValueError if unreadable."""
+    from monitor.store.ops_db import read_readiness
+
+    record = read_readiness(path)
+    return Evidence(record.first_passed, record.watched, rules.by_commune(record.attestations),
+                    record.segment)
 
 
 # --- the table, shared by the writers -------------------------------------------------------
 
 COMMUNE_HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Mã xã", "Xã, phường", "Nhà mạng",
-                    "Mã đường truyền")
-TOTALS_HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Số xã, phường")
-YES, NO, LATE = "Đạt", "Chưa đạt", "Trễ hạn"
-#: The three columns under each milestone, per commune and in the totals.
-COMMUNE_MILESTONE_COLUMNS = ("kết quả", "thời điểm đạt", "trễ hạn")
-TOTALS_MILESTONE_COLUMNS = ("đạt", "chưa đạt", "trễ hạn")
+                    "Mã đường truyền")  # every per-commune report's first columns
+COMPUTERS_HEADING = "Số máy tính"  # the commune row's last column
+TOTALS_HEADINGS = ("Mã tỉnh", "Tỉnh, thành phố", "Số xã, phường",
+                   f"Số xã có dưới {MIN_COMPUTERS} máy tính")
+#: The columns under each milestone, per commune and in the totals.
+COMMUNE_MILESTONE_COLUMNS = ("kết quả", "thời điểm đạt", "trễ hạn", "ghi chú")
+TOTALS_MILESTONE_COLUMNS = ("đạt", "trong đó theo xác nhận", "không kiểm tra được",
+                            "chưa đạt", "trễ hạn")
+
+#: The cells' words, Vietnamese and English.
+STATE_WORDS: Mapping[Readiness, tuple[str, str]] = {
+    Readiness.MET: ("Đạt", "Met"),
+    Readiness.MET_LATE: ("Đạt, trễ hạn", "Met late"),
+    Readiness.MET_UNWATCHED: ("Đạt, không theo dõi trước hạn", "Met, not observed before due"),
+    Readiness.ATTESTED: ("Đạt theo xác nhận", "Attested"),
+    Readiness.NOT_OBSERVABLE: ("Không kiểm tra được", "Not observable"),
+    Readiness.NOT_MET: ("Chưa đạt", "Not met"),
+}
+MISSING_WORDS: Mapping[Missing, tuple[str, str]] = {
+    Missing.HOSTS: ("danh mục không có máy tính", "no computer in the inventory"),
+    Missing.SEGMENT: ("không có agent tại xã và không đọc SNMP router",
+                      "no agent in the commune and no SNMP router"),
+    Missing.TARGET: ("danh mục không có hệ thống bầu cử", "no election system in the inventory"),
+}
+LATE_WORDS = ("Trễ hạn", "Late")
+
+
+def _lang(language: Language) -> int:
+    return 0 if language == "vi" else 1
+
+
+def state_text(result: MilestoneResult, language: Language = "vi") -> str:
+    return STATE_WORDS[result.state][_lang(language)]
+
+
+def note_text(result: MilestoneResult, language: Language = "vi") -> str | None:
+    """What is missing (not observable), or who attested it and for which day."""
+    i = _lang(language)
+    if result.missing:
+        return "; ".join(f"{check}: {MISSING_WORDS[missing][i]}"
+                         for check, missing in result.missing)
+    a = result.attestation
+    if a is not None:
+        day = f"{a.day:%d/%m/%Y}"
+        return f"xác nhận bởi {a.who}, ngày {day}" if i == 0 else f"attested by {a.who}, {day}"
+    return None
 
 
 def _milestone_label(m: Milestone) -> str:
@@ -131,18 +172,26 @@ def _flat_headings(fixed: tuple[str, ...], per_milestone: tuple[str, ...],
     return heads
 
 
+def heading_cells(row: CommuneHeading) -> list[Any]:
+    """A per-commune row's first cells, under :data:`COMMUNE_HEADINGS` (None: empty)."""
+    return [row.province, row.province_name, row.commune, row.commune_name, row.isp,
+            row.circuit or None]
+
+
 def commune_headings(report: ReadinessReport) -> list[str]:
-    return _flat_headings(COMMUNE_HEADINGS, COMMUNE_MILESTONE_COLUMNS, report)
+    return [*_flat_headings(COMMUNE_HEADINGS, COMMUNE_MILESTONE_COLUMNS, report),
+            COMPUTERS_HEADING]
 
 
-def commune_rows(report: ReadinessReport) -> Iterator[list[Any]]:
+def commune_rows(report: ReadinessReport, language: Language = "vi") -> Iterator[list[Any]]:
     """Cell values (None: empty); times as naive Vietnam-time datetimes, as a sheet shows them."""
+    late = LATE_WORDS[_lang(language)]
     for r in report.communes:
-        row: list[Any] = [r.province, r.province_name, r.commune, r.commune_name, r.isp,
-                          r.circuit or None]
+        row: list[Any] = heading_cells(r)
         for m in r.results:
-            row += [YES if m.met else NO, local_time(m.met_at), LATE if m.late else None]
-        yield row
+            row += [state_text(m, language), local_time(m.met_at), late if m.late else None,
+                    note_text(m, language)]
+        yield [*row, r.computers]
 
 
 def totals_headings(report: ReadinessReport) -> list[str]:
@@ -151,9 +200,10 @@ def totals_headings(report: ReadinessReport) -> list[str]:
 
 def totals_rows(report: ReadinessReport) -> Iterator[list[Any]]:
     for t in (*report.provinces, report.total):
-        row: list[Any] = [t.province or None, t.province_name, t.communes]
-        for met, late in zip(t.met, t.late, strict=True):
-            row += [met, t.communes - met, late]
+        row: list[Any] = [t.province or None, t.province_name, t.communes, t.few_computers]
+        for met, attested, unobservable, late in zip(t.met, t.attested, t.unobservable, t.late,
+                                                     strict=True):
+            row += [met, attested, unobservable, t.communes - met - unobservable, late]
         yield row
 
 
@@ -270,35 +320,41 @@ def xlsx_row(sheet: Any, values: Iterable[Any]) -> list[Any]:
     return cells
 
 
-def to_csv(report: ReadinessReport) -> bytes:
+def to_csv(report: ReadinessReport, language: Language = "vi") -> bytes:
     """Communes, a blank line, totals."""
-    return csv_bytes([(commune_headings(report), commune_rows(report)),
+    return csv_bytes([(commune_headings(report), commune_rows(report, language)),
                       (totals_headings(report), totals_rows(report))])
 
 
-def to_xlsx(report: ReadinessReport) -> bytes:
+def to_xlsx(report: ReadinessReport, language: Language = "vi") -> bytes:
     """Two sheets, "Theo xã" and "Tổng hợp"."""
-    return xlsx_bytes(TITLE, [("Theo xã", (commune_headings(report), commune_rows(report))),
-                              ("Tổng hợp", (totals_headings(report), totals_rows(report)))])
+    return xlsx_bytes(TITLE, [
+        ("Theo xã", (commune_headings(report), commune_rows(report, language))),
+        ("Tổng hợp", (totals_headings(report), totals_rows(report)))])
 
 
-def to_html(report: ReadinessReport) -> str:
-    """Two tables; each milestone's title spans its three columns in a two-row header."""
+def to_html(report: ReadinessReport, language: Language = "vi") -> str:
+    """Two tables; each milestone's title spans its columns in a two-row header."""
+    late = LATE_WORDS[_lang(language)]
 
     def table(fixed: tuple[str, ...], per_milestone: tuple[str, ...], rows: Iterator[list[Any]],
-              late_col: bool) -> str:
-        top = "".join(f'<th rowspan="2">{html.escape(h)}</th>' for h in fixed) + "".join(
-            f'<th colspan="{len(per_milestone)}">{html.escape(_milestone_label(m))}</th>'
-            for m in report.milestones)
+              late_col: bool, trailing: tuple[str, ...] = ()) -> str:
+        spanned = "".join(f'<th colspan="{len(per_milestone)}">{html.escape(_milestone_label(m))}'
+                          "</th>" for m in report.milestones)
+        top = "".join(f'<th rowspan="2">{html.escape(h)}</th>' for h in fixed) + spanned + \
+            "".join(f'<th rowspan="2">{html.escape(h)}</th>' for h in trailing)
         sub = "".join(f"<th>{html.escape(h)}</th>" for _ in report.milestones
                       for h in per_milestone)
         head = f"<tr>{top}</tr><tr>{sub}</tr>" if report.milestones else f"<tr>{top}</tr>"
         body = []
         for row in rows:
             cells = "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in row)
-            cls = ' class="late"' if late_col and LATE in row else ""
+            cls = ' class="late"' if late_col and late in row else ""
             body.append(f"<tr{cls}>{cells}</tr>")
         return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+    communes = table(COMMUNE_HEADINGS, COMMUNE_MILESTONE_COLUMNS, commune_rows(report, language),
+                     True, (COMPUTERS_HEADING,))
 
     return (
         '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
@@ -308,7 +364,7 @@ def to_html(report: ReadinessReport) -> str:
         f"<h2>Tổng hợp theo tỉnh, thành phố</h2>"
         f"{table(TOTALS_HEADINGS, TOTALS_MILESTONE_COLUMNS, totals_rows(report), False)}"
         f"<h2>Chi tiết theo xã, phường</h2>"
-        f"{table(COMMUNE_HEADINGS, COMMUNE_MILESTONE_COLUMNS, commune_rows(report), True)}"
+        f"{communes}"
         "</body></html>"
     )
 
@@ -321,8 +377,9 @@ HTML_STYLE = (
     "th{background:#eef}tr.%s td{background:#fde8e8}"
 )
 
-WRITERS: dict[str, Callable[[ReadinessReport], bytes]] = {
-    "csv": to_csv,
-    "xlsx": to_xlsx,
-    "html": lambda report: to_html(report).encode("utf-8"),
-}
+def _html_bytes(report: ReadinessReport, language: Language = "vi") -> bytes:
+    return to_html(report, language).encode("utf-8")
+
+
+#: ``WRITERS[fmt](report)`` in Vietnamese, ``WRITERS[fmt](report, "en")`` in English.
+WRITERS: dict[str, Callable[..., bytes]] = {"csv": to_csv, "xlsx": to_xlsx, "html": _html_bytes}

@@ -20,6 +20,7 @@ from aiohttp import web
 from inventory.model import Commune, Host, Inventory, Milestone
 from inventory.official import fold, province_code
 from monitor.common.log import OnceLog
+from monitor.decide import readiness
 from monitor.decide.status import (
     CommuneState,
     CommuneStatus,
@@ -29,7 +30,7 @@ from monitor.decide.status import (
     carrying_line,
     host_word,
 )
-from monitor.decide.verdicts import ip_config_ok, judge, upstream_of
+from monitor.decide.verdicts import ip_config_ok, upstream_of
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web.auth import Scope
 from probes.result import TargetDetail
@@ -206,7 +207,7 @@ def commune_detail(
         else [{"ip": d.ip, "mac": d.mac} for d in live.unknown_devices],
         "targets": [_target(t) for t in _visible_targets(state, commune)],
         "vantages": _vantages(commune, live, state),
-        "milestones": _milestones(milestones, first_passed, now),
+        "milestones": _milestones(milestones, readiness.of_state(commune, live, True), now),
         "first_passed": first_passed,
         "history": history,
     }
@@ -320,14 +321,19 @@ def _target(t: TargetState) -> dict[str, Any]:
     }
 
 
-def _milestones(milestones: tuple[Milestone, ...], first_passed: dict[str, float],
+def _milestones(milestones: tuple[Milestone, ...], evidence: readiness.CommuneEvidence,
                 now: float) -> list[dict[str, Any]]:
+    """Each milestone's state (:func:`monitor.decide.readiness.judge`, from the live state:
+    the election system counted as listed, first observations and attestations are the
+    readiness report's)."""
     result = []
     for m in milestones:
-        judged = judge(m, first_passed, now)
+        judged = readiness.judge(m, evidence, now)
         result.append({"id": m.id, "title": m.title, "due": m.due.isoformat(),
-                       "requires": list(m.requires), "met": judged.met,
-                       "met_at": judged.met_at, "late": judged.late})
+                       "requires": list(m.requires), "state": judged.state.value,
+                       "met": judged.met, "met_at": judged.met_at, "late": judged.late,
+                       "missing": [{"check": check, "missing": what.value}
+                                   for check, what in judged.missing]})
     return result
 
 

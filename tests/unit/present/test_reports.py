@@ -6,17 +6,20 @@ import argparse
 import csv
 import datetime as dt
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import openpyxl
 import pytest
 
-from inventory.model import Commune, Drill, Inventory, Milestone, Province
+from inventory.model import Commune, Drill, Inventory, Milestone, Province, Target
 from monitor.cli import reports as cli_reports
 from monitor.cli.main import main
 from monitor.decide import drills
+from monitor.decide.readiness import Evidence
 from monitor.present import drill_report, reports
-from monitor.present.reports import VIETNAM, judge, readiness
+from monitor.present.reports import VIETNAM, readiness
+from monitor.store.ops_db import Attestation
 from monitor.store.state_db import Batch, Store
 from tests.support import web as ws
 from tests.support.operations_sim import vn
@@ -27,29 +30,12 @@ IP = Milestone("ip_installed", "Cài đặt IP cho máy tính cập nhật dữ 
 
 
 BEFORE_DUE = vn(2026, 1, 20)
-LAST_SECOND = vn(2026, 1, 29, 23, 59, 59)  # the due day ends at midnight, Vietnam time
 NEXT_DAY = vn(2026, 1, 30, 0, 0, 1)
 
 
-@pytest.mark.parametrize(
-    ("passed", "now", "met", "met_at", "late"),
-    [
-        ({}, BEFORE_DUE, False, None, False),  # not yet, not yet due
-        ({}, NEXT_DAY, False, None, True),  # still not met after the due day
-        ({"link": BEFORE_DUE}, NEXT_DAY, False, None, True),  # only part of the checks
-        ({"link": BEFORE_DUE, "ip_config": LAST_SECOND}, NEXT_DAY, True, LAST_SECOND, False),
-        ({"link": NEXT_DAY, "ip_config": BEFORE_DUE}, NEXT_DAY + 9, True, NEXT_DAY, True),
-        ({"link": BEFORE_DUE, "ip_config": BEFORE_DUE, "target": NEXT_DAY}, LAST_SECOND, True,
-         BEFORE_DUE, False),  # a check the milestone does not require changes nothing
-    ],
-)
-def test_milestone_is_met_at_the_last_required_first_pass_and_late_by_vietnam_day(
-    passed, now, met, met_at, late
-) -> None:
-    assert judge(IP, passed, now) == reports.MilestoneResult(met, met_at, late)
-
-
 def test_report_rows_follow_the_inventory_and_totals_add_up() -> None:
+    """Bare first passes (no agents, no SNMP): ip_config cannot be checked where it has not
+    passed, so those communes are "not observable", neither unmet nor late."""
     inv = ws.inventory(("75", "01"), per_province=10)
     communes = list(inv.communes())
     first_passed = {c.key: {"link": BEFORE_DUE, "ip_config": BEFORE_DUE} for c in communes[:4]}
@@ -57,22 +43,51 @@ def test_report_rows_follow_the_inventory_and_totals_add_up() -> None:
     report = readiness(inv, first_passed, NEXT_DAY + 60)
     assert [r.commune for r in report.communes] == [c.code for c in communes]
     dongnai, hanoi = report.provinces
-    assert (dongnai.province, dongnai.communes, dongnai.met[0], dongnai.late[0]) == ("75", 10, 4, 6)
-    assert (hanoi.province, hanoi.met[0], hanoi.late[0]) == ("01", 1, 10)
+    assert (dongnai.province, dongnai.communes, dongnai.met[0], dongnai.late[0]) == ("75", 10, 4, 0)
+    assert dongnai.unobservable[0] == 6
+    assert (hanoi.province, hanoi.met[0], hanoi.late[0], hanoi.unobservable[0]) == ("01", 1, 1, 9)
     assert report.total.communes == 20 and report.total.met[0] == 5
-    assert report.total.late[0] == 16
+    assert report.total.late[0] == 1 and report.total.few_computers == 0
 
 
-def small_report() -> reports.ReadinessReport:
+def test_the_report_counts_communes_with_fewer_than_two_computers() -> None:
+    inv = ws.inventory(("75",), per_province=3)
+    province = inv.provinces[0]
+    alone = replace(province.communes[0], hosts=province.communes[0].hosts[:1])
+    empty = replace(province.communes[1], hosts=())
+    inv = replace(inv, provinces=(replace(province, communes=(alone, empty,
+                                                               province.communes[2])),))
+    report = readiness(inv, {}, vn(2026, 2, 10))
+    assert [r.computers for r in report.communes] == [1, 0, 2]
+    assert report.total.few_computers == 2 == report.provinces[0].few_computers
+    rows = list(reports.commune_rows(report))
+    assert [r[-1] for r in rows] == [1, 0, 2]
+    assert rows[1][6:10] == ["Không kiểm tra được", None, None,
+                             "ip_config: danh mục không có máy tính; "
+                             "link: danh mục không có máy tính"]
+    totals = list(reports.totals_rows(report))
+    assert totals[-1][:4] == [None, "Tổng cộng", 3, 2]
+
+
+def small_report(language: str = "vi") -> reports.ReadinessReport:
+    """Three communes, every one watched from 20/01 by its own agent, the election system
+    listed: one met on time (and unmet "connected"), one unmet with "connected" attested, one
+    without computers (nothing observable)."""
     inv = ws.inventory(("75",), per_province=3)
     province = inv.provinces[0]
     odd = Commune("75", "26041", 'Phường <Trấn> "Biên" & Co', "VNPT", province.communes[0].subnet,
                   province.communes[0].gateway, (), circuit=None)
     inv = Inventory(1, inv.defaults, (Province("75", "Đồng Nai", (*province.communes[1:], odd)),),
+                    targets=(Target("congtaidaibieu", "https://127.0.0.1/"),),
                     milestones=ws.MILESTONES)
-    first_passed = {inv.provinces[0].communes[0].key: {"link": vn(2026, 1, 20, 8, 30, 15),
-                                                      "ip_config": vn(2026, 1, 21, 14, 5)}}
-    return readiness(inv, first_passed, vn(2026, 2, 10))
+    first, second, _ = inv.provinces[0].communes
+    evidence = Evidence(
+        {first.key: {"link": vn(2026, 1, 20, 8, 30, 15), "ip_config": vn(2026, 1, 21, 14, 5)}},
+        {c.key: BEFORE_DUE for c in inv.communes()},
+        {second.key: {"connected": Attestation("75", second.code, "connected",
+                                               dt.date(2026, 2, 5), "Trần Thị B", BEFORE_DUE)}},
+        frozenset(c.key for c in inv.communes()))
+    return readiness(inv, evidence, vn(2026, 2, 10))
 
 
 def test_csv_has_a_bom_vietnamese_headings_and_the_totals_after_a_blank_line() -> None:
@@ -84,13 +99,32 @@ def test_csv_has_a_bom_vietnamese_headings_and_the_totals_after_a_blank_line() -
     rows = list(csv.reader(io.StringIO(communes)))
     assert rows[0][:4] == ["Mã tỉnh", "Tỉnh, thành phố", "Mã xã", "Xã, phường"]
     assert "Cài đặt IP cho máy tính cập nhật dữ liệu (hạn 29/01/2026): kết quả" in rows[0]
-    first = rows[1]
+    assert rows[0][-1] == "Số máy tính"
+    first, second, odd = rows[1:]
     assert first[1] == "Đồng Nai"
-    assert first[6:9] == ["Đạt", "2026-01-21 14:05:00", ""]
-    assert first[9:12] == ["Chưa đạt", "", "Trễ hạn"]
+    assert first[6:10] == ["Đạt", "2026-01-21 14:05:00", "", ""]
+    assert first[10:14] == ["Chưa đạt", "", "Trễ hạn", ""]
+    assert second[6:10] == ["Chưa đạt", "", "Trễ hạn", ""]
+    assert second[10:14] == ["Đạt theo xác nhận", "", "",
+                             "xác nhận bởi Trần Thị B, ngày 05/02/2026"]
+    assert odd[6:10] == ["Không kiểm tra được", "", "",
+                         "ip_config: danh mục không có máy tính; "
+                         "link: danh mục không có máy tính"]
+    assert [r[-1] for r in (first, second, odd)] == ["2", "2", "0"]
     total = list(csv.reader(io.StringIO(totals)))
-    assert total[1][:6] == ["75", "Đồng Nai", "3", "1", "2", "2"]
+    assert total[0][:4] == ["Mã tỉnh", "Tỉnh, thành phố", "Số xã, phường",
+                            "Số xã có dưới 2 máy tính"]
+    # per milestone: met, of them attested, not observable, not met, late
+    assert total[1] == ["75", "Đồng Nai", "3", "1", "1", "0", "1", "1", "1",
+                        "1", "1", "1", "1", "1"]
     assert total[-1][:3] == ["", "Tổng cộng", "3"]
+
+
+def test_the_cells_are_in_english_on_request() -> None:
+    rows = list(csv.reader(io.StringIO(reports.to_csv(small_report(), "en").decode("utf-8-sig"))))
+    assert rows[1][6:14] == ["Met", "2026-01-21 14:05:00", "", "", "Not met", "", "Late", ""]
+    assert rows[2][10:14] == ["Attested", "", "", "attested by Trần Thị B, 05/02/2026"]
+    assert rows[3][6:8] == ["Not observable", ""]
 
 
 def test_xlsx_reopens_with_every_value_intact() -> None:
@@ -114,7 +148,7 @@ def test_html_escapes_names_and_marks_late_rows() -> None:
     assert page.startswith("<!doctype html>") and 'lang="vi"' in page
     assert "Phường &lt;Trấn&gt; &quot;Biên&quot; &amp; Co" in page
     assert "<Trấn>" not in page
-    assert page.count('<tr class="late">') == 3
+    assert page.count('<tr class="late">') == 2
     assert "Tổng hợp theo tỉnh, thành phố" in page
 
 
@@ -131,16 +165,18 @@ def test_command_reads_inventory_and_state_database(tmp_path: Path, fmt: str, ca
     store.close()
     out = tmp_path / f"report.{fmt}"
     args = argparse.Namespace(inventory=str(tmp_path / "inv.yaml"),
-                              state=str(tmp_path / "state.db"), format=fmt, output=str(out))
+                              state=str(tmp_path / "state.db"), format=fmt, output=str(out),
+                              lang="vi")
     assert cli_reports.cmd_report_readiness(args) == 0
     if fmt == "xlsx":
         rows = list(openpyxl.load_workbook(out)["Theo xã"].iter_rows(min_row=2, values_only=True))
-        assert [r[6] for r in rows] == ["Chưa đạt", "Đạt", "Chưa đạt", "Chưa đạt"]
+        unseen = "Không kiểm tra được"  # ip_config: no agent, no SNMP, and it never passed
+        assert [r[6] for r in rows] == [unseen, "Đạt", unseen, unseen]
         assert rows[1][7] == dt.datetime.fromtimestamp(BEFORE_DUE + 60, VIETNAM).replace(
             tzinfo=None)
     else:
         text = out.read_text(encoding="utf-8-sig")
-        assert first.name in text and text.count("Chưa đạt") >= 3
+        assert first.name in text and text.count("Không kiểm tra được") >= 3
 
 
 def test_command_fails_cleanly_on_a_missing_database(tmp_path: Path, capsys) -> None:
@@ -148,7 +184,8 @@ def test_command_fails_cleanly_on_a_missing_database(tmp_path: Path, capsys) -> 
 
     (tmp_path / "inv.yaml").write_text(dump(ws.inventory(("75",), 2)), encoding="utf-8")
     args = argparse.Namespace(inventory=str(tmp_path / "inv.yaml"),
-                              state=str(tmp_path / "missing.db"), format="csv", output="-")
+                              state=str(tmp_path / "missing.db"), format="csv", output="-",
+                              lang="vi")
     assert cli_reports.cmd_report_readiness(args) == 2
     assert "missing.db" in capsys.readouterr().err
     assert not (tmp_path / "missing.db").exists()  # read-only: never creates a database
