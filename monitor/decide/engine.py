@@ -107,11 +107,12 @@ from monitor.decide.status import (
     live_vantages,
 )
 from monitor.decide.verdicts import (
+    SegmentVerdict,
     any_up,
     arp_verdict,
     backup_line_down,
     commune_status,
-    conflict_confirmed,
+    confirm_segment,
     counted,
     debounce,
     fresh,
@@ -130,7 +131,7 @@ from monitor.store.state_db import (
     TrackerRow,
     loads_key,
 )
-from probes.result import ProbeResult, UnknownDevice
+from probes.result import ArpDetail, ArpVerdict, ProbeResult, UnknownDevice
 
 log = structlog.get_logger("state")
 
@@ -181,8 +182,8 @@ class StateEngine:
         self._isolated = False  # the central vantage lost its upstream (vantage_isolated)
         #: commune -> [start, end] of its latest line outages seen upstream (end None: now)
         self._outages: dict[str, list[list[float | None]]] = {}
-        #: (commune, host) -> when its IP conflict first showed (confirmed over two scans)
-        self._conflicts: dict[tuple[str, str], float] = {}
+        #: (commune, host) -> its segment verdict as the alerts see it (over two scans)
+        self._segment_verdicts: dict[tuple[str, str], SegmentVerdict] = {}
         #: commune -> vantage -> the unknown devices of its latest scan (the router's table,
         #: an agent's ARP sweep): the commune's are all of them together
         self._devices: dict[str, dict[str, tuple[UnknownDevice, ...]]] = {}
@@ -676,33 +677,34 @@ class StateEngine:
         out = [down, cond("host_flapping", hs.name, hs.flapping, None, host=hs.name,
                           changes=changes, minutes=round(self.flap_window / 60), **f)]
         arp = hs.last.arp if hs.last is not None else None
-        verdict = arp_verdict(arp, host.mac)
-        seen = verdict != "none" if arp is not None else None
+        verdict = self._segment_verdict(scope, hs.name, arp, host.mac)
+        seen = verdict != "none" if verdict is not None else None
         macs = ", ".join(arp.macs) if arp is not None else ""
-        conflict = self._conflict(scope, hs.name, seen and verdict == "conflict")
-        out.append(cond("ip_conflict", hs.name, conflict, None, host=hs.name, macs=macs, **f))
+        out.append(cond("ip_conflict", hs.name, seen and verdict == "conflict", None,
+                        host=hs.name, macs=macs, **f))
         out.append(cond("wrong_mac", hs.name, seen and verdict == "wrong", None, host=hs.name,
                         mac=macs,
                         expected=host.mac or (arp.expected_mac if arp else None), **f))
         return out
 
-    def _conflict(self, scope: str, name: str, now: bool | None) -> bool | None:
-        """The fused verdict's conflict, confirmed over two scans of every view on the
-        segment (:func:`~monitor.decide.verdicts.conflict_confirmed`)."""
+    def _segment_verdict(self, scope: str, name: str, arp: ArpDetail | None,
+                         expected: str | None) -> ArpVerdict | None:
+        """The host's IP-configuration verdict as the alerts see it: confirmed over two
+        scans of every view on the segment (:func:`~monitor.decide.verdicts.confirm_segment`);
+        None until one is, or while no view on the segment looks."""
         key = (scope, name)
-        if now is None:  # not scanned now: as it was
-            return None
-        if not now:
-            self._conflicts.pop(key, None)
-            return False
+        state = self._segment_verdicts.get(key, SegmentVerdict())
+        if arp is None:
+            return state.confirmed
         commune = self._inventory.commune(*scope.split("/", 1))
         cs = self.state.communes[scope]
         assert commune is not None
         scans = [v.last_seen for v in self._segment(commune, cs, self._counting(commune, cs))
                  if v.last_seen is not None and (t := v.hosts.get(name)) is not None
                  and t.last is not None and t.last.arp is not None]
-        since = self._conflicts.setdefault(key, max(scans, default=0.0))
-        return conflict_confirmed(since, scans)
+        state = self._segment_verdicts[key] = confirm_segment(
+            state, arp_verdict(arp, expected), scans)
+        return state.confirmed
 
     def _device_conditions(self, cond: Callable[..., Condition], commune: Commune,
                            cs: CommuneState) -> list[Condition]:

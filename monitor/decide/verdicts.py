@@ -6,7 +6,7 @@ never disagree about the same fact.
 * :func:`commune_status`: a commune's status from its gateways' and hosts' debounced states;
 * :func:`arp_verdict` / :func:`ip_config_ok`: the IP-configuration verdict of one host (MACs
   compared lower-case); :func:`segment_arp`: the segment's views together;
-  :func:`conflict_confirmed`: an IP conflict over two scans;
+  :func:`confirm_segment`: a segment verdict (conflict, wrong MAC) over two scans;
 * :func:`in_maintenance`: whether a scope is inside a maintenance window (naive times are
   Vietnam time, :func:`monitor.common.clock.aware`);
 * :func:`deadline`, :func:`milestone_met`, :func:`judge`: milestones;
@@ -38,9 +38,9 @@ from monitor.decide.status import CommuneStatus
 from probes.result import ArpDetail, ArpVerdict, arp_verdict
 
 __all__ = [
-    "ArpVerdict", "MilestoneResult", "Tracked", "any_up", "arp_verdict", "backup_line_down",
-    "commune_status", "conflict_confirmed", "counted", "deadline", "debounce", "fresh",
-    "host_expected",
+    "ArpVerdict", "MilestoneResult", "SegmentVerdict", "Tracked", "any_up", "arp_verdict",
+    "backup_line_down", "commune_status", "confirm_segment", "counted", "deadline", "debounce",
+    "fresh", "host_expected",
     "in_maintenance", "ip_config_ok", "judge", "line_vantages", "milestone_met", "own_vantage",
     "segment_arp", "upstream_of",
 ]
@@ -133,12 +133,31 @@ def segment_arp(details: Iterable[ArpDetail | None]) -> ArpDetail | None:
     return ArpDetail(macs, expected)
 
 
-def conflict_confirmed(since: float | None, scans: Iterable[float]) -> bool:
-    """An IP conflict is confirmed over two scans: it showed at ``since`` (the newest scan
-    then) and every view on the segment has scanned the host again since (``scans``: their
-    latest scan times), still seeing it. A card swapped during one scan, or one view not yet
-    told of a new card, raises nothing."""
-    return since is not None and all(at > since for at in scans)
+@dataclass(frozen=True, slots=True)
+class SegmentVerdict:
+    """One host's IP-configuration verdict as the alerts see it (``ip_conflict``,
+    ``wrong_mac``): ``confirmed`` changes only over two scans (:func:`confirm_segment`)."""
+
+    confirmed: ArpVerdict | None = None  # None: not confirmed yet
+    pending: ArpVerdict | None = None  # a different verdict awaiting its second scan
+    since: float = 0.0  # the newest scan when the pending verdict showed
+
+
+def confirm_segment(state: SegmentVerdict, now: ArpVerdict,
+                    scans: Sequence[float]) -> SegmentVerdict:
+    """Count one judgement of a host's segment (``now``, over ``scans``: the latest scan
+    time of every view on the segment). A new verdict holds once every view has scanned
+    the host again since it showed, still saying it: a card swapped during one scan (an
+    agent hears both) or replaced between two reads of the router (a change, not yet a
+    flip-flop) raises no conflict, and a view not yet told of a new card no disagreement.
+    The same rule for every view on the segment, and for the end of a fault as well."""
+    if now == state.confirmed:
+        return SegmentVerdict(now)
+    if now != state.pending:
+        state = SegmentVerdict(state.confirmed, now, max(scans, default=0.0))
+    if all(at > state.since for at in scans):
+        return SegmentVerdict(now)
+    return state
 
 
 def ip_config_ok(arp: ArpDetail | None, expected: str | None = None) -> bool | None:
