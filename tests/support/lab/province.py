@@ -12,9 +12,9 @@ can be routed out of the lab)::
 
 The monitor's vantage is the core (it reaches every LAN through the lines); the commune
 routers are the vantages on the segments (ARP) and the communes' own view of the election
-system. The election system serves HTTPS (``openssl s_server``) with a certificate of a
-test CA made by the ``openssl`` CLI, under the name :data:`ELECTION_NAME`, which the core's
-``/etc/hosts`` (``/etc/netns/CORE/hosts``) maps to :data:`ELECTION_IP`.
+system. The election system serves HTTPS (:mod:`tests.support.lab.election_site`) with a
+certificate of a test CA made by the ``openssl`` CLI, under the name :data:`ELECTION_NAME`,
+which the core's ``/etc/hosts`` (``/etc/netns/CORE/hosts``) maps to :data:`ELECTION_IP`.
 
 Building is batched (one ``ip -batch`` per namespace, run a few at a time) so that the
 95 communes of Đồng Nai build in seconds; :meth:`Lab.close` removes everything.
@@ -26,6 +26,7 @@ import datetime as dt
 import ipaddress
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -43,6 +44,7 @@ from inventory.model import (
     Province,
     Target,
 )
+from tests.support import ROOT
 from tests.support.lab.netns import Lab, LabError, Node, allowed_address, allowed_network
 
 PROVINCE = "75"  # Đồng Nai: 95 communes, the size of the issue's acceptance lab
@@ -339,15 +341,16 @@ def make_certificates(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def _serve_https(election: Node, cert: Path, key: Path) -> None:
-    """``openssl s_server -www`` on 198.18.0.2:443 (answers GET with 200 and a page)."""
-    proc = election.popen("openssl", "s_server", "-quiet", "-www", "-accept",
-                          f"{ELECTION_IP}:443", "-cert", str(cert), "-key", str(key),
+    """The election system's stand-in (:mod:`tests.support.lab.election_site`, concurrent)
+    on 198.18.0.2:443, answering GET with 200 and a page."""
+    proc = election.popen(sys.executable, "-m", "tests.support.lab.election_site", "--address",
+                          ELECTION_IP, "--cert", str(cert), "--key", str(key), cwd=str(ROOT),
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise LabError("openssl s_server exited at start")
+            raise LabError("the election system's stand-in exited at start")
         listening = election.run("ss", "-Hltn", "sport = :443", check=False).stdout
         if ELECTION_IP in listening:
             return
