@@ -36,3 +36,14 @@ def pending(streak: Streak) -> bool:
     """Whether the subject is to be re-probed at ``retry_interval``: its last result
     disagrees with its confirmed state (a first answer needs no confirmation)."""
     return streak.ok != (streak.up is not False)
+
+
+def recheck_spacing(count: int, timeout: float, retry_interval: float, spacing: float) -> float:
+    """Seconds between a re-probe's echoes: the cycle's ``spacing``, closer when that would
+    make the re-probe outlast ``retry_interval`` (its ``count`` echoes and the last one's
+    ``timeout`` fit in it). Echoes a second apart (ping's pace) made each re-probe of a
+    silent host take 3 s, not 2, and a cut line's alert come seconds late; a re-probe asks
+    the same question with as many echoes, so what it proves is unchanged."""
+    if count <= 1:
+        return spacing
+    return max(0.0, min(spacing, (retry_interval - timeout) / (count - 1)))

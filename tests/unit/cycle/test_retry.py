@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.cycle.retry import Streak, pending, step
+from monitor.cycle.retry import Streak, pending, recheck_spacing, step
 
 
 def run(results: list[bool], down_after: int = 3, up_after: int = 2) -> list[Streak]:
@@ -39,3 +39,18 @@ def test_a_blip_resets_the_run() -> None:
     streaks = run([True, False, True, False, False])
     assert [pending(s) for s in streaks] == [False, True, False, True, True]
     assert streaks[-1].run == 2 and streaks[-1].up is True
+
+
+def test_a_recheck_fits_its_retry_interval() -> None:
+    # three echoes and the last one's timeout: 2 x 0.75 + 0.5 = 2 s, not 2 x 1 + 0.5
+    assert recheck_spacing(3, 0.5, 2.0, 1.0) == 0.75
+    assert recheck_spacing(3, 1.0, 2.0, 1.0) == 0.5
+
+
+def test_a_recheck_keeps_the_cycle_pace_when_it_fits() -> None:
+    assert recheck_spacing(3, 1.0, 10.0, 1.0) == 1.0
+    assert recheck_spacing(1, 1.0, 0.5, 1.0) == 1.0  # one echo: no spacing to speak of
+
+
+def test_a_timeout_longer_than_the_retry_interval_sends_at_once() -> None:
+    assert recheck_spacing(3, 3.0, 2.0, 1.0) == 0.0
