@@ -9,6 +9,7 @@ give the same tree, or the block reader hands the text to libyaml.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from pathlib import Path
@@ -86,23 +87,31 @@ def _plain_value(text: str) -> bool:
 USUAL = [s for s in SCALARS if _plain_value(s)]
 
 
+#: Strategies built once, not at every draw: hypothesis validates each new strategy object,
+#: which cost more than the readers themselves (the same choices, drawn three times faster).
+KEY = st.sampled_from(KEYS)
+SCALAR = st.sampled_from(SCALARS)
+LINE_INDENT = st.sampled_from([" " * n for n in (0, 0, 0, 1, 2, 2, 2, 3, 4, 4, 6)])
+LINE_SHAPE = st.sampled_from(["key", "key", "key:", "dash", "dash key", "dash key:", "dash-",
+                              "comment", "blank", "bare", "dash dash"])
+LINE_TAIL = st.sampled_from(["", "", "", "  ", " # c", "#c"])
+LINE_COUNT = st.integers(1, 14)
+DOCUMENT_END = st.sampled_from(["\n", "", "\n\n", "\n# end\n"])
+
+
 @st.composite
 def documents(draw: st.DrawFn) -> str:
     lines = []
-    for _ in range(draw(st.integers(1, 14))):
-        indent = " " * draw(st.sampled_from([0, 0, 0, 1, 2, 2, 2, 3, 4, 4, 6]))
-        shape = draw(st.sampled_from(["key", "key", "key:", "dash", "dash key", "dash key:",
-                                      "dash-", "comment", "blank", "bare", "dash dash"]))
-        key, value = draw(st.sampled_from(KEYS)), draw(st.sampled_from(SCALARS))
+    for _ in range(draw(LINE_COUNT)):
+        indent, shape = draw(LINE_INDENT), draw(LINE_SHAPE)
+        key, value = draw(KEY), draw(SCALAR)
         line = {
             "key": f"{key}: {value}", "key:": f"{key}:", "dash": f"- {value}",
             "dash key": f"- {key}: {value}", "dash key:": f"- {key}:", "dash-": "-",
             "comment": "# note", "blank": "", "bare": value, "dash dash": f"- - {value}",
         }[shape]
-        tail = draw(st.sampled_from(["", "", "", "  ", " # c", "#c"]))
-        lines.append(indent + line + tail)
-    end = draw(st.sampled_from(["\n", "", "\n\n", "\n# end\n"]))
-    return "\n".join(lines) + end
+        lines.append(indent + line + draw(LINE_TAIL))
+    return "\n".join(lines) + draw(DOCUMENT_END)
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -112,16 +121,32 @@ def test_generated_lines_read_alike_or_handed_over(text: str) -> None:
     assert_same_or_handed_over(text)
 
 
+TREE_KIND = st.sampled_from(["scalar", "map", "list"])
+ROOT_KIND = st.sampled_from(["map", "list"])
+ANY_SCALAR_ODDS = st.integers(0, 3)
+USUAL_SCALAR = st.sampled_from(USUAL)
+NOTE = st.sampled_from(["", "", "", "  ", " # note"])
+STEP = st.sampled_from([1, 2, 2, 4])
+COMMENT_ODDS = st.integers(0, 9)
+COMMENT_LINE = st.sampled_from(["", "# comment", "  # deeper"])
+TREE_END = st.sampled_from(["\n", ""])
+
+
+@functools.cache
+def trees(depth: int = 0) -> st.SearchStrategy[object]:
+    """Nested mappings and lists with the scalars above (texts as they are written); the
+    root (depth 0) is a mapping or a list. One strategy a depth, built once."""
+    return _tree(depth)
+
+
 @st.composite
-def trees(draw: st.DrawFn, depth: int = 0) -> object:
-    """Nested mappings and lists with the scalars above (texts as they are written)."""
-    kind = draw(st.sampled_from(["scalar", "map", "list"] if depth < 3 else ["scalar"]))
+def _tree(draw: st.DrawFn, depth: int) -> object:
+    kind = "scalar" if depth == 3 else draw(ROOT_KIND if depth == 0 else TREE_KIND)
     if kind == "scalar":  # mostly what inventories hold, sometimes anything
-        return draw(st.sampled_from(SCALARS if draw(st.integers(0, 3)) == 0 else USUAL))
+        return draw(SCALAR if draw(ANY_SCALAR_ODDS) == 0 else USUAL_SCALAR)
     size = draw(st.integers(0 if depth else 1, 4))
     if kind == "map":
-        return {"map": [(draw(st.sampled_from(KEYS)), draw(trees(depth + 1)))
-                        for _ in range(size)]}
+        return {"map": [(draw(KEY), draw(trees(depth + 1))) for _ in range(size)]}
     return {"list": [draw(trees(depth + 1)) for _ in range(size)]}
 
 
@@ -132,19 +157,20 @@ def block_documents(draw: st.DrawFn) -> str:
     lines: list[str] = []
 
     def note() -> str:
-        return draw(st.sampled_from(["", "", "", "  ", " # note"]))
+        return draw(NOTE)
 
     def write(node: object, column: int, lead: str) -> None:
         """``lead``: what opens the line of the node's first entry ("- " or "")."""
         if isinstance(node, str):
             raise AssertionError("scalars are written by their parent")
         kind, entries = next(iter(node.items()))  # type: ignore[attr-defined]
-        step = draw(st.sampled_from([1, 2, 2, 4]))
+        step = draw(STEP)
         for i, entry in enumerate(entries):
             prefix = lead if i == 0 else " " * len(lead)
             pad = " " * column
-            if draw(st.integers(0, 9)) == 0:
-                lines.append(draw(st.sampled_from(["", "# comment", pad + "  # deeper"])))
+            if draw(COMMENT_ODDS) == 0:
+                comment = draw(COMMENT_LINE)
+                lines.append(pad + comment if comment.startswith(" ") else comment)
             if kind == "map":
                 key, value = entry
                 head = f"{pad}{prefix}{key}:"
@@ -170,9 +196,8 @@ def block_documents(draw: st.DrawFn) -> str:
                     write(entry, column + len(prefix) + step, "")
             lead = "" if kind == "map" or prefix == lead else lead
 
-    root = draw(trees().filter(lambda t: not isinstance(t, str)))
-    write(root, 0, "")
-    return "\n".join(lines) + draw(st.sampled_from(["\n", ""]))
+    write(draw(trees()), 0, "")
+    return "\n".join(lines) + draw(TREE_END)
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

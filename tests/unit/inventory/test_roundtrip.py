@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import ipaddress
 import unicodedata
 from dataclasses import replace
@@ -68,14 +69,38 @@ moments = st.datetimes(dt.datetime(2025, 1, 1), dt.datetime(2027, 1, 1),
                        timezones=st.sampled_from([dt.UTC, loader.VIETNAM_TZ]))
 
 
+#: Strategies built once, not at every draw (hypothesis validates each new strategy object,
+#: which cost more than the dump and load under test); the same choices as before.
+ISPS = st.sampled_from(["VNPT", "Viettel", "FPT Telecom"])
+BACKUP_ISPS = st.none() | st.sampled_from(["VNPT", "Viettel"])
+MAYBE_MAC = st.none() | macs
+MAYBE_INSPECTION = st.none() | st.builds(Inspection, identifiers, dates)
+CIRCUITS = st.none() | identifiers | st.just("12345")
+MAYBE_IDENTIFIER = st.none() | identifiers
+CONTACT_LISTS = st.lists(contacts, max_size=2).map(tuple)
+HOST_COUNT = st.integers(0, 4)
+
+
+@functools.cache
+def commune_codes(province: str) -> st.SearchStrategy[list[str]]:
+    """Up to three distinct communes of ``province`` (one strategy a province)."""
+    unit = official.provinces()[province]
+    return st.lists(st.sampled_from(sorted(unit.communes)), max_size=3, unique=True)
+
+
+@functools.cache
+def known_or_any_name(official_name: str) -> st.SearchStrategy[str]:
+    return st.one_of(st.just(official_name), names)
+
+
 @st.composite
 def communes_of(draw: st.DrawFn, province: str, first_index: int, defaults: Defaults) -> tuple:
     unit = official.provinces()[province]
-    codes = draw(st.lists(st.sampled_from(sorted(unit.communes)), max_size=3, unique=True))
+    tcp_ports = st.just(defaults.tcp_ports) | ports
     result = []
-    for offset, code in enumerate(codes):
+    for offset, code in enumerate(draw(commune_codes(province))):
         index = first_index + offset
-        name = draw(st.one_of(st.just(unit.communes[code].name), names))
+        name = draw(known_or_any_name(unit.communes[code].name))
         if draw(st.booleans()):
             result.append(Commune(province, code, name, "", None, None, ()))
             continue
@@ -86,20 +111,20 @@ def communes_of(draw: st.DrawFn, province: str, first_index: int, defaults: Defa
             Host(
                 name=f"may-{n:02d}" if draw(st.booleans()) else f"{draw(identifiers)}-{n}",
                 ip=base + 1 + n,
-                mac=draw(st.none() | macs),
-                tcp_ports=draw(st.just(defaults.tcp_ports) | ports),
-                inspection=draw(st.none() | st.builds(Inspection, identifiers, dates)),
+                mac=draw(MAYBE_MAC),
+                tcp_ports=draw(tcp_ports),
+                inspection=draw(MAYBE_INSPECTION),
                 always_on=draw(st.booleans()),
             )
-            for n in range(1, draw(st.integers(0, 4)) + 1)
+            for n in range(1, draw(HOST_COUNT) + 1)
         )
         result.append(Commune(
-            province, code, name, draw(st.sampled_from(["VNPT", "Viettel", "FPT Telecom"])),
-            subnet, base + 1, hosts, draw(st.none() | identifiers | st.just("12345")),
+            province, code, name, draw(ISPS),
+            subnet, base + 1, hosts, draw(CIRCUITS),
             draw(st.none() | inside_or_wan),
-            backup_isp=draw(st.none() | st.sampled_from(["VNPT", "Viettel"])),
-            backup_circuit=draw(st.none() | identifiers),
-            contacts=tuple(draw(st.lists(contacts, max_size=2))),
+            backup_isp=draw(BACKUP_ISPS),
+            backup_circuit=draw(MAYBE_IDENTIFIER),
+            contacts=draw(CONTACT_LISTS),
             snmp=draw(commune_snmp(defaults.snmp, base + 1, base + 5)),
         ))
     return tuple(result)
@@ -117,40 +142,53 @@ def commune_snmp(
     return st.builds(lambda a: replace(inherited, address=a), address) | own
 
 
+ICMP_COUNTS = st.integers(1, 100)
+CYCLE_COUNTS = st.integers(1, 10)
+MAYBE_WORKING_HOURS = st.none() | working_hours
+HOLIDAYS = st.sets(dates, max_size=3).map(sorted).map(tuple)
+DEFAULT_SNMP = st.none() | snmp_v2c | snmp_v3
+UPSTREAM = st.lists(st.ip_addresses(v=4), max_size=2).map(tuple)
+PROVINCE_CODES = st.lists(st.sampled_from(sorted(official.provinces())), max_size=3, unique=True)
+WINDOW_COUNT = st.integers(0, 2)
+WINDOW_SECONDS = st.integers(1, 10**6)
+DISTINCT_IDENTIFIERS = st.lists(identifiers, max_size=2, unique=True)
+MILESTONE_IDS = st.lists(identifiers, max_size=3, unique=True)
+TARGET_ADDRESSES = st.lists(st.ip_addresses(v=4), max_size=2).map(tuple)
+MAYBE_NAME = st.none() | names
+MAYBE_ADDRESS = st.none() | st.ip_addresses()
+REQUIRED_CHECKS = st.lists(st.sampled_from(CHECKS), min_size=1, unique=True).map(tuple)
+
+
 @st.composite
 def inventories(draw: st.DrawFn) -> Inventory:
     defaults = Defaults(
-        interval=draw(seconds), icmp=IcmpSettings(draw(st.integers(1, 100)), draw(seconds)),
-        down_after=draw(st.integers(1, 10)), up_after=draw(st.integers(1, 10)),
+        interval=draw(seconds), icmp=IcmpSettings(draw(ICMP_COUNTS), draw(seconds)),
+        down_after=draw(CYCLE_COUNTS), up_after=draw(CYCLE_COUNTS),
         tcp_ports=draw(ports), retry_interval=draw(seconds),
-        working_hours=draw(st.none() | working_hours),
-        holidays=tuple(sorted(draw(st.sets(dates, max_size=3)))),
-        snmp=draw(st.none() | snmp_v2c | snmp_v3),
-        upstream=tuple(draw(st.lists(st.ip_addresses(v=4), max_size=2))),
+        working_hours=draw(MAYBE_WORKING_HOURS),
+        holidays=draw(HOLIDAYS),
+        snmp=draw(DEFAULT_SNMP),
+        upstream=draw(UPSTREAM),
     )
-    codes = draw(st.lists(st.sampled_from(sorted(official.provinces())), max_size=3, unique=True))
     provinces = []
-    for i, code in enumerate(codes):
-        name = draw(st.one_of(st.just(official.provinces()[code].name), names))
+    for i, code in enumerate(draw(PROVINCE_CODES)):
+        name = draw(known_or_any_name(official.provinces()[code].name))
         provinces.append(Province(code, name, draw(communes_of(code, i * 3, defaults))))
     scopes = [p.code for p in provinces] + [c.key for p in provinces for c in p.communes]
     maintenance = []
-    for _ in range(draw(st.integers(0, 2)) if scopes else 0):
+    for _ in range(draw(WINDOW_COUNT) if scopes else 0):
         start = draw(moments)
-        end = start + dt.timedelta(seconds=draw(st.integers(1, 10**6)))
+        end = start + dt.timedelta(seconds=draw(WINDOW_SECONDS))
         maintenance.append(Maintenance(draw(st.sampled_from(scopes)), start, end))
-    target_names = draw(st.lists(identifiers, max_size=2, unique=True))
     targets = tuple(
         Target(name, f"https://{name.lower().strip('.-_') or 'x'}.example.vn/",
-               tuple(draw(st.lists(st.ip_addresses(v=4), max_size=2))),
-               draw(st.none() | names), draw(st.booleans()), draw(st.none() | st.ip_addresses()))
-        for name in target_names
+               draw(TARGET_ADDRESSES), draw(MAYBE_NAME), draw(st.booleans()),
+               draw(MAYBE_ADDRESS))
+        for name in draw(DISTINCT_IDENTIFIERS)
     )
-    milestone_ids = draw(st.lists(identifiers, max_size=3, unique=True))
     milestones = tuple(
-        Milestone(ident, draw(names), draw(dates),
-                  tuple(draw(st.lists(st.sampled_from(CHECKS), min_size=1, unique=True))))
-        for ident in milestone_ids
+        Milestone(ident, draw(names), draw(dates), draw(REQUIRED_CHECKS))
+        for ident in draw(MILESTONE_IDS)
     )
     return Inventory(1, defaults, tuple(provinces), targets, milestones, tuple(maintenance))
 
