@@ -52,6 +52,9 @@ class CommuneObservation:
     #: the router vantage only (never from an agent): why its SNMP read failed, (kind of
     #: probes.snmp.SnmpError or "credentials", message without any secret); None: it was read
     snmp_error: tuple[str, str] | None = None
+    #: the (primary, backup) line routers' echo of this cycle (RTT, loss), for
+    #: ``tslcd_line_*``; from the vantage's own ICMP only: not carried in agents' batches
+    line_icmp: tuple[IcmpDetail | None, IcmpDetail | None] = (None, None)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,12 +35,12 @@ from monitor.cycle.observation import (
     answered,
     observe_host,
 )
-from monitor.cycle.retry import Streak, pending, step
+from monitor.cycle.retry import Streak, pending, recheck_spacing, step
 from monitor.cycle.routers import ROUTER, RouterReader, due
 from probes import target, tcp
-from probes.icmp import Pinger
+from probes.icmp import DEFAULT_SPACING, Pinger
 from probes.pacing import Pacer
-from probes.result import ProbeResult
+from probes.result import IcmpDetail, ProbeResult
 
 log = structlog.get_logger("scheduler")
 T = TypeVar("T")
@@ -296,6 +296,8 @@ class Scheduler:
         try:
             pings = await self.pinger.ping_each(
                 addresses, count=icmp.count, timeout=icmp.timeout, spread=0.0,
+                spacing=recheck_spacing(icmp.count, icmp.timeout, inv.defaults.retry_interval,
+                                        DEFAULT_SPACING),
                 pacer=Pacer(self.options.max_pps, self.options.commune_pps), groups=groups)
         except Exception as exc:
             log.exception("icmp_recheck_failed")
@@ -452,17 +454,20 @@ class Scheduler:
                 results += (scan.hosts[text],)
             hosts.append(observe_host(host.name, text, results))
         gateways = iter(icmp[len(commune.hosts):])
+        primary = next(gateways) if commune.gateway is not None else None
+        backup = next(gateways) if commune.backup_gateway is not None else None
         return CommuneObservation(
             province=commune.province,
             commune=commune.code,
             at=at,
             vantage=self.options.vantage,
             hosts=tuple(hosts),
-            gateway_alive=_gateway_alive(commune.gateway, gateways, scan, "gateway"),
+            gateway_alive=_gateway_alive(commune.gateway, primary, scan, "gateway"),
             backup_gateway_alive=_gateway_alive(
-                commune.backup_gateway, gateways, scan, "backup_gateway"
+                commune.backup_gateway, backup, scan, "backup_gateway"
             ),
             unknown_devices=None if scan is None else tuple(scan.unknown),
+            line_icmp=(_echo(primary), _echo(backup)),
         )
 
 
@@ -482,16 +487,21 @@ def _answered_echo(result: ProbeResult | None) -> bool:
 
 
 def _gateway_alive(
-    ip: IPAddress | None, icmp: Iterator[ProbeResult | None], scan: Any, scan_field: str
+    ip: IPAddress | None, icmp: ProbeResult | None, scan: Any, scan_field: str
 ) -> bool | None:
-    """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment.
-    ``icmp`` yields the commune's gateway results in :func:`_commune_addresses` order."""
+    """A gateway (CPE) is alive when it answers echo, or ARP from a vantage on its segment."""
     if ip is None:
         return None
-    results = [r for r in (next(icmp), getattr(scan, scan_field, None)) if r]
+    results = [r for r in (icmp, getattr(scan, scan_field, None)) if r]
     if not results:  # no ICMP from this vantage, no scan: unjudged (an agent asks by TCP)
         return None
     return any(answered(r) for r in results)
+
+
+def _echo(result: ProbeResult | None) -> IcmpDetail | None:
+    """A line router's echo counts and round trips (None: no ICMP from this vantage)."""
+    return result.detail if result is not None and isinstance(result.detail, IcmpDetail) \
+        else None
 
 
 def _commune_addresses(commune: Commune) -> list[IPAddress]:

@@ -385,12 +385,15 @@ class StateEngine:
                 tracker.last = h
                 debounce(tracker, h.alive, at, d.down_after, d.up_after)
                 self._pending.trackers.add(("host", scope, h.name))
-        for kind, alive in zip(GATEWAY_KINDS, (obs.gateway_alive, obs.backup_gateway_alive),
-                               strict=True):
+        for kind, alive, echo in zip(GATEWAY_KINDS,
+                                     (obs.gateway_alive, obs.backup_gateway_alive),
+                                     obs.line_icmp, strict=True):
             tracker = getattr(view, kind)
             if tracker is not None and alive is not None:
                 debounce(tracker, alive, at, d.down_after, d.up_after)
                 self._pending.trackers.add((kind, scope, kind))
+                if echo is not None:  # the line's RTT and loss (status.line_echo)
+                    tracker.last = HostObservation(kind, tracker.ip, alive, None, echo)
         if obs.unknown_devices is not None:
             seen = self._devices.setdefault(commune.key, {})
             seen[obs.vantage] = obs.unknown_devices

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from monitor.cycle.observation import HostObservation
-from probes.result import ProbeResult, UnknownDevice
+from probes.result import IcmpDetail, ProbeResult, UnknownDevice
 
 
 class CommuneStatus(IntEnum):
@@ -106,3 +106,19 @@ def host_word(hs: HostState | None) -> str:
     if hs.up:
         return "up"
     return "down" if hs.expected else "off"
+
+
+#: ``tslcd_line_up{line}``'s values and the gateway trackers they name.
+LINES = (("primary", "gateway"), ("backup", "backup_gateway"))
+
+
+def line_echo(cs: CommuneState, kind: str) -> IcmpDetail | None:
+    """A line router's latest echo (RTT, loss) as the verdict shows it: from the first of
+    the views the line's verdict came from that pinged it (``kind``: ``gateway`` or
+    ``backup_gateway``); None where none measured it."""
+    for vantage in cs.line_vantages:
+        view = cs.views.get(vantage)
+        tracker = getattr(view, kind, None) if view is not None else None
+        if tracker is not None and tracker.last is not None and tracker.last.icmp is not None:
+            return tracker.last.icmp
+    return None

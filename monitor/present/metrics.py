@@ -24,7 +24,9 @@ Beyond the contract's table: per host ``tslcd_host_rtt_jitter_seconds``,
 ``tslcd_commune_on_backup``, ``tslcd_commune_last_seen_timestamp_seconds`` and
 ``tslcd_commune_maintenance`` (1 inside a maintenance window, for the alert rules),
 ``tslcd_line_up{line}`` (contract §3: each line's router, ``primary`` and ``backup``, as
-judged); per host ``tslcd_host_expected`` (working hours expect it now: a dashboard tells a
+judged) with ``tslcd_line_rtt_seconds`` and ``tslcd_line_packet_loss_ratio`` (its echo of
+the last cycle, from the views the line's verdict comes from; not from agents); per host
+``tslcd_host_expected`` (working hours expect it now: a dashboard tells a
 computer off for the night from one down, while ``tslcd_host_up`` stays the fact); per
 target ``tslcd_target_phase_seconds{phase}`` and ``tslcd_target_http_status``;
 ``tslcd_milestone_due_timestamp_seconds{milestone}``,
@@ -53,7 +55,7 @@ from prometheus_client.process_collector import ProcessCollector
 from inventory.model import Commune, Host, Inventory, Maintenance, Milestone
 from monitor.common.log import OnceLog
 from monitor.cycle.observation import CycleReport, HostObservation
-from monitor.decide.status import HostState, MonitorState, TargetState
+from monitor.decide.status import LINES, HostState, MonitorState, TargetState, line_echo
 from monitor.decide.verdicts import deadline, in_maintenance, ip_config_ok, milestone_met
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
 
@@ -582,6 +584,12 @@ def _commune_families(
         "tslcd_line_up", "gauge",
         "1 when the line's router (line primary or backup) answers, after debouncing; "
         "probed every cycle whichever line carries the commune.")
+    line_rtt = _Family("tslcd_line_rtt_seconds", "gauge",
+                       "Mean ICMP round trip to the line's router (line primary or backup), last "
+                       "cycle.")
+    line_loss = _Family("tslcd_line_packet_loss_ratio", "gauge",
+                        "ICMP packet loss to the line's router (line primary or backup), last "
+                        "cycle, 0..1.")
     milestone_labels = [(m, f',milestone="{escape_label(m.id)}"}}') for m in milestones]
     due = _Family(
         "tslcd_milestone_due_timestamp_seconds",
@@ -591,7 +599,7 @@ def _commune_families(
     for milestone in milestones:
         due.add(labels(milestone=milestone.id), deadline(milestone))
     # the hot loop (3,321 communes): integer samples appended inline, as in _host_families
-    families = [info, status, unknown, backup, last_seen, met, line]
+    families = [info, status, unknown, backup, last_seen, met, line, line_rtt, line_loss]
     for row in cache.communes:
         try:
             braced = "{" + row.labels + "}"
@@ -610,10 +618,17 @@ def _commune_families(
             if commune.last_seen is not None:
                 backup.lines.append(f"tslcd_commune_on_backup{braced} {_BIT[commune.on_backup]}")
                 last_seen.add(braced, commune.last_seen)
-            for name, up in (("primary", commune.gateway_up),
-                             ("backup", commune.backup_gateway_up)):
+            for name, kind in LINES:
+                up = commune.gateway_up if kind == "gateway" else commune.backup_gateway_up
+                pairs = f'{{{row.labels},line="{name}"}}'
                 if up is not None:
-                    line.lines.append(f'tslcd_line_up{{{row.labels},line="{name}"}} {_BIT[up]}')
+                    line.lines.append(f"tslcd_line_up{pairs} {_BIT[up]}")
+                echo = line_echo(commune, kind)
+                if echo is not None and echo.sent:
+                    line_loss.lines.append(
+                        f"tslcd_line_packet_loss_ratio{pairs} {fmt(echo.loss_ratio)}")
+                    if echo.rtts:
+                        line_rtt.lines.append(f"tslcd_line_rtt_seconds{pairs} {echo.rtt_mean!r}")
         except Exception:
             skips.failed("commune", row.commune.key, families, row.labels)
     return [*families, due]

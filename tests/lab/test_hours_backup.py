@@ -9,7 +9,8 @@ working hours:
   its ``tslcd_host_up`` is 0 and ``tslcd_host_expected`` 0;
 * a cut line elsewhere (router and computers silent) still raises ``commune_down``;
 * a dead backup line with a working primary gives exactly one ``backup_line_down`` and no
-  ``commune_down``, ``tslcd_line_up{line="backup"}`` 0, and is resolved after the repair.
+  ``commune_down``, ``tslcd_line_up{line="backup"}`` 0 (its loss 1, the primary's RTT
+  measured), and is resolved after the repair.
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ def test_off_hours_silence_cut_line_and_dead_backup_line(lab: Lab, tmp_path: Pat
         assert _metric(node, "tslcd_host_expected", "commune", "host")[host] == 0
         lines = _metric(node, "tslcd_line_up", "commune", "line")
         assert (lines[(backed.code, "primary")], lines[(backed.code, "backup")]) == (1, 0)
+        loss = _metric(node, "tslcd_line_packet_loss_ratio", "commune", "line")
+        assert (loss[(backed.code, "primary")], loss[(backed.code, "backup")]) == (0, 1)
+        rtt = _metric(node, "tslcd_line_rtt_seconds", "commune", "line")
+        assert rtt[(backed.code, "primary")] > 0 and (backed.code, "backup") not in rtt
         detail = json.loads(_get(node, f"/api/v1/communes/75/{office.code}"))
         assert [h["state"] for h in detail["hosts"]] == ["up", "off"]
         assert [line["up"] for line in json.loads(

@@ -29,6 +29,7 @@ from monitor.decide.status import (
     TargetState,
     carrying_line,
     host_word,
+    line_echo,
 )
 from monitor.decide.verdicts import ip_config_ok, upstream_of
 from monitor.present.rtt_history import RttHistory
@@ -219,15 +220,21 @@ def _str(value: object | None) -> str | None:
 
 def _lines(commune: Commune, live: CommuneState | None) -> list[dict[str, Any]]:
     """Both lines side by side (contract §3 ``tslcd_line_up``): each router's address, its
-    operator and circuit (the backup's own, else the primary's operator), and whether it
-    answers, whichever line carries the commune."""
-    lines = [("primary", commune.gateway, commune.isp, commune.circuit,
+    operator and circuit (the backup's own, else the primary's operator), whether it
+    answers and its echo's RTT and loss, whichever line carries the commune."""
+    lines = [("primary", "gateway", commune.gateway, commune.isp, commune.circuit,
               live.gateway_up if live else None)]
     if commune.backup_gateway is not None:
-        lines.append(("backup", commune.backup_gateway, commune.backup_isp or commune.isp,
-                      commune.backup_circuit, live.backup_gateway_up if live else None))
-    return [{"line": name, "gateway": _str(gateway), "isp": isp, "circuit": circuit, "up": up}
-            for name, gateway, isp, circuit, up in lines]
+        lines.append(("backup", "backup_gateway", commune.backup_gateway,
+                      commune.backup_isp or commune.isp, commune.backup_circuit,
+                      live.backup_gateway_up if live else None))
+    out = []
+    for name, kind, gateway, isp, circuit, up in lines:
+        echo = line_echo(live, kind) if live else None
+        out.append({"line": name, "gateway": _str(gateway), "isp": isp, "circuit": circuit,
+                    "up": up, "rtt": echo.rtt_mean if echo and echo.rtts else None,
+                    "loss": echo.loss_ratio if echo and echo.sent else None})
+    return out
 
 
 def _host(commune: Commune, host: Host, live: HostState | None,

@@ -7,10 +7,12 @@ import dataclasses
 import datetime as dt
 import ipaddress
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from inventory.model import WorkingHours
 from monitor.present.metrics import Exposition
+from probes.result import IcmpDetail
 from tests.support.engine_sim import T0, Sim, make_commune, make_inventory, observe
 
 EVENING = T0 + 11 * 3600
@@ -34,9 +36,12 @@ def test_both_lines_and_whether_each_computer_is_expected_now() -> None:
         inventory.defaults, working_hours=WorkingHours((0, 1, 2, 3, 4), dt.time(7),
                                                        dt.time(17))))
     sim = Sim(inventory, start=EVENING)
+    echoes = (IcmpDetail(3, 3, (0.004, 0.006, 0.005)), IcmpDetail(3, 0, ()))
     for _ in range(4):  # the backup line's router dead, may-02 switched off
         sim.engine.apply_cycle([
-            observe(sim.now, commune=backup, backup=False, hosts={"may-02": False}),
+            dataclasses.replace(
+                observe(sim.now, commune=backup, backup=False, hosts={"may-02": False}),
+                line_icmp=echoes),
             observe(sim.now, commune=single)])
         sim.now += 30
     exposition = Exposition(process_metrics=False)
@@ -45,6 +50,10 @@ def test_both_lines_and_whether_each_computer_is_expected_now() -> None:
     assert samples(exposition, "tslcd_line_up") == {
         ("75", "26041", "primary"): 1.0, ("75", "26041", "backup"): 0.0,
         ("75", "26068", "primary"): 1.0}  # no backup line: no series
+    assert samples(exposition, "tslcd_line_rtt_seconds") == {
+        ("75", "26041", "primary"): pytest.approx(0.005)}  # no reply, no RTT
+    assert samples(exposition, "tslcd_line_packet_loss_ratio") == {
+        ("75", "26041", "primary"): 0.0, ("75", "26041", "backup"): 1.0}  # 26068: not pinged
     expected = samples(exposition, "tslcd_host_expected")
     up = samples(exposition, "tslcd_host_up")
     assert expected[("75", "26041", "may-01")] == 1.0  # always_on

@@ -244,6 +244,7 @@ function detailHtml(c) {
     const named = [l.isp, l.circuit].filter(Boolean).map(esc).join(', ');
     facts.push([t(l.line === 'backup' ? 'backup_gateway' : 'primary_line'),
       `${esc(l.gateway) || '—'}${named ? ` <small class="muted">(${named})</small>` : ''} ${upText(l.up)}`
+      + (l.loss !== null && l.loss !== undefined ? ` <small>${esc(t('rtt'))} ${fmtMs(l.rtt)} · ${esc(t('loss'))} ${fmtPct(l.loss)}</small>` : '')
       + (l.line === 'backup' && c.on_backup ? ` <b>(${esc(t('on_backup'))})</b>` : '')]);
   }
   if (c.line) facts.push([t('line'), `<span class="line-${esc(c.line)}">${esc(t('line_' + c.line))}</span>`]);

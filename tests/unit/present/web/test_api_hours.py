@@ -32,9 +32,9 @@ def test_an_office_computer_at_night_is_off_and_both_lines_are_shown() -> None:
     assert detail["status"] == "ok"
     assert detail["lines"] == [
         {"line": "primary", "gateway": "198.18.1.1", "isp": "VNPT", "circuit": "DNI-0001",
-         "up": True},
+         "up": True, "rtt": None, "loss": None},  # no echo measured in this simulation
         {"line": "backup", "gateway": "198.19.200.1", "isp": "Viettel",
-         "circuit": "DNI-B-0001", "up": False}]
+         "circuit": "DNI-B-0001", "up": False, "rtt": None, "loss": None}]
     (row,) = commune_list(ScopedView(inventory), sim.engine.state, ListFilter())["communes"]
     assert (row["hosts_up"], row["hosts_off"], row["status"]) == (2, 1, "ok")
 
