@@ -46,6 +46,7 @@ from typing import Any
 
 import aiomqtt
 import structlog
+from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import Counter
@@ -79,8 +80,13 @@ MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
                   "unknown_host", "unknown_target", "too_many_agents", "overload")
-#: Bytes of payload the client may hold unread: a burst of big, valid batches waits here
-#: (or is shed, counted as ``overload``) instead of growing the collector without bound.
+#: Bytes of payload the client may hold unread. Two guards keep a burst (agents replaying
+#: their spools after an outage) in the broker rather than here, so none of it is shed:
+#: MQTT 5 flow control (the collector announces a Receive Maximum of half of this in the
+#: biggest allowed batches, 48, and acknowledges each message only once handled), and, for
+#: a broker that does not keep the window, reading paused at half of this (TCP holds the
+#: rest back; see :class:`ByteBoundedInbox`). Past the bound, messages are shed and counted
+#: as ``overload``: the last defence of the collector's memory.
 INBOX_BYTES = 24 * 1024 * 1024
 
 
@@ -129,36 +135,122 @@ class _Window:
 
 
 class ByteBoundedInbox(asyncio.Queue):  # type: ignore[type-arg]
-    """aiomqtt's incoming queue, bounded by the payload bytes it holds, not by count.
+    """aiomqtt's incoming queue, bounded by the payload bytes it holds, not by count; the
+    keeper of the acknowledgements the collector owes the broker, and of the connection's
+    reading.
+
+    From :meth:`take_acks` on, the MQTT client no longer acknowledges a QoS 1 message when
+    it arrives: :meth:`done` does, once the collector has handled it (a message that arrived
+    before was acknowledged by paho and is owed nothing). A conforming broker then has at
+    most the Receive Maximum out to the collector. Debian 12's mosquitto (2.0.11) does not
+    keep that window: each acknowledgement lets it send a whole window more (measured with a
+    window of 5: every PUBACK brought 5 messages, and the unacknowledged count grew without
+    bound). So the inbox also stops reading the socket once it holds half its bound and
+    reads again at a quarter: the kernel's buffers fill, TCP stops the broker, and the burst
+    waits in the broker's memory. (The pause is short, the collector's own pace through at
+    most 12 MiB, well within the 30 s keepalive.)
 
     aiomqtt hands every received message to ``put_nowait`` and drops it (its own warning)
-    when that raises ``QueueFull``; paho has acknowledged it by then, so a message shed here
-    is lost to this collector and counted (``dropped``) for ``tslcd_collector_rejected_total
-    {reason="overload"}``. Agents' batches are a few kB: only a flood reaches the bound."""
+    when that raises ``QueueFull``. A message shed here is lost to this collector: counted
+    (``dropped``, for ``tslcd_collector_rejected_total{reason="overload"}``) and, like any
+    handled message, acknowledged (unacknowledged, it would hold a place of the window for
+    ever). ``peak``: the most payload bytes held at once."""
 
     limit = INBOX_BYTES
 
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
         self.held = 0
+        self.peak = 0
         self.dropped = 0
+        self.pauses = 0
+        self._acker: mqtt.Client | None = None
+        self._owed: set[aiomqtt.Message] = set()
+        self._reading: _Reading | None = None
+
+    def take_acks(self, client: mqtt.Client) -> None:
+        """Acknowledge by hand, and pause reading when full, from now on (``client`` is this
+        connection's paho client)."""
+        client.manual_ack_set(True)
+        self._acker = client
+        self._reading = _Reading.of(client)
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self._acker is not None and item.qos > 0:
+            self._owed.add(item)
         size = _size(item)
         if self.held + size > self.limit:
             self.dropped += 1
+            self.done(item)
             raise asyncio.QueueFull
         super().put_nowait(item)
         self.held += size
+        self.peak = max(self.peak, self.held)
+        if self._reading is not None and self.held >= self.limit // 2 and \
+                self._reading.pause():
+            self.pauses += 1
 
     def get_nowait(self) -> aiomqtt.Message:
         item = super().get_nowait()
         self.held -= _size(item)
+        if self._reading is not None and self.held <= self.limit // 4:
+            self._reading.resume()
         return item
+
+    def done(self, item: aiomqtt.Message) -> None:
+        """The message is handled (taken, refused or shed): acknowledge it if owed."""
+        if item in self._owed:
+            self._owed.discard(item)
+            assert self._acker is not None
+            self._acker.ack(item.mid, item.qos)
 
     def take_dropped(self) -> int:
         dropped, self.dropped = self.dropped, 0
         return dropped
+
+
+@dataclass(slots=True)
+class _Reading:
+    """The event loop's watch on one MQTT client's socket, which aiomqtt registered with its
+    own read callback: :meth:`pause` takes it off the loop (keeping the callback),
+    :meth:`resume` puts it back while that socket is still the client's. Asyncio has no
+    public way to read a registration back, hence its selector; on a loop without one (not
+    the default) reading is never paused and the inbox's bound (shedding) is what remains."""
+
+    client: mqtt.Client
+    loop: asyncio.AbstractEventLoop
+    fd: int
+    paused: tuple[Callable[..., object], tuple[object, ...]] | None = None  # callback, args
+
+    @classmethod
+    def of(cls, client: mqtt.Client) -> _Reading | None:
+        sock = client.socket()
+        loop = asyncio.get_running_loop()
+        if sock is None or not hasattr(loop, "_selector"):
+            return None
+        return cls(client, loop, sock.fileno())
+
+    def pause(self) -> bool:
+        """True when this stopped the reading (it was going)."""
+        if self.paused is not None:
+            return False
+        try:
+            handle = self.loop._selector.get_key(self.fd).data[0]  # type: ignore[attr-defined]
+        except (KeyError, ValueError):  # the socket is gone: nothing to pause
+            return False
+        if handle is None:
+            return False
+        self.paused = (handle._callback, handle._args)
+        self.loop.remove_reader(self.fd)
+        return True
+
+    def resume(self) -> None:
+        if self.paused is None:
+            return
+        (callback, args), self.paused = self.paused, None
+        sock = self.client.socket()
+        if sock is not None and sock.fileno() == self.fd:  # not closed (or reused) meanwhile
+            self.loop.add_reader(self.fd, callback, *args)
 
 
 def _size(message: aiomqtt.Message) -> int:
@@ -469,6 +561,12 @@ class Collector:
     async def _receive(self, stop: asyncio.Event) -> None:
         """Through the one link: subscribe at each connection, then consume until ``stop``."""
         async def session(client: aiomqtt.Client, stop: asyncio.Event) -> None:
+            # before the first await: from here on this connection's messages wait for
+            # the collector's acknowledgement (see ByteBoundedInbox)
+            inbox = client._queue  # the instance of queue_type aiomqtt built for it
+            assert isinstance(inbox, ByteBoundedInbox)
+            inbox.take_acks(client._client)
+            self._inbox = inbox
             await client.subscribe([(f"{topics.AGENTS_TOPIC}/+/state", 1)])
             self._subscribed = set()
             await self._subscribe_provinces(client)
@@ -526,12 +624,21 @@ class Collector:
             aiomqtt.Message], queued: int) -> None:
         """The message(s) in hand and those already queued behind them (at most 500), in
         one store transaction: a burst costs one commit, not one per batch. Each is taken
-        from the inbox only when its turn comes, so a burst is held once, bounded there."""
-        with self.pipeline.engine.batch():
-            for message in first:
-                self._on_message(message)
-            for _ in range(min(queued, 500)):
-                self._on_message(await anext(messages))
+        from the inbox only when its turn comes, so a burst is held once, bounded there.
+        Each is acknowledged once the transaction is over, whatever became of it."""
+        taken = list(first)
+        try:
+            with self.pipeline.engine.batch():
+                for message in first:
+                    self._on_message(message)
+                for _ in range(min(queued, 500)):
+                    taken.append(await anext(messages))
+                    self._on_message(taken[-1])
+        finally:
+            inbox = self._inbox
+            if inbox is not None:
+                for message in taken:
+                    inbox.done(message)
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload
@@ -574,18 +681,6 @@ class Collector:
         await self.pipeline.refresh_metrics(
             CycleStats(None, dict(probes), dict(self.pipeline.agents_heard)))
 
-    def _inbox_type(self) -> type[ByteBoundedInbox]:
-        """The queue class aiomqtt builds for each connection; the collector keeps the
-        instance to count what it shed."""
-        collector = self
-
-        class Inbox(ByteBoundedInbox):
-            def __init__(self, maxsize: int = 0) -> None:
-                super().__init__(maxsize)
-                collector._inbox = self
-
-        return Inbox
-
     def count_overload(self) -> None:
         """Batches the inbox shed since the last tick: counted, and one line a minute."""
         dropped = self._inbox.take_dropped() if self._inbox is not None else 0
@@ -595,16 +690,26 @@ class Collector:
                                           f"{ByteBoundedInbox.limit} bytes waiting"), "*",
                                  time.time())
 
+    @property
+    def receive_maximum(self) -> int:
+        """Unacknowledged QoS 1 messages the broker may have out to the collector at once:
+        as many of the biggest allowed batches as half the inbox holds (where reading would
+        pause), so that a conforming broker's window never even pauses it."""
+        return max(1, min(0xFFFF, ByteBoundedInbox.limit // (2 * self.options.max_payload)))
+
     def _client_options(self) -> dict[str, Any]:
-        """MQTT v5, so that the broker learns the collector's Maximum Packet Size in CONNECT
-        and drops a bigger publish instead of sending it (paho itself reads a packet whole
-        before anyone can look at its length). The session persists like v3's
-        ``clean_session`` false: never a clean start, no expiry."""
+        """MQTT v5, so that the broker learns in CONNECT the collector's Maximum Packet Size
+        (it drops a bigger publish instead of sending it: paho itself reads a packet whole
+        before anyone can look at its length) and its Receive Maximum (flow control: a
+        burst waits in the broker's queue for the session, see :class:`ByteBoundedInbox`).
+        The session persists like v3's ``clean_session`` false: never a clean start, no
+        expiry."""
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0xFFFFFFFF  # never: the session outlives restarts
         properties.MaximumPacketSize = self.options.max_payload + PACKET_OVERHEAD
+        properties.ReceiveMaximum = self.receive_maximum
         return {"identifier": self.options.client_id, "protocol": aiomqtt.ProtocolVersion.V5,
-                "queue_type": self._inbox_type(),
+                "queue_type": ByteBoundedInbox,
                 "clean_start": False, "properties": properties, "keepalive": 30,
                 "max_inflight_messages": 100}
 

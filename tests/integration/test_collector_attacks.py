@@ -25,6 +25,7 @@ from inventory.model import Commune, Inventory
 from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, HostObservation, commune_to_dict
 from monitor.decide.status import CommuneStatus
+from monitor.remote import collector as collector_module
 from monitor.remote import envelope
 from monitor.remote.collector import ByteBoundedInbox, Collector
 from probes.result import IcmpDetail, ProbeResult, TargetDetail
@@ -345,30 +346,110 @@ async def test_a_huge_publish_never_reaches_the_collector(tmp_path: Path,
                 CommuneStatus.OK
 
 
-async def test_a_flood_of_big_valid_batches_is_shed_not_held(
-        attack: Attack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A burst of schema-valid, near-limit batches arrives faster than it is processed: what
-    waits is bounded in bytes (here lowered to about two batches), the rest is shed and
-    counted as ``overload``; every batch is either processed or counted, and the collector
-    goes on (a genuine batch afterwards is still taken)."""
-    monkeypatch.setattr(ByteBoundedInbox, "limit", 400_000)
-    commune = attack.c75[1]
-    flood = []
-    for _ in range(300):  # valid: 16 results a host, each with a long (allowed) error text
+def big_valid_batches(commune: Commune, count: int) -> list[tuple[str, bytes]]:
+    """Schema-valid batches near the size limit (16 results a host, each with a long,
+    allowed error text): about 224 kB each, a new seq each."""
+    batches = []
+    for _ in range(count):
         data = body(genuine(commune))
         for host in data["hosts"]:
             host["results"] = [dict(host["results"][0], error="E" * 7000)] * 16
-        flood.append((topic_of(commune), wire(data)))
-    start, accepted = rejected_total(attack.collector), attack.collector.accepted
-    overload = attack.collector.rejected.labels("overload")
-    # from another thread, as another agent would: the collector's loop is not the sender's
-    await asyncio.to_thread(asyncio.run, publish(attack.broker.port, flood))
-    # each is taken (a new seq), refused (an older cycle) or shed and counted at a tick
-    await wait_until(lambda: rejected_total(attack.collector) - start +
-                     attack.collector.accepted - accepted >= 300, what="every batch handled")
-    assert overload._value.get() > 0
-    inbox = attack.collector._inbox
-    assert inbox is not None and inbox.held <= ByteBoundedInbox.limit
-    accepted = attack.collector.accepted
+        batches.append((topic_of(commune), wire(data)))
+    return batches
+
+
+async def publish_elsewhere(port: int, messages: list[tuple[str, bytes]], qos: int) -> None:
+    """From another thread, as another agent would: the collector's loop is not the
+    sender's."""
+    async def send() -> None:
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            for topic, payload in messages:
+                await client.publish(topic, payload, qos=qos)
+
+    await asyncio.to_thread(asyncio.run, send())
+
+
+SMALL_INBOX = 400_000  # room for one batch of big_valid_batches, not two
+
+
+@pytest.fixture
+def small_inbox(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The inbox forced down to :data:`SMALL_INBOX` (request it before ``attack``)."""
+    monkeypatch.setattr(ByteBoundedInbox, "limit", SMALL_INBOX)
+    return SMALL_INBOX
+
+
+@pytest.fixture(params=["default", "small"])
+def inbox_limit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The shipped inbox bound, or :data:`SMALL_INBOX` (request it before ``attack``)."""
+    if request.param == "small":
+        monkeypatch.setattr(ByteBoundedInbox, "limit", SMALL_INBOX)
+    return ByteBoundedInbox.limit
+
+
+async def test_a_burst_of_big_valid_batches_waits_in_the_broker_and_is_all_handled(
+        inbox_limit: int, attack: Attack) -> None:
+    """Agents replaying their spools after an outage: 300 valid near-limit batches at once.
+    MQTT 5 flow control (the collector's Receive Maximum, each message acknowledged once
+    handled) keeps the burst in the broker: every batch is handled (taken, or refused as an
+    older cycle of the commune), none is shed, and the inbox never held more than its bound,
+    even forced down to one batch. The flow never stalled, so every message, refused ones
+    included, was acknowledged."""
+    collector = attack.collector
+    commune = attack.c75[1]
+    start, accepted = rejected_total(collector), collector.accepted
+    await publish_elsewhere(attack.broker.port, big_valid_batches(commune, 300), qos=1)
+    await wait_until(lambda: rejected_total(collector) - start +
+                     collector.accepted - accepted >= 300, what="every batch handled")
+    await collector.tick()  # overload is counted at a tick
+    assert collector.rejected.labels("overload")._value.get() == 0
+    assert rejected_total(collector) - start == collector.rejected.labels("stale")._value.get()
+    assert collector.accepted > accepted
+    assert collector._inbox is not None
+    assert 0 < collector._inbox.peak <= inbox_limit
+    accepted = collector.accepted
     await publish(attack.broker.port, [(topic_of(commune), wire(genuine(commune)))])
-    await wait_until(lambda: attack.collector.accepted == accepted + 1, what="genuine batch")
+    await wait_until(lambda: collector.accepted == accepted + 1, what="genuine batch")
+
+
+async def test_a_qos0_flood_pauses_reading_instead_of_growing(small_inbox: int,
+                                                              attack: Attack) -> None:
+    """QoS 0 publishes are outside flow control: a flood of them fills the inbox to half its
+    bound, then the collector stops reading (TCP holds the rest back, the broker drops what
+    it cannot queue). Nothing is shed, the inbox never holds more than its bound, and the
+    flow goes on (a genuine batch afterwards is taken)."""
+    collector = attack.collector
+    commune = attack.c75[1]
+    await publish_elsewhere(attack.broker.port, big_valid_batches(commune, 300), qos=0)
+    assert collector._inbox is not None
+    await wait_until(lambda: collector._inbox is not None and collector._inbox.pauses > 0,
+                     what="reading paused")
+    accepted = collector.accepted
+    await publish(attack.broker.port, [(topic_of(commune), wire(genuine(commune)))])
+    await wait_until(lambda: collector.accepted > accepted, what="genuine batch")
+    await collector.tick()
+    assert collector.rejected.labels("overload")._value.get() == 0
+    assert collector._inbox.peak <= small_inbox
+
+
+async def test_where_reading_cannot_pause_a_flood_is_shed_and_counted(
+        small_inbox: int, monkeypatch: pytest.MonkeyPatch, attack: Attack) -> None:
+    """The last defence, on an event loop whose reading cannot be paused (``_Reading.of``
+    finds no selector there): the excess of a QoS 0 flood is shed and counted as
+    ``overload``, the inbox never holds more than its bound, and the flow goes on. The
+    collector reconnects first, so that the new connection is the one without a pause."""
+    monkeypatch.setattr(collector_module._Reading, "of", classmethod(lambda cls, client: None))
+    collector = attack.collector
+    client = collector._client
+    assert client is not None
+    client._client.disconnect()  # the link connects again, now without a pause
+    await wait_until(lambda: collector._client not in (None, client), what="reconnected")
+    commune = attack.c75[1]
+    await publish_elsewhere(attack.broker.port, big_valid_batches(commune, 300), qos=0)
+    await wait_until(lambda: collector.rejected.labels("overload")._value.get() > 0,
+                     what="some shed and counted")
+    assert collector._inbox is not None and collector._inbox.peak <= small_inbox
+    assert collector._inbox.pauses == 0
+    accepted = collector.accepted
+    await publish(attack.broker.port, [(topic_of(commune), wire(genuine(commune)))])
+    await wait_until(lambda: collector.accepted > accepted, what="genuine batch")
