@@ -10,11 +10,15 @@ import argparse
 import datetime as dt
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from inventory.model import Drill, Inventory
+    from monitor.store.ops_db import Span
+
+T = TypeVar("T")
 
 #: What both reports can be written as (``monitor.present.reports.WRITERS``,
 #: ``monitor.present.drill_report.WRITERS``).
@@ -62,20 +66,30 @@ def _add_common(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) 
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
 
 
-def cmd_report_readiness(args: argparse.Namespace) -> int:
-    """Exit 0 with the report written; 2 on an unreadable inventory or database."""
+def _from_state(args: argparse.Namespace, read: Callable[[Inventory], T]
+                ) -> tuple[Inventory, T] | None:
+    """The inventory and what ``read`` takes from the state database (opened read-only: a
+    report never creates one); None, with the problem printed, on bad input."""
     from inventory.loader import InventoryError, load
-    from monitor.present import reports
     from monitor.store.path_check import StatePathError, check_readable
 
     try:
         inventory = load(args.inventory)
         check_readable(args.state)
-        evidence = reports.evidence_from_db(args.state)
+        return inventory, read(inventory)
     except (InventoryError, StatePathError, ValueError, OSError) as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def cmd_report_readiness(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written; 2 on an unreadable inventory or database."""
+    from monitor.present import reports
+
+    inputs = _from_state(args, lambda _: reports.evidence_from_db(args.state))
+    if inputs is None:
         return 2
-    report = reports.readiness(inventory, evidence, time.time())
+    report = reports.readiness(*inputs, time.time())
     return _write(reports.WRITERS[args.format](report, args.lang), args.output)
 
 
@@ -108,18 +122,13 @@ def cmd_report_attest(args: argparse.Namespace) -> int:
 
 def cmd_report_availability(args: argparse.Namespace) -> int:
     """Exit 0 with the report written; 2 on bad input (inventory, database, dates)."""
-    from inventory.loader import InventoryError, load
     from monitor.present import availability
-    from monitor.store.path_check import StatePathError, check_readable
 
-    try:
-        start, end = availability.period(args.from_day, args.to_day)
-        inventory = load(args.inventory)
-        check_readable(args.state)
-        history = availability.history_from_db(args.state)
-    except (InventoryError, StatePathError, ValueError, OSError) as exc:
-        print(exc, file=sys.stderr)
+    inputs = _from_state(args, lambda _: (availability.period(args.from_day, args.to_day),
+                                          availability.history_from_db(args.state)))
+    if inputs is None:
         return 2
+    inventory, ((start, end), history) = inputs
     report = availability.availability(inventory, history, start, end, time.time())
     return _write(availability.WRITERS[args.format](report), args.output)
 
@@ -142,21 +151,20 @@ def pick_drill(inventory: Inventory, ident: str | None, now: float) -> Drill:
 
 def cmd_report_drill(args: argparse.Namespace) -> int:
     """Exit 0 with the report written; 2 on bad input (inventory, database, drill id)."""
-    from inventory.loader import InventoryError, load
     from monitor.decide import drills
     from monitor.present import drill_report
     from monitor.store.ops_db import read_spans
-    from monitor.store.path_check import StatePathError, check_readable
 
     now = time.time()
-    try:
-        inventory = load(args.inventory)
+
+    def read(inventory: Inventory) -> tuple[Drill, dict[str, list[Span]]]:
         drill = pick_drill(inventory, args.drill, now)
-        check_readable(args.state)
-        spans = read_spans(args.state, drill.id)
-    except (InventoryError, StatePathError, ValueError, OSError) as exc:
-        print(exc, file=sys.stderr)
+        return drill, read_spans(args.state, drill.id)
+
+    inputs = _from_state(args, read)
+    if inputs is None:
         return 2
+    inventory, (drill, spans) = inputs
     live = None
     if drill.active(dt.datetime.fromtimestamp(now, dt.UTC)) and spans:
         # the monitor's latest sample: the live count is of the communes it saw connected

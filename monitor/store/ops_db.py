@@ -22,12 +22,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from monitor.alerts.event import AlertEvent
 
 log = structlog.get_logger("ops_store")
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS drill_spans (
@@ -185,18 +187,22 @@ class OpsStore:
 
 def read_spans(path: str | Path, drill: str) -> dict[str, list[Span]]:
     """The drill's spans from a state database on disk (read-only); ValueError if unreadable."""
+    return _read_only(path, "the drill", lambda db: _query_spans(db, drill)
+                      if "drill_spans" in _tables(db) else {})
+
+
+def _read_only(path: str | Path, what: str, read: Callable[[sqlite3.Connection], T]) -> T:
+    """``read`` on the database at ``path`` opened read-only (a report never creates or
+    changes the state); ValueError naming the file and ``what`` could not be read."""
     uri = f"file:{Path(path).resolve()}?mode=ro"
     try:
         db = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
         raise ValueError(f"{path}: cannot open the state database: {exc}") from exc
     try:
-        has_table = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'drill_spans'").fetchone()
-        return _query_spans(db, drill) if has_table else {}
+        return read(db)
     except sqlite3.Error as exc:
-        raise ValueError(f"{path}: cannot read the drill from the state database: {exc}") \
-            from exc
+        raise ValueError(f"{path}: cannot read {what} from the state database: {exc}") from exc
     finally:
         db.close()
 
@@ -225,27 +231,20 @@ class ReadinessRecord:
 def read_readiness(path: str | Path) -> ReadinessRecord:
     """The readiness inputs of a state database on disk (read-only); ValueError naming the
     file if unreadable. Tables a database does not have yet read as empty."""
-    uri = f"file:{Path(path).resolve()}?mode=ro"
-    try:
-        db = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise ValueError(f"{path}: cannot open the state database: {exc}") from exc
-    try:
-        tables = _tables(db)
-        first: dict[str, dict[str, float]] = {}
-        if "first_passed" in tables:
-            for province, commune, check, at in db.execute(
-                    "SELECT province, commune, check_name, at FROM first_passed"):
-                first.setdefault(f"{province}/{commune}", {})[check] = float(at)
-        return ReadinessRecord(
-            first, _query_watched(db),
-            _query_attestations(db) if "attested" in tables else [],
-            _segment_scopes(db) if "trackers" in tables else frozenset())
-    except sqlite3.Error as exc:
-        raise ValueError(f"{path}: cannot read the readiness from the state database: {exc}") \
-            from exc
-    finally:
-        db.close()
+    return _read_only(path, "the readiness", _query_readiness)
+
+
+def _query_readiness(db: sqlite3.Connection) -> ReadinessRecord:
+    tables = _tables(db)
+    first: dict[str, dict[str, float]] = {}
+    if "first_passed" in tables:
+        for province, commune, check, at in db.execute(
+                "SELECT province, commune, check_name, at FROM first_passed"):
+            first.setdefault(f"{province}/{commune}", {})[check] = float(at)
+    return ReadinessRecord(
+        first, _query_watched(db),
+        _query_attestations(db) if "attested" in tables else [],
+        _segment_scopes(db) if "trackers" in tables else frozenset())
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
