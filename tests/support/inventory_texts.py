@@ -3,11 +3,21 @@
 ``FULL`` uses every key of contract §2 at once (working hours, holidays, SNMP, upstream,
 backup line, contacts, always_on, milestones, drills, periods): the loader's tests check what
 each key becomes, the fast-path reader's tests that both readers agree on it. ``SNMP_BLOCK``
-is its SNMP settings, which the loader's tests swap for others.
+is its SNMP settings, which the loader's tests swap for others. ``DONG_NAI_FIRST`` opens
+the provinces of the loader's base inventories: Đồng Nai and its first commune.
 """
 
 from __future__ import annotations
 
+DONG_NAI_FIRST = """\
+provinces:
+  - code: "75"
+    name: "Đồng Nai"
+    communes:
+      - code: "26041"
+        name: "Phường Trấn Biên"
+        isp: VNPT
+"""
 SNMP_BLOCK = """\
   snmp:
     version: 3

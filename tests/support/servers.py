@@ -31,7 +31,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiomqtt
 from aiohttp import web
@@ -198,29 +198,47 @@ async def receive(client: aiomqtt.Client, count: int, quiet: float = 0.5
     return got
 
 
-class WebhookReceiver:
-    """An aiohttp server on 127.0.0.1 collecting POSTed JSON; the first ``fail_first``
-    POSTs are answered with ``fail_status`` (to exercise retries)."""
+class _Receiver:
+    """An aiohttp server on 127.0.0.1 answering POSTs to ``ROUTE`` with ``_handle`` while
+    the ``async with`` block lasts; ``.url`` is ``PATH`` on its port."""
 
-    def __init__(self, *, fail_first: int = 0, fail_status: int = 500) -> None:
+    ROUTE = "/"
+    PATH = "/"
+    MAX_BODY = 2**20  # aiohttp's own default
+
+    def __init__(self, fail_first: int) -> None:
         self.fail_first = fail_first
-        self.fail_status = fail_status
-        self.attempts: list[dict[str, Any]] = []  # every POST body, failed ones included
-        self.received: list[dict[str, Any]] = []  # bodies answered with 200
-        self.headers: list[dict[str, str]] = []
         self.url = ""
         self._server = contextlib.AsyncExitStack()
-        self._arrived = asyncio.Condition()
 
-    async def __aenter__(self) -> WebhookReceiver:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
+    async def __aenter__(self) -> Self:
+        app = web.Application(client_max_size=self.MAX_BODY)
+        app.router.add_post(self.ROUTE, self._handle)
         port = await self._server.enter_async_context(serving(app))
-        self.url = f"http://127.0.0.1:{port}/hook"
+        self.url = f"http://127.0.0.1:{port}{self.PATH}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._server.aclose()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+
+class WebhookReceiver(_Receiver):
+    """An aiohttp server on 127.0.0.1 collecting POSTed JSON; the first ``fail_first``
+    POSTs are answered with ``fail_status`` (to exercise retries)."""
+
+    ROUTE = "/{tail:.*}"
+    PATH = "/hook"
+
+    def __init__(self, *, fail_first: int = 0, fail_status: int = 500) -> None:
+        super().__init__(fail_first)
+        self.fail_status = fail_status
+        self.attempts: list[dict[str, Any]] = []  # every POST body, failed ones included
+        self.received: list[dict[str, Any]] = []  # bodies answered with 200
+        self.headers: list[dict[str, str]] = []
+        self._arrived = asyncio.Condition()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until ``count`` bodies were received (200); returns them all."""
@@ -241,25 +259,16 @@ class WebhookReceiver:
         return web.json_response({"ok": True})
 
 
-class MultipartReceiver:
+class MultipartReceiver(_Receiver):
     """A real HTTP server on 127.0.0.1 keeping each multipart POST (file name -> bytes) to
     ``/reports``; the first ``fail_first`` answered 503 (to exercise retries)."""
 
+    ROUTE = PATH = "/reports"
+    MAX_BODY = 50 * 2**20
+
     def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
+        super().__init__(fail_first)
         self.posts: list[dict[str, bytes]] = []
-        self.url = ""
-        self._server = contextlib.AsyncExitStack()
-
-    async def __aenter__(self) -> MultipartReceiver:
-        app = web.Application(client_max_size=50 * 2**20)
-        app.router.add_post("/reports", self._handle)
-        port = await self._server.enter_async_context(serving(app))
-        self.url = f"http://127.0.0.1:{port}/reports"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._server.aclose()
 
     async def _handle(self, request: web.Request) -> web.Response:
         parts: dict[str, bytes] = {}

@@ -17,19 +17,19 @@ from monitor.cli import inventory as cli_inventory
 TITLE = ["DANH SÁCH ĐỊA CHỈ IP CẤP CHO CÁC XÃ, PHƯỜNG TỈNH ĐỒNG NAI"]
 HEADER = ["STT", "Mã tỉnh", "Mã xã", "Tên xã", "Nhà mạng", "Mã đường truyền", "Dải IP",
           "Gateway", "Tên máy", "Địa chỉ IP", "Địa chỉ MAC", "Gateway dự phòng"]
+#: A commune's columns (province to gateway), which each of its computers' rows repeats.
+TRAN_BIEN = ["75", "26041", "Phường Trấn Biên", "VNPT", "DNI-0001", "198.18.1.0/29", "198.18.1.1"]
+BIEN_HOA = ["75", "26068", "Phường Biên Hòa", "Viettel", "DNI-0002", "198.18.1.8/29", "198.18.1.9"]
+BINH_PHUOC = ["75", "25195", "Phường Bình Phước", "Viettel", "", "198.18.1.16/29", "198.18.1.17"]
 ROWS = [
-    [1, "75", "26041", "Phường Trấn Biên", "VNPT", "DNI-0001", "198.18.1.0/29", "198.18.1.1",
-     "may-01", "198.18.1.2", "AA-BB-CC-DD-EE-01", ""],
-    [2, "75", "26041", "Phường Trấn Biên", "VNPT", "DNI-0001", "198.18.1.0/29", "198.18.1.1",
-     "may-02", "198.18.1.3", "aabb.ccdd.ee02", "198.18.1.6"],
-    [3, "75", "26068", "Phường Biên Hòa", "Viettel", "DNI-0002", "198.18.1.8/29", "198.18.1.9",
-     "máy-chủ-tịch", "198.18.1.10", "", ""],
-    [4, "75", "25195", "Phường Bình Phước", "Viettel", "", "198.18.1.16/29", "198.18.1.17",
-     "may-01", "198.18.1.18", "", ""],
-    [5, "75", "26068", "Phường Biên Hòa", "Viettel", "DNI-0002", "198.18.1.8/29", "198.18.1.9",
-     "may-02", "198.18.1.11", "", ""],
-    [6, "75", "25195", "Phường Bình Phước", "Viettel", "", "198.18.1.16/29", "198.18.1.17",
-     "may-02", "198.18.1.19", "", ""],
+    [number, *commune, *computer] for number, (commune, computer) in enumerate([
+        (TRAN_BIEN, ["may-01", "198.18.1.2", "AA-BB-CC-DD-EE-01", ""]),
+        (TRAN_BIEN, ["may-02", "198.18.1.3", "aabb.ccdd.ee02", "198.18.1.6"]),
+        (BIEN_HOA, ["máy-chủ-tịch", "198.18.1.10", "", ""]),
+        (BINH_PHUOC, ["may-01", "198.18.1.18", "", ""]),
+        (BIEN_HOA, ["may-02", "198.18.1.11", "", ""]),
+        (BINH_PHUOC, ["may-02", "198.18.1.19", "", ""]),
+    ], start=1)
 ]
 TONE_MARKS = {"\u0300", "\u0301", "\u0303", "\u0309", "\u0323"}
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from inventory.loader import dump, loads, validate_text
 from inventory.model import WARN_DAYS, Drill, Period
 from monitor.alerts.event import VN_TZ
+from tests.support.inventory_texts import DONG_NAI_FIRST
 
 BASE = """\
 version: 1
@@ -29,13 +30,7 @@ milestones:
     due: 2026-02-03
     requires: [inspection]
     warn_days: 2
-provinces:
-  - code: "75"
-    name: "Đồng Nai"
-    communes:
-      - code: "26041"
-        name: "Phường Trấn Biên"
-        isp: VNPT
+""" + DONG_NAI_FIRST + """\
         subnet: 198.18.1.0/29
         gateway: 198.18.1.1
         hosts:
