@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test test-fast bench lint demo-check
+.PHONY: run test test-fast durations bench lint demo-check
 
 run:
 	scripts/setup.sh run
@@ -18,6 +18,13 @@ test-fast:
 	scripts/setup.sh test
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q -n 2 tests/unit
+
+# tests/durations.json, the seconds of each test of a second or more: the suite starts the
+# longest first (tests/conftest.py), so the last test to start on a worker is a short one.
+# Rewrite it after adding or changing long tests (this runs the whole suite).
+durations:
+	scripts/setup.sh test
+	.venv/bin/python -m pytest -q -n 4 --dist loadgroup --store-durations
 
 bench:
 	scripts/setup.sh test
