@@ -6,14 +6,13 @@ Each helper's fixtures live in their own delimited section.
 from __future__ import annotations
 
 # --- segment-and-target helper: free ports and namespace labs (begin) ---------------------
-import json
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from tests.support import require_real
+from tests.support import durations, require_real
 from tests.support.lab import netns
 
 
@@ -113,41 +112,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
         groups.setdefault(group or item.nodeid, []).append(item)
-    items[:] = longest_first(list(groups.values()), read_durations(DURATIONS))
+    items[:] = durations.longest_first(list(groups.values()),
+                                       expected_seconds(durations.read(DURATIONS)))
 
 
-# --- order: the longest work first, so that no long test is the last to start -----------
-#: Seconds each test took (setup, call and teardown together) in a full run, for the tests
-#: that took ``RECORDED`` seconds or more; ``make durations`` rewrites it.
+# --- order: the longest work first (tests/support/durations.py) --------------------------
 DURATIONS = TESTS / "durations.json"
-RECORDED = 1.0
-#: What an unlisted test counts, by lane: a new lab test may well be long (namespaces,
-#: processes, cycles), so it starts early rather than last; a unit test is short.
-UNLISTED = {"lab": 5.0, "integration": RECORDED}
+#: What a test missing from DURATIONS counts, by lane: a new lab test may well be long
+#: (namespaces, processes, cycles), so it starts early rather than last; a unit test is short.
+UNLISTED = {"lab": 5.0, "integration": durations.RECORDED}
 UNLISTED_UNIT = 0.05
 
 
-def read_durations(path: Path) -> dict[str, float]:
-    """The recorded seconds by test id (none when the file is missing)."""
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise pytest.UsageError(f"{path}:{exc.lineno}: {exc.msg}") from None
-
-
-def longest_first(groups: list[list[pytest.Item]],
-                  seconds: Mapping[str, float]) -> list[pytest.Item]:
-    """The groups' tests, the group expected to take longest first (ties and each group's own
-    tests keep their order). xdist hands the work out in this order, and a worker that
-    finishes takes the next: longest first, the last test to start is a short one."""
-    def expected(group: list[pytest.Item]) -> float:
-        return sum(seconds.get(item.nodeid) or UNLISTED.get(lane_of(item.path) or "",
-                                                          UNLISTED_UNIT)
-                   for item in group)
-
-    return [item for group in sorted(groups, key=expected, reverse=True) for item in group]
+def expected_seconds(recorded: Mapping[str, float]) -> Callable[[pytest.Item], float]:
+    """A test's recorded seconds, or its lane's guess."""
+    def seconds(item: pytest.Item) -> float:
+        return recorded.get(item.nodeid) or UNLISTED.get(lane_of(item.path) or "",
+                                                         UNLISTED_UNIT)
+    return seconds
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -157,32 +139,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
     if config.getoption("store_durations") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(DurationRecorder(DURATIONS))
+        config.pluginmanager.register(durations.Recorder(DURATIONS))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--store-durations", action="store_true",
                      help=f"record each test's seconds in {DURATIONS.relative_to(TESTS.parent)}"
                           " (the tests run this time; the others keep theirs)")
-
-
-class DurationRecorder:
-    """Adds up each test's setup, call and teardown, and writes them at the session's end
-    over the recorded ones, longest first, the tests under ``RECORDED`` seconds left out."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.seconds: dict[str, float] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
-
-    def pytest_sessionfinish(self) -> None:
-        merged = {**read_durations(self.path), **self.seconds}
-        kept = {test: round(took, 1) for test, took in merged.items() if took >= RECORDED}
-        ordered = dict(sorted(kept.items(), key=lambda pair: -pair[1]))
-        self.path.write_text(json.dumps(ordered, ensure_ascii=False, indent=0) + "\n",
-                             encoding="utf-8")
 
 
 # --- logging isolation -------------------------------------------------------------------
