@@ -37,7 +37,10 @@ from probes.pacing import Pacer
 log = structlog.get_logger("routers")
 
 ROUTER = "router"  # the vantage's name (contract §7: series with vantage="router")
-KEPT_READS = 3  # earlier reads kept per router: a flip-flop shows within four
+#: Earlier reads kept per router: a flip-flop shows while it lies within the last eight
+#: (40 minutes at a read every 5 minutes). Reads sample the table now and then: a shorter
+#: memory would make a conflict that goes on come and go; a new card never flip-flops.
+KEPT_READS = 7
 MAX_SWEEP = 256  # addresses swept per commune (a /24); beyond, only the listed ones
 
 

@@ -60,14 +60,15 @@ class SchedulerOptions:
     upstream: bool = False  # ping defaults.upstream each cycle (the central vantage)
     confirm: bool = True  # re-probe what fails every retry_interval between cycles
     snmp: bool = True  # central only: read the routers of communes with ``snmp`` (paced)
-    snmp_timeout: float = 1.5  # per SNMP request; with the retries, a silent router's worst
-    snmp_retries: int = 2  # case is 4.5 s a request (two per read, three with v3 discovery)
+    snmp_timeout: float = 1.0  # per SNMP request; with the retries a silent router costs 3 s
+    snmp_retries: int = 2  # (its first request fails: the read ends there)
     snmp_concurrency: int = 32  # routers in flight (docs/snmp.md: 256 saturated 2 cores)
 
 
 #: A subject of fast confirmation: (kind, PROV/COMMUNE or "", host or target name).
 Subject = tuple[str, str, str]
 BATCH = 0.25  # seconds: subjects due this close together are re-probed in one report
+SLICE_BOUND = 4  # a slice of router reads may take this many times its share of time
 
 
 class Scheduler:
@@ -187,10 +188,11 @@ class Scheduler:
     def _read_routers(self, lines_up: set[str],
                       on_report: Callable[[CycleReport], Awaitable[None]]) -> None:
         """Start reading this cycle's slice of routers (:func:`monitor.cycle.routers.due`)
-        whose line answered the cycle (``lines_up``: commune keys): a task of its own,
-        bounded by ``snmp_every`` intervals; its report goes to ``on_report`` as a
-        re-probe's does. A slice under way is not joined by the next one (that one is
-        skipped and logged)."""
+        whose line answered the cycle (``lines_up``: commune keys): a task of its own; its
+        report goes to ``on_report`` as a re-probe's does. Each request is bounded by its
+        timeout and retries; the slice as a whole (against an agent that trickles) by
+        ``SLICE_BOUND`` times its share of time, ``snmp_every`` intervals. A slice under
+        way is not joined by the next one (that one is skipped and logged)."""
         self._cycles += 1
         if self.routers is None:
             return
@@ -202,7 +204,7 @@ class Scheduler:
         if self._reading is not None and not self._reading.done():
             log.warning("snmp_overrun", skipped_routers=len(communes))
             return
-        bound = inv.interval_at(time.time()) * inv.defaults.snmp_every
+        bound = SLICE_BOUND * inv.interval_at(time.time()) * inv.defaults.snmp_every
         self._reading = asyncio.create_task(self._routers_report(communes, bound, on_report),
                                             name="router reads")
 

@@ -179,11 +179,13 @@ class LabRun:
 
 
 def start_run(province: ProvinceLab, workdir: Path, files: list[BinaryIO], *,
-              agents: Iterable[CommuneLab] | None = None, **defaults: object) -> LabRun:
+              agents: Iterable[CommuneLab] | None = None, mqtt: bool = True,
+              **defaults: object) -> LabRun:
     """Write the lab's inventory (``defaults`` override its defaults), start the broker,
     the receiver, ``run --mqtt`` and an agent in each of ``agents`` (default: every
     commune), and wait for run's first two cycles. ``files`` collects the open log files
-    (the caller closes them, after the lab)."""
+    (the caller closes them, after the lab). ``mqtt=False``: ``run`` alone, without broker
+    and agents (the central monitor by itself)."""
     workdir.mkdir(parents=True, exist_ok=True)
     inventory = province.write_inventory(workdir / "inventory.yaml", **defaults)
     core = province.core
@@ -193,7 +195,8 @@ def start_run(province: ProvinceLab, workdir: Path, files: list[BinaryIO], *,
         files.append(opened)
         return opened
 
-    _start_broker(province, workdir, log_file("mosquitto.log"))
+    if mqtt:
+        _start_broker(province, workdir, log_file("mosquitto.log"))
     core.popen(sys.executable, "-m", "tests.support.lab.webhook_file", "--port",
                str(WEBHOOK_PORT), "--out", str(workdir / "webhook.jsonl"), cwd=str(ROOT),
                stderr=log_file("webhook.log"))
@@ -202,10 +205,11 @@ def start_run(province: ProvinceLab, workdir: Path, files: list[BinaryIO], *,
     config.write_text(f"listen: {LISTEN}\nalerts:\n  webhooks:\n"
                       f"    - url: http://127.0.0.1:{WEBHOOK_PORT}/hook\n", encoding="utf-8")
     process = core.popen(MONITOR, "run", "--config", str(config), "--inventory", str(inventory),
-                         "--state", str(workdir / "state.db"), "--mqtt", BROKER,
+                         "--state", str(workdir / "state.db"),
+                         *(("--mqtt", BROKER) if mqtt else ()),
                          stderr=log_file("run.log"))
     started = {}
-    for place in province.communes if agents is None else agents:
+    for place in (province.communes if agents is None else agents) if mqtt else ():
         started[place.key] = place.router.popen(
             MONITOR, "agent", "--inventory", str(inventory), "--scope", place.key,
             "--mqtt", BROKER, "--agent-id", f"agent-{place.commune.province}-{place.code}",

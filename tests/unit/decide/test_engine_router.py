@@ -120,10 +120,13 @@ def test_a_flip_flop_in_the_routers_table_is_a_conflict_confirmed_once() -> None
     assert sim.read() == []  # the first MAC came back: a flip-flop, shown at once
     assert len(fused_arp(sim, "may-01") or ()) == 2
     assert kinds(sim.read(other)) == [("ip_conflict", "firing", "may-01")]  # never wrong_mac
-    assert sim.read(other) == [] and sim.read(other) == []  # the reads kept hold the flip-flop
+    quiet = 0
+    while not (events := sim.read(other)):  # while the reads kept hold the flip-flop
+        quiet += 1
+    assert quiet == KEPT_READS - 1
     # once they hold one MAC only (and again the next read), the other card stayed
-    assert kinds(sim.read(other)) == [("ip_conflict", "resolved", "may-01"),
-                                      ("wrong_mac", "firing", "may-01")]
+    assert kinds(events) == [("ip_conflict", "resolved", "may-01"),
+                             ("wrong_mac", "firing", "may-01")]
 
 
 def test_an_agent_scan_that_heard_a_card_swapped_during_it_raises_nothing() -> None:
