@@ -210,9 +210,17 @@ def test_base_inventory_is_valid_and_complete() -> None:
 
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_planted_mistake_reported_once_at_its_line(name: str, tmp_path: Path, capsys) -> None:
-    old, new, message, marker = MISTAKES[name]
-    text = mutate(old, new)
-    path = tmp_path / "inventory.yaml"
+    assert_reported_once_at_its_line(BASE, MISTAKES[name], tmp_path / "inventory.yaml", capsys)
+
+
+def assert_reported_once_at_its_line(base: str, mistake: tuple[str, str, str, str | None],
+                                     path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mistake`` (old text, new text, message, marker) planted in ``base``: the file is
+    refused with one error, at the marker's line (default: the new text's first), and
+    ``inventory validate`` says it as FILE:LINE and exits 2."""
+    old, new, message, marker = mistake
+    assert base.count(old) == 1, old
+    text = base.replace(old, new)
     path.write_text(text, encoding="utf-8")
     inventory, problems = validate(path)
     assert inventory is None  # never half-loaded
@@ -222,8 +230,7 @@ def test_planted_mistake_reported_once_at_its_line(name: str, tmp_path: Path, ca
     assert found[0].line == expected_line, str(found[0])
     assert message in found[0].message
     assert run_cli("inventory", "validate", str(path)) == 2
-    err = capsys.readouterr().err
-    assert f"{path}:{expected_line}: {found[0].message}" in err.splitlines()
+    assert f"{path}:{expected_line}: {found[0].message}" in capsys.readouterr().err.splitlines()
 
 
 def test_many_mistakes_all_reported_in_one_run(tmp_path: Path) -> None:
@@ -533,18 +540,7 @@ def test_defaults_of_the_new_fields() -> None:
 
 @pytest.mark.parametrize("name", list(NEW_MISTAKES))
 def test_new_field_mistake_reported_once_at_its_line(name: str, tmp_path: Path, capsys) -> None:
-    old, new, message, marker = NEW_MISTAKES[name]
-    text = full(old, new)
-    path = tmp_path / "full.yaml"
-    path.write_text(text, encoding="utf-8")
-    inventory, problems = validate(path)
-    assert inventory is None
-    found = errors(problems)
-    assert len(found) == 1, "\n".join(map(str, problems))
-    expected_line = text[: text.index(marker or new.split("\n")[0])].count("\n") + 1
-    assert (found[0].line, message in found[0].message) == (expected_line, True), str(found[0])
-    assert run_cli("inventory", "validate", str(path)) == 2
-    assert f"{path}:{expected_line}: {found[0].message}" in capsys.readouterr().err.splitlines()
+    assert_reported_once_at_its_line(FULL, NEW_MISTAKES[name], tmp_path / "full.yaml", capsys)
 
 
 @pytest.mark.parametrize(("written", "canonical"), [
