@@ -179,10 +179,12 @@ class Scheduler:
             else:
                 report.communes = [o for o in report.communes if o.at > self._rechecked.pop(
                     f"{o.province}/{o.commune}", float("-inf"))]
-            # a re-probe's subjects are due again retry_interval after it started (its pace
-            # is the interval, whatever a probe takes); a cycle's, after its report
-            now = time.monotonic()
-            self._count(report, now - report.duration if report.recheck else now)
+            # subjects are due again retry_interval after the probing that judged them
+            # started (a re-probe's pace is the interval, whatever a probe takes); for a
+            # cycle that is at once when it took longer than retry_interval: its failures
+            # were seen seconds before its report, and waiting retry_interval more after
+            # the report made a cut line's alert late by as much
+            self._count(report, time.monotonic() - report.duration)
             await on_report(report)
 
     def _read_routers(self, lines_up: set[str],
