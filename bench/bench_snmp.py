@@ -12,9 +12,15 @@ rusage too):
   authPriv SHA/AES), with the loop's worst lag behind a 10 ms ticker: the loop never blocks;
 - ``snmpbulkwalk`` (net-snmp's tool) as one subprocess per router, from asyncio;
 - ``ezsnmp`` (net-snmp's C library through SWIG) when an interpreter that has it is named by
-  ``TSLCD_BENCH_EZSNMP_PYTHON`` (it is no dependency of the project): it blocks, so threads.
+  ``TSLCD_BENCH_EZSNMP_PYTHON`` (it is no dependency of the project): it blocks, so threads;
+- the monitor's own path (issue 18): :class:`monitor.cycle.routers.RouterReader`, as the
+  central scheduler runs it after a cycle: the sweep of each commune's /28 (one echo per
+  address, paced), the reads (v2c), the flip-flop memory and the ARP probe's judge, with the
+  loop's worst lag beside it (the cycle's ICMP timing shares that loop).
 
-The per-router CPU is extrapolated to the nation's 3,321 routers.
+The per-router CPU is extrapolated to the nation's 3,321 routers, and for the monitor's
+path to its share of a core at the default pacing (every router every ``snmp_every``
+cycles of 30 s).
 
     .venv/bin/python -m bench.bench_snmp [--routers N] [--cycles N]
 """
@@ -74,10 +80,10 @@ def build_namespace() -> None:
     _run(_ns("ip", "addr", "add", f"{SEGMENT}.1/28", "dev", "rtr0"))
     for name in ("rtr0", "seg0"):
         _run(_ns("ip", "link", "set", name, "up"))
-    for host in RESOLVED:
+    for host in RESOLVED:  # permanent: the monitor's sweep must not age them out
         mac = f"02:00:00:00:01:{host:02x}"
         _run(_ns("ip", "neigh", "replace", f"{SEGMENT}.{host}", "lladdr", mac, "dev", "rtr0",
-                 "nud", "reachable"))
+                 "nud", "permanent"))
     for host in INCOMPLETE:
         _run(_ns("ip", "neigh", "replace", f"{SEGMENT}.{host}", "dev", "rtr0",
                  "nud", "incomplete"))
@@ -129,6 +135,50 @@ async def _pysnmp_cycles(count: int, cycles: int, v3: bool) -> list[dict[str, An
         out.append({"cpu": cpu, "wall": wall, "lag": lag,
                     "ok": sum(t.ok and len(t.present()) == len(RESOLVED) for t in tables)})
     poller.close()
+    return out
+
+
+def _communes(count: int) -> list[Any]:
+    """One commune per agent: the segment's /28 with its 12 computers listed (expected
+    MACs), the router at the agent's address (communes of a bench: no inventory file)."""
+    import ipaddress
+
+    from inventory.model import Commune, Host, Snmp
+
+    hosts = tuple(Host(f"may-{h:02d}", ipaddress.ip_address(f"{SEGMENT}.{h}"),
+                       mac=f"02:00:00:00:01:{h:02x}") for h in RESOLVED)
+    return [Commune("75", f"{index:05d}", f"Bench {index}", "VNPT",
+                    subnet=ipaddress.ip_network(SCOPE[0]),
+                    gateway=ipaddress.ip_address(f"{SEGMENT}.1"), hosts=hosts,
+                    snmp=Snmp("2c", community=COMMUNITY,
+                              address=ipaddress.ip_address(address(index))))
+            for index in range(count)]
+
+
+async def _monitor_cycles(count: int, cycles: int) -> list[dict[str, Any]]:
+    from monitor.cycle.routers import RouterReader
+    from monitor.cycle.scheduler import SchedulerOptions
+    from probes.icmp import Pinger
+
+    options = SchedulerOptions()
+    communes = _communes(count)
+    out = []
+    async with Pinger() as pinger:
+        reader = RouterReader(pinger, timeout=options.snmp_timeout,
+                              retries=options.snmp_retries,
+                              concurrency=options.snmp_concurrency, max_pps=options.max_pps,
+                              commune_pps=options.commune_pps)
+        for _ in range(cycles):
+            stop = asyncio.Event()
+            ticker = asyncio.create_task(_lag_ticker(stop))
+            cpu, wall = time.process_time(), time.monotonic()
+            observations = await reader.read(communes, icmp_timeout=0.5)
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            stop.set()
+            lag = await ticker
+            out.append({"cpu": cpu, "wall": wall, "lag": lag, "ok": sum(
+                o.snmp_error is None and all(h.alive for h in o.hosts) for o in observations)})
+        reader.close()
     return out
 
 
@@ -186,6 +236,8 @@ def child(kind: str, count: int, cycles: int) -> None:
         result = _ezsnmp_cycles(count, cycles)
     elif kind == "snmpbulkwalk":
         result = asyncio.run(_subprocess_cycles(count, cycles))
+    elif kind == "monitor":
+        result = asyncio.run(_monitor_cycles(count, cycles))
     else:
         result = asyncio.run(_pysnmp_cycles(count, cycles, v3=kind == "pysnmp-v3"))
     print(json.dumps(result))
@@ -200,7 +252,7 @@ def contender(kind: str, count: int, cycles: int, python: str = sys.executable) 
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{kind}: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # after any log lines
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -227,6 +279,19 @@ def rows_of(name: str, cycles: list[dict[str, Any]], count: int) -> list[Row]:
     return rows
 
 
+def nation_share(cycles: list[dict[str, Any]], count: int) -> Row:
+    """The monitor's path at the default pacing: a tenth of the nation after each cycle."""
+    from inventory.model import SNMP_EVERY, Defaults
+
+    warm = cycles[1:] or cycles
+    per_router = min(c["cpu"] for c in warm) / count
+    interval = Defaults().interval
+    share = per_router * NATION / SNMP_EVERY / interval
+    return Row(f"SNMP monitor path: share of a core, {NATION:,} routers", share * 100, "%",
+               f"each router every {SNMP_EVERY} cycles of {interval:.0f} s "
+               f"({NATION / SNMP_EVERY:.0f} routers a cycle, {per_router * 1000:.1f} ms each)")
+
+
 def run(count: int = ROUTERS, cycles: int = CYCLES) -> list[Row]:
     from tests.support.lab.snmpd import snmpd_available
 
@@ -241,6 +306,9 @@ def run(count: int = ROUTERS, cycles: int = CYCLES) -> list[Row]:
         agents = start_agents(workdir, count)
         rows = [Row(f"SNMP: start {count} snmpd", time.monotonic() - started, "s",
                     "net-snmp 5.9, loopback addresses in a benchmark namespace")]
+        monitor = contender("monitor", count, cycles)
+        rows += rows_of("monitor path (sweep, read, judge) v2c", monitor, count)
+        rows.append(nation_share(monitor, count))
         rows += rows_of("pysnmp v2c", contender("pysnmp-v2c", count, cycles), count)
         rows += rows_of("pysnmp v3 authPriv", contender("pysnmp-v3", count, cycles), count)
         if shutil.which("snmpbulkwalk"):
