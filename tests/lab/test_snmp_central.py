@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import pytest
 from inventory.model import Snmp
 from tests.support import require_real
 from tests.support.lab import conflict, faults, observe
-from tests.support.lab.faults import Fault
+from tests.support.lab.cases import MAY_ALERT, Case, alerts_of, check_cases, hosts_of, value
 from tests.support.lab.harness import METRICS_POLL, LabRun, start_run
 from tests.support.lab.netns import Lab
 from tests.support.lab.province import CommuneLab, ProvinceLab, build_province, tools_missing
@@ -58,30 +58,6 @@ class Routers:
     @property
     def broken(self) -> frozenset[str]:
         return frozenset({self.dead, self.wrong_community})
-
-
-@dataclass(frozen=True)
-class Case:
-    """One fault kind on its own commune: how to inject it, the one alert it deserves
-    (None: none; ``MAY_ALERT``: at most one) and what the metrics must show meanwhile."""
-
-    name: str
-    inject: Callable[[ProvinceLab, CommuneLab], Fault]
-    alert: tuple[str, str | None] | str | None
-    shows: Callable[[observe.Samples, CommuneLab], bool]
-
-
-MAY_ALERT = "at most one"
-
-
-def value(samples: observe.Samples, name: str, **labels: str) -> float | None:
-    want = set(labels.items())
-    found = [v for (metric, ls), v in samples.items() if metric == name and want <= ls]
-    return found[0] if len(found) == 1 else None
-
-
-def hosts_of(place: CommuneLab) -> list[str]:
-    return [h.name for h in place.commune.hosts]
 
 
 def _host(s: observe.Samples, p: CommuneLab, metric: str, host: str) -> float | None:
@@ -194,11 +170,6 @@ def central(netns_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield CentralLab(run, routers, plan)
 
 
-def alerts_of(events: list[dict], code: str) -> list[tuple[str, str | None]]:
-    return [(e["event"], e["host"]) for e in events
-            if e["commune"] == code and e["state"] == "firing"]
-
-
 def segment_seen(s: observe.Samples, p: CommuneLab) -> list[str]:
     """What a healthy commune seen through its router shows that it should not."""
     wrong = []
@@ -257,35 +228,9 @@ def test_a_router_that_cannot_be_read_is_one_warning_and_no_segment_alarm(
 def test_every_segment_fault_kind_shows_from_the_center_alone(central: CentralLab) -> None:
     run, routers, plan = central.run, central.routers, central.plan
     wait_for_baseline(central)
-    province = run.province
-    start = len(run.events())
-    with contextlib.ExitStack() as stack:
-        for case, place in plan:
-            stack.enter_context(case.inject(province, place))
-
-        def shown() -> list[str]:
-            samples, events = run.metrics(), run.events()[start:]
-            missing = [c.name for c, p in plan if not c.shows(samples, p)]
-            missing += [f"{c.name} alert" for c, p in plan if isinstance(c.alert, tuple)
-                        and c.alert not in alerts_of(events, p.code)]
-            return missing
-
-        observe.wait_until(lambda: not shown(), "every fault in the metrics and alerts",
-                           timeout=150, detail=shown, poll=METRICS_POLL)
-        run.wait_cycles(SETTLE_CYCLES)
-        samples, events = run.metrics(), run.events()[start:]
-        for case, place in plan:
-            assert case.shows(samples, place), case.name
-            got = alerts_of(events, place.code)
-            if case.alert is None:
-                assert got == [], (case.name, got)
-            elif case.alert == MAY_ALERT:
-                assert len(got) <= 1, (case.name, got)
-            else:
-                assert got == [case.alert], (case.name, got)
-        faulty = {p.code for _, p in plan}
-        for place in province.communes:
-            if place.code not in faulty | routers.broken:
-                assert segment_seen(samples, place) == [], (place.code,
-                                                            segment_seen(samples, place))
-        assert {e["commune"] for e in events} <= faulty, events
+    samples, events = check_cases(run, plan, timeout=150, settle=SETTLE_CYCLES)
+    faulty = {p.code for _, p in plan}
+    for place in run.province.communes:
+        if place.code not in faulty | routers.broken:
+            assert segment_seen(samples, place) == [], (place.code, segment_seen(samples, place))
+    assert {e["commune"] for e in events} <= faulty, events
