@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterable
 
@@ -26,12 +25,15 @@ import aiomqtt
 import psutil
 
 from bench import Row, main
-from bench.bench_collector import (
-    CollectorProcess,
+from bench.mqtt_rig import (
+    MonitorProcess,
     MosquittoProcess,
-    _get,
-    _wait_for_batches,
+    batches_accepted,
+    metrics,
     national_workdir,
+    peak_rss_mib,
+    rejections,
+    wait_for_batches,
 )
 from inventory.model import Commune
 from monitor.common import topics
@@ -56,8 +58,8 @@ async def _run() -> list[Row]:
     with national_workdir("tslcd-bench-attack-") as (workdir, inventory_path, inventory):
         communes = list(inventory.communes())
         with MosquittoProcess(workdir) as port, \
-                CollectorProcess(workdir, inventory_path, port) as (pid, web):
-            await _wait_for_batches(web, 0, 60)
+                MonitorProcess("collector", workdir, inventory_path, port) as (pid, web):
+            await wait_for_batches(web, 0, 60)
             before = psutil.Process(pid).memory_info().rss / 2**20
             started = time.monotonic()
             sent, handled = 0, 0.0
@@ -68,13 +70,13 @@ async def _run() -> list[Row]:
                                        ("agent ids", _many_agents(communes))):
                     sent += await _send(c, messages)
                     handled = await _wait_handled(web, sent)
-                    phases.append(f"{name} {_peak_mb(pid):.0f}")
+                    phases.append(f"{name} {peak_rss_mib(pid):.0f}")
                 await _send(c, _oversized(communes))
             handled = await _wait_handled(web, sent)
-            phases.append(f"oversized {_peak_mb(pid):.0f}")
+            phases.append(f"oversized {peak_rss_mib(pid):.0f}")
             elapsed = time.monotonic() - started
-            peak = _peak_mb(pid)
-            rejected = _rejected(await asyncio.to_thread(_get, f"http://127.0.0.1:{web}/metrics"))
+            peak = peak_rss_mib(pid)
+            rejected = rejections(await asyncio.to_thread(metrics, web))
         note = (f"goal < {GOAL_MB:.0f} MB; {sent} hostile batches + {OVERSIZED} x 4 MiB in "
                 f"{elapsed:.0f} s, {handled:.0f} handled; refused: "
                 + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rejected.items()) if v)
@@ -157,27 +159,12 @@ async def _wait_handled(web: int, sent: int) -> float:
     deadline = time.monotonic() + DRAIN_TIMEOUT
     handled = 0.0
     while time.monotonic() < deadline:
-        body = await asyncio.to_thread(_get, f"http://127.0.0.1:{web}/metrics")
-        accepted = re.search(r"^tslcd_collector_batches_total ([0-9.e+]+)$", body, re.M)
-        handled = sum(_rejected(body).values()) + (float(accepted.group(1)) if accepted else 0)
+        body = await asyncio.to_thread(metrics, web)
+        handled = sum(rejections(body).values()) + batches_accepted(body)
         if handled >= sent:
             break
         await asyncio.sleep(1.0)
     return handled
-
-
-def _rejected(body: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^tslcd_collector_rejected_total\{reason="([a-z_]+)"\} ([0-9.e+]+)$', body, re.M)}
-
-
-def _peak_mb(pid: int) -> float:
-    """The process's resident high-water mark (kernel ``VmHWM``), in MiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 if __name__ == "__main__":

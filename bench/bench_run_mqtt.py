@@ -23,8 +23,6 @@ import asyncio
 import dataclasses
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,27 +31,25 @@ from pathlib import Path
 import psutil
 
 from bench import Row, main
-from bench.bench_collector import (
+from bench.mqtt_rig import (
+    TARGET,
     Agents,
+    MonitorProcess,
     MosquittoProcess,
-    _cpu,
-    _free_port,
-    _get,
-    _wait_for_batches,
-    _wait_port,
+    batches_accepted,
+    cpu_seconds,
+    metrics,
     national_workdir,
+    wait_for_batches,
 )
 from inventory.loader import dump
 from inventory.model import Inventory, Target
-from tests.support.processes import stop
 
 INTERVAL = 10.0
-TARGET = "congtaidaibieu"  # the name the simulated agents' batches carry
 WARMUP = 3  # cycles before the window: the state filled, every vantage seen
 WINDOW = float(os.environ.get("TSLCD_BENCH_WINDOW", "60"))
 GOAL_CORES = 0.25
 GOAL_RSS_MB = 300.0
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run() -> list[Row]:
@@ -70,13 +66,13 @@ async def _run() -> list[Row]:
         rows: list[Row] = []
         for with_agents in (True, False):
             with MosquittoProcess(workdir) as port, \
-                    RunProcess(workdir, path, port) as (pid, web):
+                    MonitorProcess("run", workdir, path, port) as (pid, web):
                 async with Agents(inventory, port, per_commune=True) as agents:
                     publishing = asyncio.create_task(
                         _publish_forever(agents) if with_agents else asyncio.sleep(0))
                     try:
                         await asyncio.sleep(WARMUP * INTERVAL)
-                        await _wait_for_batches(web, agents.published * 0.9, 120)
+                        await wait_for_batches(web, agents.published * 0.9, 120)
                         rows += await _measure(agents, inventory, pid, web,
                                                workdir / "run.log")
                     finally:
@@ -102,12 +98,12 @@ async def _measure(agents: Agents, inventory: Inventory, pid: int, web: int,
                    log: Path) -> list[Row]:
     process = psutil.Process(pid)
     overruns0, accepted0 = _overruns(log), await _accepted(web)
-    published0, cpu0, start = agents.published, _cpu(pid), time.monotonic()
+    published0, cpu0, start = agents.published, cpu_seconds(pid), time.monotonic()
     rss = 0.0
     while time.monotonic() - start < WINDOW:
         rss = max(rss, process.memory_info().rss / 2**20)
         await asyncio.sleep(1.0)
-    wall, cpu = time.monotonic() - start, _cpu(pid) - cpu0
+    wall, cpu = time.monotonic() - start, cpu_seconds(pid) - cpu0
     batches = agents.published - published0
     overruns = _overruns(log) - overruns0
     accepted = await _accepted(web) - accepted0
@@ -133,9 +129,7 @@ async def _measure(agents: Agents, inventory: Inventory, pid: int, web: int,
 
 async def _accepted(web: int) -> float:
     """Batches the process accepted so far (its /metrics, rendered every 5 s)."""
-    body = await asyncio.to_thread(_get, f"http://127.0.0.1:{web}/metrics")
-    match = re.search(r"^tslcd_collector_batches_total ([0-9.e+]+)$", body, re.M)
-    return float(match.group(1)) if match else 0.0
+    return batches_accepted(await asyncio.to_thread(metrics, web))
 
 
 def _overruns(log: Path) -> int:
@@ -169,28 +163,6 @@ class _Ok(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         """Quiet: a request a cycle is not news."""
-
-
-class RunProcess:
-    """``tslcd-monitor run --mqtt`` as its own process (as root its ICMP is raw sockets)."""
-
-    def __init__(self, workdir: Path, inventory: Path, broker: int) -> None:
-        self.argv = [sys.executable, "-m", "monitor.cli.main", "--log-level", "warning", "run",
-                     "--inventory", str(inventory), "--mqtt", f"mqtt://127.0.0.1:{broker}",
-                     "--state", str(workdir / "state.db")]
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> tuple[int, int]:
-        web = _free_port()
-        with open(self.workdir / "run.log", "wb") as log:
-            self.process = subprocess.Popen([*self.argv, "--listen", f"127.0.0.1:{web}"],
-                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        _wait_port(web, 120)
-        return self.process.pid, web
-
-    def __exit__(self, *exc: object) -> None:
-        stop([self.process], timeout=30)
 
 
 if __name__ == "__main__":
