@@ -25,6 +25,7 @@ from monitor.decide.operations import Operations
 from monitor.present.metrics import CycleStats, Exposition
 from monitor.present.rtt_history import RttHistory
 from monitor.present.status_mqtt import StatusPublisher
+from monitor.service.memory import limit_malloc_arenas
 from monitor.store.maintenance_db import MaintenanceBook
 from monitor.store.state_db import Batch, Store
 
@@ -33,6 +34,7 @@ log = structlog.get_logger("pipeline")
 
 class Pipeline:
     def __init__(self, inventory: Inventory, config: Config, state_path: str | None) -> None:
+        limit_malloc_arenas()  # before the worker threads that render /metrics allocate
         self.store = Store(state_path or ":memory:")
         self.maintenance = MaintenanceBook(state_path or ":memory:")  # windows set at run time
         self.engine = StateEngine(inventory, self.store, maintenance=self.maintenance.windows)
@@ -44,6 +46,7 @@ class Pipeline:
         self.escalation = Dispatcher(escalation_sinks_from_config(config))
         self.agents_heard: dict[str, float] = {}
         self.cycles = 0
+        self.cycle_rendered = -math.inf  # time.monotonic() a local cycle last rendered /metrics
         self.status: StatusPublisher | None = None  # retained status over MQTT, when a broker
 
     @property
@@ -64,7 +67,8 @@ class Pipeline:
 
     async def ingest_cycle(self, report: CycleReport) -> None:
         """A local cycle, or a fast confirmation's re-probe (``report.recheck``): one store
-        transaction, then one render of /metrics. The upstream's verdict goes first, so an
+        transaction, then one render of /metrics (the retained status goes out on the
+        collector's timer). The upstream's verdict goes first, so an
         isolated central vantage's cycle is already held."""
         events: list[AlertEvent] = []
         if report.upstream_ok is not None:
@@ -80,7 +84,7 @@ class Pipeline:
         else:
             self.cycles += 1
         await self.refresh_metrics(stats)
-        await self.publish_status()
+        self.cycle_rendered = time.monotonic()
         log.info("recheck_done" if report.recheck else "cycle_done",
                  duration=round(report.duration, 3), communes=len(report.communes),
                  alerts=len(events))
@@ -105,8 +109,9 @@ class Pipeline:
         self.escalation.publish_all(outcome.escalations)
 
     async def publish_status(self) -> None:
-        """The retained status of the communes that changed (after each cycle, and on the
-        collector's timer); nothing without a broker."""
+        """The retained status of the communes that changed, on the collector's timer (in
+        ``run --mqtt`` too: at most ``refresh`` seconds after a cycle, not once more per
+        cycle); nothing without a broker."""
         if self.status is not None:
             await self.status.publish(self.inventory, self.engine.state)
 

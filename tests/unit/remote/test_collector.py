@@ -370,3 +370,19 @@ def test_the_inbox_is_bounded_by_bytes_and_counts_what_it_sheds() -> None:
     assert inbox.get_nowait() is message and inbox.held == 100
     inbox.put_nowait(message)
     assert inbox.qsize() == 2
+
+
+async def test_a_tick_leaves_metrics_to_a_central_cycle_that_just_rendered_them(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    """In ``run --mqtt`` the central cycle renders /metrics: a tick right after it does not
+    render again (a batch taken meanwhile shows at the next render); otherwise it does."""
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    series = f'tslcd_commune_status{{province="75",commune="{key[3:]}"}} 0\n'.encode()  # ok
+    pipeline.cycle_rendered = time.monotonic()
+    assert collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    await collector.tick()
+    assert series not in pipeline.exposition.body()
+    pipeline.cycle_rendered -= collector.options.refresh
+    await collector.tick()
+    assert series in pipeline.exposition.body()
