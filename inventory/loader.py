@@ -29,6 +29,7 @@ from inventory import nodes, official
 from inventory.model import (
     AUTH_PROTOCOLS,
     CHECKS,
+    MIN_COMPUTERS,
     PRIV_PROTOCOLS,
     RETRY_INTERVAL,
     SNMP_EVERY,
@@ -833,7 +834,7 @@ class _Checker:
         isp = self.optional(f, "isp", self.raw, "isp")
         if isp is None and f.given("subnet") is not None:
             self.warn(node, NO_ISP)
-        if subnet is not None and len(hosts) < 2:
+        if subnet is not None and len(hosts) < MIN_COMPUTERS:
             self.warn_few_computers(node, code, len(hosts))
         circuit = self.optional(f, "circuit", self.raw, "circuit")
         commune = Commune(province, code, name, isp or "", subnet, gateway, tuple(hosts),
@@ -853,8 +854,8 @@ class _Checker:
         warning, not an error, since a commune may be mid-installation. Only for communes
         with a subnet: one whose IPs are not assigned yet (a scaffold's) already has its
         "no IPs yet" warning, and a second one for each of 3,321 communes would bury it."""
-        self.warn(node, f"commune {code}: {count} computer(s) listed, at least two are "
-                        "expected / xã cần ít nhất hai máy tính")
+        self.warn(node, f"commune {code}: {count} computer(s) listed, at least two "
+                        "are expected / xã cần ít nhất hai máy tính")
 
     def contacts(self, node: Node | None) -> tuple[Contact, ...]:
         found = []

@@ -17,6 +17,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The checks a milestone may require (contract section 2, ``milestones[].requires``);
 #: ``inspection``: every host has its police security scan and stamp (``hosts[].inspection``).
 CHECKS = ("link", "ip_config", "target", "inspection")
+#: Computers a commune needs at least (the seeds: two); fewer is a warning, and counted.
+MIN_COMPUTERS = 2
 #: Days before a milestone's due day that its deadline warning goes out, unless it sets its own.
 WARN_DAYS = 3
 #: Seconds between re-probes of a failing host until ``down_after`` confirms it.

@@ -158,6 +158,7 @@ async def serve_web(pipeline: Pipeline, cfg: Config, tokens: TokenStore | None,
         tokens_file=Path(cfg.tokens_file) if cfg.tokens_file and tokens is not None else None,
         alertmanager=am_api.from_config(cfg),  # acknowledgement (silences) on the page
         maintenance=pipeline.maintenance,  # windows added, listed, ended through the API
+        evidence=pipeline.operations.evidence,  # attestations and first observations too
     )
     host, port = cfg.listen_host_port
     return await serve_app(build_app(ctx), host, port, cfg.tls_cert, cfg.tls_key)

@@ -38,10 +38,10 @@ from monitor.decide.status import CommuneStatus
 from probes.result import ArpDetail, ArpVerdict, arp_verdict
 
 __all__ = [
-    "ArpVerdict", "MilestoneResult", "SegmentVerdict", "Tracked", "any_up", "arp_verdict",
+    "ArpVerdict", "SegmentVerdict", "Tracked", "any_up", "arp_verdict",
     "backup_line_down", "commune_status", "confirm_segment", "counted", "deadline", "debounce",
     "fresh", "host_expected",
-    "in_maintenance", "ip_config_ok", "judge", "line_vantages", "milestone_met", "own_vantage",
+    "in_maintenance", "ip_config_ok", "line_vantages", "milestone_met", "own_vantage",
     "segment_arp", "upstream_of",
 ]
 
@@ -174,13 +174,6 @@ def in_maintenance(windows: Iterable[Maintenance], province: str, commune: str |
                for m in windows)
 
 
-@dataclass(frozen=True, slots=True)
-class MilestoneResult:
-    met: bool
-    met_at: float | None  # when the last required check first passed
-    late: bool  # met after the due day, or not met and the due day is over
-
-
 def deadline(milestone: Milestone) -> float:
     """The end of the due day in Vietnam time, as Unix time."""
     return local_midnight(milestone.due + dt.timedelta(days=1))
@@ -189,16 +182,6 @@ def deadline(milestone: Milestone) -> float:
 def milestone_met(milestone: Milestone, passed: Mapping[str, float]) -> bool:
     """Every check the milestone requires has passed once (``CommuneState.first_passed``)."""
     return all(check in passed for check in milestone.requires)
-
-
-def judge(milestone: Milestone, passed: Mapping[str, float], now: float) -> MilestoneResult:
-    """Met, when, and whether late (see :class:`MilestoneResult`)."""
-    met = milestone_met(milestone, passed)
-    times = [passed[check] for check in milestone.requires] if met else []
-    met_at = max(times) if times else None
-    due = deadline(milestone)
-    late = (met_at is not None and met_at > due) or (not met and now > due)
-    return MilestoneResult(met, met_at, late)
 
 
 def upstream_of(vantage: str, province: str, commune: str) -> bool | None:

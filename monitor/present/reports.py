@@ -22,15 +22,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from inventory.model import Inventory, Milestone
+from inventory.model import MIN_COMPUTERS, Inventory, Milestone
 from monitor.common.clock import VIETNAM_TZ as VIETNAM  # one zone (re-exported: its users)
 from monitor.decide import readiness as rules
 from monitor.decide.heading import CommuneHeading
 from monitor.decide.readiness import Evidence, FirstPassed, MilestoneResult, Missing, Readiness
-from monitor.decide.status import MonitorState
 
 TITLE = "Báo cáo tiến độ sẵn sàng đường truyền"
-MIN_COMPUTERS = 2  # a commune needs at least two computers (the seeds, issue 17)
 Language = Literal["vi", "en"]
 
 
@@ -90,13 +88,6 @@ def _totals(code: str, name: str, rows: list[CommuneReadiness], n: int) -> Provi
                           count(lambda m: m.state == Readiness.ATTESTED),
                           count(lambda m: m.state == Readiness.NOT_OBSERVABLE),
                           sum(r.computers < MIN_COMPUTERS for r in rows))
-
-
-def first_passed_from_state(state: MonitorState) -> Evidence:
-    """The evidence a running monitor's state holds by itself: first passes and the agents
-    on communes' segments (without the operations' first observations and attestations:
-    :meth:`monitor.decide.operations.Operations.evidence` has those)."""
-    return rules.from_state(state)
 
 
 def evidence_from_db(path: str) -> Evidence:

@@ -31,6 +31,7 @@ from monitor.common.cron import next_run, parse_cron
 from monitor.common.log import safe_url
 from monitor.decide import drills
 from monitor.decide.drills import DrillTracker
+from monitor.decide.readiness import Evidence, from_state
 from monitor.decide.status import MonitorState
 from monitor.present import availability, drill_report, reports
 from monitor.present.reports import name_part
@@ -64,12 +65,13 @@ CONTENT_TYPES = {
 def report_files(inventory: Inventory, state: MonitorState, tracker: DrillTracker | None,
                  at: float, previous: float | None,
                  status: availability.StateHistory | None = None,
+                 evidence: Callable[[MonitorState], Evidence] = from_state,
                  ) -> tuple[list[ReportFile], dict[str, Any]]:
     """The readiness report, the availability report over all the state holds (when the
     status history is given), and the report of every drill running now or ended since the
     previous run; with a summary for the webhook."""
     stamp = dt.datetime.fromtimestamp(at, VN_TZ).strftime("%Y%m%d-%H%M")
-    ready = reports.readiness(inventory, reports.first_passed_from_state(state), at)
+    ready = reports.readiness(inventory, evidence(state), at)
     files = [ReportFile(f"bao-cao-san-sang-{stamp}.{fmt}", CONTENT_TYPES[fmt],
                         reports.WRITERS[fmt](ready)) for fmt in FORMATS]
     available = None
@@ -230,7 +232,7 @@ def start_report_schedule(pipeline: Pipeline, cfg: Config) -> asyncio.Task[None]
     def build(at: float, previous: float | None) -> tuple[list[ReportFile], dict[str, Any]]:
         return report_files(pipeline.inventory, pipeline.engine.state,
                             pipeline.operations.drills, at, previous,
-                            status_history(pipeline.store.path))
+                            status_history(pipeline.store.path), pipeline.operations.evidence)
 
     mailer = Mailer(cfg.report_email) if cfg.report_email is not None else None
     scheduler = ReportScheduler(cfg.report_schedule, cfg.report_dir, build,

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from inventory import official
-from inventory.model import Commune, Defaults, Host, Inventory, Milestone, Province
+from inventory.model import Commune, Defaults, Host, Inventory, Milestone, Province, Target
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState
 from monitor.present.rtt_history import RttHistory
@@ -35,12 +35,14 @@ MILESTONES = (
     Milestone("connected", "Kết nối hệ thống phần mềm quản lý thông tin bầu cử",
               dt.date(2026, 2, 6), ("link", "target")),
 )
+#: the election system, as every deployment lists it (its milestone is observable)
+TARGETS = (Target("congtaidaibieu", "https://congtaidaibieu.quochoi.vn/"),)
 
 
 def inventory(provinces: Iterable[str] = ("75",), per_province: int | None = None,
               hosts: int = 2) -> Inventory:
     built = tuple(_province(code, per_province, hosts) for code in provinces)
-    return Inventory(1, Defaults(), built, milestones=MILESTONES)
+    return Inventory(1, Defaults(), built, targets=TARGETS, milestones=MILESTONES)
 
 
 def nationwide(hosts: int = 3) -> Inventory:

@@ -183,8 +183,13 @@ def commune_detail(
     samples: RttHistory,
     history: list[dict[str, Any]],
     now: float,
+    evidence: readiness.CommuneEvidence | None = None,
 ) -> dict[str, Any]:
+    """The commune's page data; ``evidence`` for its milestones (the running monitor's, with
+    first observations and attestations; default: what ``state`` holds by itself)."""
     live = state.communes.get(commune.key)
+    if evidence is None:
+        evidence = readiness.of_state(commune, live, True)
     status = live.status if live else CommuneStatus.UNKNOWN
     first_passed = dict(live.first_passed) if live else {}
     return {
@@ -208,7 +213,7 @@ def commune_detail(
         else [{"ip": d.ip, "mac": d.mac} for d in live.unknown_devices],
         "targets": [_target(t) for t in _visible_targets(state, commune)],
         "vantages": _vantages(commune, live, state),
-        "milestones": _milestones(milestones, readiness.of_state(commune, live, True), now),
+        "milestones": _milestones(milestones, evidence, now),
         "first_passed": first_passed,
         "history": history,
     }

@@ -39,7 +39,7 @@ from inventory.official import commune_code, province_code
 from monitor.alerts import am_api
 from monitor.common.clock import aware
 from monitor.common.log import route_stdlib
-from monitor.decide import drills
+from monitor.decide import drills, readiness
 from monitor.decide.status import MonitorState
 from monitor.present import availability, reports
 from monitor.present.drill_report import WRITERS as DRILL_WRITERS
@@ -84,6 +84,9 @@ class WebContext:
     alertmanager: am_api.AlertmanagerApi | None = None
     #: run-time maintenance windows (the state database's); None: not available here
     maintenance: MaintenanceBook | None = None
+    #: what readiness is judged on (first passes, first observations, attestations):
+    #: the operations' in ``run``; by default what the state holds by itself
+    evidence: Callable[[MonitorState], readiness.Evidence] = readiness.from_state
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -442,6 +445,7 @@ async def get_commune(request: web.Request) -> web.Response:
             ctx.samples,
             ctx.history(commune.province, commune.code),
             time.time(),
+            ctx.evidence(ctx.state).of(commune, bool(view.inventory.targets)),
         )
         return api.json_response(request, detail)
     except Exception:  # this commune's data only: logged once, not at every refresh
@@ -660,7 +664,7 @@ async def readiness_report(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     fmt = request.match_info["fmt"]
     view = request.app[VIEWS].get(scope_of(request))
-    report = reports.readiness(view.inventory, reports.first_passed_from_state(ctx.state),
+    report = reports.readiness(view.inventory, ctx.evidence(ctx.state),
                                time.time())
     body: Any = await asyncio.to_thread(reports.WRITERS[fmt], report)
     headers = {"Content-Type": _REPORT_TYPES[fmt], "Cache-Control": "no-store"}

@@ -17,7 +17,6 @@ from monitor.decide.verdicts import (
     fresh,
     in_maintenance,
     ip_config_ok,
-    judge,
     line_vantages,
     milestone_met,
     own_vantage,
@@ -109,18 +108,10 @@ def test_deadline_is_the_end_of_the_due_day_in_vietnam() -> None:
     assert deadline(m) == dt.datetime(2026, 1, 30, tzinfo=VIETNAM_TZ).timestamp()
 
 
-def test_milestone_met_and_judged() -> None:
+def test_milestone_met() -> None:
     m = Milestone("line", "Lắp đặt", dt.date(2026, 1, 29), ("link", "ip_config"))
-    due = deadline(m)
     assert not milestone_met(m, {"link": 1.0})
     assert milestone_met(m, {"link": 1.0, "ip_config": 2.0, "target": 3.0})
-    early = judge(m, {"link": due - 100, "ip_config": due - 50}, due + 10)
-    assert (early.met, early.met_at, early.late) == (True, due - 50, False)
-    late = judge(m, {"link": due - 100, "ip_config": due + 50}, due + 100)
-    assert (late.met, late.late) == (True, True)
-    missing = judge(m, {"link": due - 100}, due + 1)
-    assert (missing.met, missing.met_at, missing.late) == (False, None, True)
-    assert judge(m, {}, due - 1).late is False
 
 
 def test_where_each_vantage_stands() -> None:
