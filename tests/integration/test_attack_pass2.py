@@ -4,12 +4,17 @@ marked ``xfail(strict=True)`` with what goes wrong, so that the fix turns it int
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from structlog.testing import capture_logs
 
 from inventory.loader import load
 from inventory.model import Commune
@@ -17,8 +22,10 @@ from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, HostObservation, commune_to_dict
 from monitor.remote import envelope
 from probes.result import IcmpDetail, ProbeResult
+from tests.support import ROOT
 from tests.support.agentlab import running_collector, wait_until, write_inventory
-from tests.support.servers import Mosquitto
+from tests.support.processes import stop
+from tests.support.servers import Mosquitto, free_tcp_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,3 +68,66 @@ async def test_a_forged_maximal_seq_does_not_lock_the_real_agent_out(
                          collector.rejected.labels("replay")._value.get() == 1,
                          what="the genuine batch handled")
         assert collector.accepted == 2
+
+
+@pytest.mark.xfail(strict=True, reason="_agent_state logs one agent_state line per message "
+                   "for a known agent, garbage included: a flood of forged state messages is "
+                   "a flood of log lines")
+async def test_forged_state_messages_do_not_flood_the_log(tmp_path: Path,
+                                                          mosquitto: Mosquitto) -> None:
+    """Anyone allowed on ``tslcd/v1/agents/agent-75/state`` (no ACL, or agent-75's own
+    credentials) sends 300 garbage state messages: the collector must log them aggregated
+    (as it does refused batches: one line per agent and reason per minute), not 300 lines."""
+    inventory = load(write_inventory(tmp_path / "inv.yaml"))
+    commune = next(c for c in inventory.communes() if c.province == "75")
+    async with running_collector(inventory, mosquitto.url) as collector:
+        await publish(mosquitto.port, topics.results_topic("75", commune.code),
+                      alive_batch(commune, "agent-75", int(time.time() * 1000)))
+        await wait_until(lambda: collector.accepted == 1, what="agent-75 known")
+        with capture_logs() as logs:
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                for i in range(300):
+                    await client.publish(f"{topics.AGENTS_TOPIC}/agent-75/state",
+                                         b"\xff garbage %d" % i, qos=1)
+                await client.publish(topics.results_topic("75", commune.code),
+                                     alive_batch(commune, "agent-75",
+                                                 int(time.time() * 1000) + 1), qos=1)
+            await wait_until(lambda: collector.accepted == 2, what="the flood handled")
+        lines = [e for e in logs if e["event"] == "agent_state"]
+        assert len(lines) <= 2, f"{len(lines)} agent_state lines for 300 messages"
+
+
+def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.mark.xfail(strict=True, reason="monitor/present/web/server.py serves the gzip body "
+                   "whenever the substring 'gzip' is in Accept-Encoding, so 'gzip;q=0' (gzip "
+                   "NOT acceptable, RFC 9110 12.5.3) still gets Content-Encoding: gzip")
+async def test_metrics_honours_gzip_q0(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The real ``tslcd-monitor collector``: a client that refuses gzip (``gzip;q=0``) gets
+    /metrics as plain text."""
+    inventory_path = write_inventory(tmp_path / "inv.yaml")
+    port = free_tcp_port()
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/tslcd-monitor"), "collector", "--inventory", str(inventory_path),
+         "--mqtt", mosquitto.url, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                if _get(port, "/metrics", {})[0] == 200:
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        status, headers, body = _get(port, "/metrics", {"Accept-Encoding": "gzip;q=0, identity"})
+        assert status == 200
+        assert headers.get("Content-Encoding") is None and body.startswith(b"# HELP")
+    finally:
+        stop([process])
