@@ -131,3 +131,35 @@ async def test_metrics_honours_gzip_q0(tmp_path: Path, mosquitto: Mosquitto) -> 
         assert headers.get("Content-Encoding") is None and body.startswith(b"# HELP")
     finally:
         stop([process])
+
+
+def aged_batch(commune: Commune, agent: str, seq: int, age: float) -> bytes:
+    """:func:`alive_batch` as if measured and sent ``age`` seconds ago."""
+    then = time.time() - age
+    hosts = tuple(HostObservation(h.name, str(h.ip), True, results=(ProbeResult(
+        "icmp", str(h.ip), True, then, 0.01, None, IcmpDetail(1, 1, (0.002,))),))
+        for h in commune.hosts)
+    obs = CommuneObservation(commune.province, commune.code, then, commune.province,
+                             hosts=hosts, gateway_alive=True)
+    return envelope.encode(agent, seq, then, 0, 0, json.dumps(commune_to_dict(obs)).encode())
+
+
+@pytest.mark.xfail(strict=True, reason="Collector.handle ignores the retain flag for results "
+                   "topics (docs/mqtt.md: results are never retained): a retained batch, up to "
+                   "MAX_AGE (30 days) old, is applied again by every collector that subscribes")
+async def test_a_retained_results_batch_is_refused(tmp_path: Path,
+                                                   mosquitto: Mosquitto) -> None:
+    """Someone leaves a two-day-old "all up" batch retained on a commune's results topic.
+    A collector started afterwards (state in memory, the default) must not show the commune
+    up from it: nothing has been heard from the commune since it started."""
+    inventory = load(write_inventory(tmp_path / "inv.yaml"))
+    commune = next(c for c in inventory.communes() if c.province == "75")
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.publish(topics.results_topic("75", commune.code),
+                             aged_batch(commune, "agent-75", 1, 2 * 86_400), qos=1, retain=True)
+    async with running_collector(inventory, mosquitto.url) as collector:
+        await wait_until(lambda: collector.accepted + sum(
+            s.value for m in collector.rejected.collect() for s in m.samples
+            if s.name.endswith("_total")) >= 1, what="the retained batch handled")
+        assert collector.accepted == 0
+        assert collector.pipeline.engine.state.communes[commune.key].status != 0
