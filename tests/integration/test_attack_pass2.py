@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 import urllib.error
@@ -163,3 +164,56 @@ async def test_a_retained_results_batch_is_refused(tmp_path: Path,
             if s.name.endswith("_total")) >= 1, what="the retained batch handled")
         assert collector.accepted == 0
         assert collector.pipeline.engine.state.communes[commune.key].status != 0
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        line = next(x for x in status if x.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+SLOW_READERS = 60
+
+
+@pytest.mark.xfail(strict=True, reason="/metrics is kept only gzipped: every plain request "
+                   "decompresses a full copy (monitor/present/metrics.py body()) and aiohttp "
+                   "hands it whole to the transport, so each slow reader pins the whole "
+                   "uncompressed exposition (11.6 MB nationwide with agents)")
+async def test_slow_plain_metrics_readers_do_not_pin_a_body_each(tmp_path: Path,
+                                                                 mosquitto: Mosquitto) -> None:
+    """The real collector on the nationwide inventory; 60 clients ask /metrics without
+    ``Accept-Encoding: gzip`` and do not read. The collector's memory must not grow by a
+    whole body per client (with gzip asked for it does not grow at all)."""
+    inventory_path = tmp_path / "nation.yaml"
+    tool = str(ROOT / ".venv/bin/tslcd-monitor")
+    subprocess.run([tool, "inventory", "generate", "-o", str(inventory_path)], check=True,
+                   stdout=subprocess.DEVNULL)
+    port = free_tcp_port()
+    process = subprocess.Popen([tool, "collector", "--inventory", str(inventory_path),
+                                "--mqtt", mosquitto.url, "--listen", f"127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    readers: list[socket.socket] = []
+    try:
+        body = b""
+        for _ in range(300):
+            try:
+                status, _, body = _get(port, "/metrics", {})
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        before = _rss_bytes(process.pid)
+        for _ in range(SLOW_READERS):
+            reader = socket.create_connection(("127.0.0.1", port), 5)
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            readers.append(reader)
+        await asyncio.sleep(3)  # the requests are served (into the transports) meanwhile
+        grown = _rss_bytes(process.pid) - before
+        assert grown < SLOW_READERS * len(body) // 4, \
+            f"grew {grown >> 20} MiB for {SLOW_READERS} readers of {len(body) >> 10} KiB"
+    finally:
+        for reader in readers:
+            reader.close()
+        stop([process])
