@@ -6,7 +6,9 @@ Maximum Packet Size, never even sends a bigger one), every field against the sch
 (:mod:`monitor.remote.envelope`), that the topic, the batch and the inventory agree on the commune,
 its hosts and its targets, that the agent may speak for it, that its times are plausible
 (at most 30 s ahead), that its ``seq`` is above the agent's last accepted one (kept in the
-state database) and that its cycle is newer than the last applied. Broker ACLs are the
+state database) but not ahead of the clock (an agent numbers its batches from its clock in
+milliseconds, :mod:`monitor.remote.spool`), and that its cycle is newer than the last
+applied. Broker ACLs are the
 first guard (an agent may publish only under its province, docs/mqtt.md); the collector
 checks again on its own, so that a mistaken ACL or a leaked password still cannot move
 another province's communes. Each rejection counts in
@@ -84,7 +86,8 @@ REJECT_LOG_WINDOW = 60.0  # seconds: one batch_rejected line per agent and reaso
 MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents are pooled (*)
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
-                  "unknown_host", "unknown_target", "too_many_agents", "overload")
+                  "unknown_host", "unknown_target", "too_many_agents", "overload",
+                  "implausible_seq")
 MAX_PER_TRANSACTION = 500  # batches handled in one store transaction at most
 #: Seconds a lone batch waits for others to share its store transaction: at the nation's 330
 #: batches/s (10 s interval) one commit per ~30 batches instead of one each (a commit per
@@ -430,7 +433,7 @@ class Collector:
             raise Rejected("mismatch", f"batch is for {obs.province}/{obs.commune}", agent)
         self._check_scope(agent, obs)
         _check_inventory(place, self.pipeline.inventory, obs, agent)
-        self._check_sequence(batch)
+        self._check_sequence(batch, time.time())
         return obs, batch
 
     def _counts(self, place: Commune) -> Callable[[dict[str, Any]], None]:
@@ -447,11 +450,13 @@ class Collector:
                         reason, f"{len(value)} {field_name}, the inventory has {limit}")
         return precheck
 
-    def _check_sequence(self, batch: envelope.Batch) -> None:
+    def _check_sequence(self, batch: envelope.Batch, now: float) -> None:
         """Checks that keep a replayed or made-up agent from refreshing anything: room for a
-        new agent id, ``seq`` above the agent's last accepted one, and a cycle newer than the
-        last applied for the commune and vantage."""
+        new agent id, ``seq`` above the agent's last accepted one but not ahead of the clock
+        (:func:`_check_seq_plausible`), and a cycle newer than the last applied for the
+        commune and vantage."""
         agent = batch.agent
+        _check_seq_plausible(batch, now)
         if agent not in self.agents and self.options.agents is None and \
                 len(self.agents) >= self.unknown_agent_cap:
             raise Rejected("too_many_agents",
@@ -758,6 +763,19 @@ def _check_times(batch: envelope.Batch, now: float) -> None:
     for when in times:
         if not math.isfinite(when) or not now - MAX_AGE <= when <= now + MAX_SKEW:
             raise Rejected("time", f"implausible time {when!r}", batch.agent)
+
+
+def _check_seq_plausible(batch: envelope.Batch, now: float) -> None:
+    """An agent's spool numbers its batches from the agent's clock in milliseconds when it
+    is created, then one by one (:mod:`monitor.remote.spool`): a genuine ``seq`` is never
+    ahead of that clock (unless the agent averaged over 1,000 batches a second), and the
+    clock is at most ``MAX_SKEW`` ahead of ours (:func:`_check_times`). Anything beyond is
+    made up, and accepting it would store it as the agent's replay guard: one forged batch
+    with a huge ``seq`` would lock the real agent out for good."""
+    highest = int((now + MAX_SKEW) * 1000)
+    if batch.seq > highest:
+        raise Rejected("implausible_seq", f"seq {batch.seq} is ahead of the clock "
+                       f"(at most {highest})", batch.agent)
 
 
 def _check_inventory(place: Commune, inventory: Inventory, obs: CommuneObservation,

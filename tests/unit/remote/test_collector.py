@@ -386,3 +386,27 @@ async def test_a_tick_leaves_metrics_to_a_central_cycle_that_just_rendered_them(
     pipeline.cycle_rendered -= collector.options.refresh
     await collector.tick()
     assert series in pipeline.exposition.body()
+
+
+@pytest.mark.parametrize(("ahead", "accepted"), [
+    (None, False), (3_600_000, False), (60_000, False), (20_000, True), (0, True)])
+async def test_a_seq_ahead_of_the_clock_is_refused_and_not_stored(
+        pipeline: Pipeline, inventory: Inventory, ahead: int | None, accepted: bool) -> None:
+    """An agent's seq starts at its clock in milliseconds (its spool): one more than
+    ``MAX_SKEW`` ahead of the collector's clock (``None``: the largest the schema allows) is
+    made up and refused, so it cannot become the agent's replay guard; within the skew (a
+    freshly seeded spool on a clock a little ahead) it is accepted."""
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    first, second = [c.key for c in inventory.communes() if c.province == "75"][:2]
+    seq = envelope.MAX_SEQ if ahead is None else int(time.time() * 1000) + ahead
+    with capture_logs() as logs:
+        assert collector.handle(f"tslcd/v1/results/{first}",
+                                batch(inventory, first, seq=seq)) is accepted
+    if not accepted:
+        assert rejected(collector, "implausible_seq") == 1
+        assert "agent-75" not in collector.seqs and "agent-75" not in collector.agents
+        line = next(e for e in logs if e["event"] == "batch_rejected")
+        assert (line["agent"], line["reason"]) == ("agent-75", "implausible_seq")
+        # the real agent, numbering from its clock, is still heard
+        assert collector.handle(f"tslcd/v1/results/{second}",
+                                batch(inventory, second, seq=int(time.time() * 1000)))
