@@ -13,7 +13,7 @@ first guard (an agent may publish only under its province, docs/mqtt.md); the co
 checks again on its own, so that a mistaken ACL or a leaked password still cannot move
 another province's communes. Each rejection counts in
 ``tslcd_collector_rejected_total{reason}``; the log gets at most one line per claimed agent
-and reason per minute (:class:`RejectionLog`; never the payload).
+and reason per minute (:class:`AggregatedLog`; never the payload).
 
 Who may speak for what: with an agents file (``agent id: PROV[/COMMUNE]``) an agent may
 report only inside its scope and unknown agents are refused; without one, a batch's vantage
@@ -87,7 +87,7 @@ MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
                   "unknown_host", "unknown_target", "too_many_agents", "overload",
-                  "implausible_seq")
+                  "implausible_seq", "state")
 MAX_PER_TRANSACTION = 500  # batches handled in one store transaction at most
 #: Seconds a lone batch waits for others to share its store transaction: at the nation's 330
 #: batches/s (10 s interval) one commit per ~30 batches instead of one each (a commit per
@@ -146,9 +146,8 @@ class Rejected(Exception):
 @dataclass(slots=True)
 class _Window:
     start: float
-    count: int  # rejections since the last line
-    topic: str
-    error: str
+    count: int  # messages since the last line
+    details: dict[str, object]  # the latest message's
 
 
 class ByteBoundedInbox(asyncio.Queue):  # type: ignore[type-arg]
@@ -292,51 +291,53 @@ def _size(message: aiomqtt.Message) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray | str) else 0
 
 
-class RejectionLog:
-    """``batch_rejected`` lines, at most one per claimed agent and reason per window.
+class AggregatedLog:
+    """Lines of one event, at most one per claimed agent and kind per window.
 
-    A flood of bad batches (3,000 messages) must not become 3,000 log lines: the first
-    rejection of an (agent, reason) is logged at once, later ones are counted and logged as
-    one line (``count``, the latest topic and error) when the window ends. The agent is the
-    one the batch *claims* (or ``?`` when it could not be read); past ``MAX_REJECT_KEYS``
-    distinct claims, new ones are pooled under ``*`` so the log's own memory is bounded."""
+    A flood (3,000 bad batches, 300 forged state words) must not become 3,000 log lines:
+    the first message of an (agent, kind) is logged at once, later ones are counted and
+    logged as one line (``count``, the latest details) when the window ends. The agent is
+    the one the message *claims* (or ``?`` when it could not be read); past
+    ``MAX_REJECT_KEYS`` distinct claims, new ones are pooled under ``*`` so the log's own
+    memory is bounded. ``kind`` is logged under the field ``kind_field`` (``reason`` for
+    ``batch_rejected``, ``state`` for ``agent_state``)."""
 
-    def __init__(self, window: float = REJECT_LOG_WINDOW) -> None:
-        self.window = window
+    def __init__(self, event: str, kind_field: str, level: str = "warning",
+                 window: float = REJECT_LOG_WINDOW) -> None:
+        self.event, self.kind_field, self.window = event, kind_field, window
+        self._log: Callable[..., Any] = getattr(log, level)
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def note(self, exc: Rejected, topic: str, now: float, *, logged: bool = False) -> bool:
-        """Count one rejection; True when it opened a window (its line is written now,
+    def note(self, agent: str | None, kind: str, now: float, *, logged: bool = False,
+             **details: object) -> bool:
+        """Count one message; True when it opened a window (its line is written now,
         unless ``logged``: the caller wrote it, with a traceback)."""
-        key = (exc.agent or "?", exc.reason)
+        key = (agent or "?", kind)
         if key not in self._windows and len(self._windows) >= MAX_REJECT_KEYS:
-            key = ("*", exc.reason)
-        topic, error = topic[:200], str(exc)[:300]
+            key = ("*", kind)
         current = self._windows.get(key)
         if current is None:
-            self._windows[key] = _Window(now, 0, topic, error)
+            self._windows[key] = _Window(now, 0, details)
             if not logged:
-                _log_rejection(key, 1, topic, error)
+                self._line(key, 1, details)
             return True
         current.count += 1
-        current.topic, current.error = topic, error
+        current.details = details
         return False
 
     def flush(self, now: float) -> None:
-        """Log the windows that ended with rejections in them; forget the quiet ones."""
+        """Log the windows that ended with messages in them; forget the quiet ones."""
         for key, current in list(self._windows.items()):
             if now - current.start < self.window:
                 continue
             if current.count:
-                _log_rejection(key, current.count, current.topic, current.error)
+                self._line(key, current.count, current.details)
                 current.start, current.count = now, 0
             else:
                 del self._windows[key]
 
-
-def _log_rejection(key: tuple[str, str], count: int, topic: str, error: str) -> None:
-    log.warning("batch_rejected", agent=key[0], reason=key[1], count=count, topic=topic,
-                error=error)
+    def _line(self, key: tuple[str, str], count: int, details: dict[str, object]) -> None:
+        self._log(self.event, agent=key[0], count=count, **{self.kind_field: key[1]}, **details)
 
 
 class Collector:
@@ -357,14 +358,16 @@ class Collector:
         self._subscribed: set[str] = set()  # provinces whose results topics are subscribed
         self._connected_at: float | None = None
         registry = pipeline.exposition.registry
-        self.rejected = Counter("tslcd_collector_rejected", "Results batches refused, by reason.",
-                                ["reason"], registry=registry)
+        self.rejected = Counter("tslcd_collector_rejected",
+                                "Agents' messages (results batches, state words) refused, by "
+                                "reason.", ["reason"], registry=registry)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         self.batches = Counter("tslcd_collector_batches", "Results batches accepted.",
                                registry=registry)
         registry.register(_AgentFamilies(self.agents))
-        self.rejections = RejectionLog()
+        self.rejections = AggregatedLog("batch_rejected", "reason")
+        self.states = AggregatedLog("agent_state", "state", "info")
         self._cap_for: object = None
         self._cap = 0
         self.seqs = self._load_seqs()  # agent -> (last accepted seq, when): replay guard
@@ -399,18 +402,23 @@ class Collector:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> bool:
         """One MQTT message: a results batch or an agent's state. True when accepted."""
         parts = topic.split("/")
-        if len(parts) == 5 and topic.startswith(topics.AGENTS_TOPIC + "/") and \
-                parts[4] == "state":
-            self._agent_state(parts[3], payload, retained)
-            return True
         try:
+            if len(parts) == 5 and topic.startswith(topics.AGENTS_TOPIC + "/") and \
+                    parts[4] == "state":
+                self._agent_state(parts[3], payload, retained)
+                return True
             obs, batch = self._validate(topic, parts, payload)
         except Rejected as exc:
             self.rejected.labels(exc.reason).inc()
-            self.rejections.note(exc, topic, time.time())
+            self.note_rejection(exc, topic)
             return False
         self._accept(obs, batch)
         return True
+
+    def note_rejection(self, exc: Rejected, topic: str, *, logged: bool = False) -> bool:
+        """Into the aggregated ``batch_rejected`` log (see :class:`AggregatedLog`)."""
+        return self.rejections.note(exc.agent, exc.reason, time.time(), logged=logged,
+                                    topic=topic[:200], error=str(exc)[:300])
 
     def _validate(self, topic: str, parts: list[str],
                   payload: bytes) -> tuple[CommuneObservation, envelope.Batch]:
@@ -513,8 +521,11 @@ class Collector:
     def _agent_state(self, agent: str, payload: bytes, retained: bool) -> None:
         """``online`` cancels a pending ``offline``; a live ``offline`` starts the grace. A
         retained one (an old word) or one just after a connection (wills of a broker
-        restart) is left to the silence timer."""
+        restart) is left to the silence timer. Anything else is refused (``state``); the
+        words of known agents are logged aggregated, so a forged flood is a line a minute."""
         state = envelope.loads_state(payload)
+        if state is None:
+            raise Rejected("state", "neither online nor offline", envelope.claimed_agent(agent))
         seen = self.agents.get(agent)
         now = time.time()
         settling = self._connected_at is not None and \
@@ -522,8 +533,8 @@ class Collector:
         believed = state == "offline" and not retained and not settling
         if seen is None:  # not an agent we know: no line per message, nothing to change
             return
-        log.info("agent_state", agent=agent, state=state or "invalid", retained=retained,
-                 believed=believed if state == "offline" else None)
+        self.states.note(agent, state, now, retained=retained,
+                         believed=believed if state == "offline" else None)
         if seen.silent:
             return
         if state == "online":
@@ -689,7 +700,7 @@ class Collector:
             self.rejected.labels("error").inc()
             topic = str(message.topic)[:200]
             failure = Rejected("error", f"{type(exc).__name__}: {str(exc)[:200]}")
-            if self.rejections.note(failure, topic, time.time(), logged=True):
+            if self.note_rejection(failure, topic, logged=True):
                 log.exception("batch_failed", topic=topic)  # the traceback, once a minute
 
     async def _tick_forever(self) -> None:
@@ -712,6 +723,7 @@ class Collector:
         self.check_silence()
         self.count_overload()
         self.rejections.flush(time.time())
+        self.states.flush(time.time())
         self.pipeline.run_operations()
         await self.pipeline.publish_status()
         since = time.monotonic() - self.pipeline.cycle_rendered
@@ -726,9 +738,8 @@ class Collector:
         dropped = self._inbox.take_dropped() if self._inbox is not None else 0
         if dropped:
             self.rejected.labels("overload").inc(dropped)
-            self.rejections.note(Rejected("overload", f"{dropped} batches shed: more than "
-                                          f"{ByteBoundedInbox.limit} bytes waiting"), "*",
-                                 time.time())
+            self.note_rejection(Rejected("overload", f"{dropped} batches shed: more than "
+                                         f"{ByteBoundedInbox.limit} bytes waiting"), "*")
 
     @property
     def receive_maximum(self) -> int:

@@ -105,7 +105,11 @@ def decode(payload: bytes, precheck: Callable[[dict[str, Any]], None] | None = N
 
 def _claimed_agent(data: Any) -> str | None:
     """The envelope's agent id for the rejection log, when it is a well-formed one."""
-    agent = data.get("agent") if isinstance(data, dict) else None
+    return claimed_agent(data.get("agent") if isinstance(data, dict) else None)
+
+
+def claimed_agent(agent: Any) -> str | None:
+    """``agent`` when it is a well-formed agent id (fit for a log line), else None."""
     try:
         return check_text(check_agent_id(agent), "agent", MAX_AGENT_ID)
     except (ValueError, TypeError):

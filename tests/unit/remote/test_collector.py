@@ -410,3 +410,27 @@ async def test_a_seq_ahead_of_the_clock_is_refused_and_not_stored(
         # the real agent, numbering from its clock, is still heard
         assert collector.handle(f"tslcd/v1/results/{second}",
                                 batch(inventory, second, seq=int(time.time() * 1000)))
+
+
+async def test_state_words_are_logged_aggregated_and_garbage_is_refused(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    """A flood on an agent's state topic is a line a minute, not a line a message: garbage
+    is refused (``state``, in the ``batch_rejected`` log), the words of a known agent go to
+    ``agent_state`` one line per state and minute, the rest counted in the next line."""
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    assert collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
+    with capture_logs() as logs:
+        for i in range(50):
+            assert not collector.handle("tslcd/v1/agents/agent-75/state", b"\xff %d" % i)
+            assert collector.handle("tslcd/v1/agents/agent-75/state", b"online")
+        assert not collector.handle("tslcd/v1/agents/\u202e/state", b"junk")
+    assert rejected(collector, "state") == 51
+    assert [(e["event"], e["agent"], e.get("reason", e.get("state"))) for e in logs] == [
+        ("batch_rejected", "agent-75", "state"), ("agent_state", "agent-75", "online"),
+        ("batch_rejected", "?", "state")]
+    with capture_logs() as logs:
+        collector.rejections.flush(time.time() + 61)
+        collector.states.flush(time.time() + 61)
+    assert sorted((e["event"], e["count"]) for e in logs) == [
+        ("agent_state", 49), ("batch_rejected", 49)]
