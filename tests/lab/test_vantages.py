@@ -23,15 +23,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import require_real
 from tests.support.lab import faults, observe, run_files
-from tests.support.lab.faults import Fault
+from tests.support.lab.cases import MAY_ALERT, Case, check_cases, hosts_of, value
 from tests.support.lab.harness import METRICS_POLL, LabRun, start_run, wait_for_alert
 from tests.support.lab.netns import Lab
 from tests.support.lab.province import (
@@ -72,30 +71,6 @@ def run(netns_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         started = start_run(province, workdir, opened, **TIMING)
         started.wait_all_up(timeout=180)
         yield started
-
-
-@dataclass(frozen=True)
-class Case:
-    """One fault kind on its own commune: how to inject it, the alert it deserves (None:
-    none at all; ``MAY_ALERT``: at most one), and what the metrics must show meanwhile."""
-
-    name: str
-    inject: Callable[[ProvinceLab, CommuneLab], Fault]
-    alert: tuple[str, str | None] | str | None
-    shows: Callable[[observe.Samples, CommuneLab], bool]
-
-
-MAY_ALERT = "at most one"
-
-
-def value(samples: observe.Samples, name: str, **labels: str) -> float | None:
-    want = set(labels.items())
-    found = [v for (metric, ls), v in samples.items() if metric == name and want <= ls]
-    return found[0] if len(found) == 1 else None
-
-
-def hosts_of(place: CommuneLab) -> list[str]:
-    return [h.name for h in place.commune.hosts]
 
 
 def _line_down(s: observe.Samples, p: CommuneLab) -> bool:
@@ -188,49 +163,19 @@ def healthy(s: observe.Samples, p: CommuneLab) -> list[str]:
     return wrong
 
 
-def alerts_of(events: list[dict], code: str) -> list[tuple[str, str | None]]:
-    return [(e["event"], e["host"]) for e in events
-            if e["commune"] == code and e["state"] == "firing"]
-
-
 def test_every_fault_kind_shows_at_its_commune_and_nothing_else(run: LabRun) -> None:
     province = run.province
     plan = placed(province)
-    start = len(run.events())
     assert run.events() == [], "a quiet lab raised alerts"
-    with contextlib.ExitStack() as stack:
-        for case, place in plan:
-            stack.enter_context(case.inject(province, place))
-
-        def shown() -> list[str]:
-            samples, events = run.metrics(), run.events()[start:]
-            missing = [c.name for c, p in plan if not c.shows(samples, p)]
-            missing += [f"{c.name} alert" for c, p in plan if isinstance(c.alert, tuple)
-                        and c.alert not in alerts_of(events, p.code)]
-            return missing
-
-        observe.wait_until(lambda: not shown(), "every fault in the metrics and alerts",
-                           timeout=120, detail=shown, poll=METRICS_POLL)
-        run.wait_cycles(SETTLE_CYCLES)
-        for case, place in plan:  # still shown (a lossy line can have a cycle without loss)
-            observe.wait_until(lambda c=case, p=place: c.shows(run.metrics(), p),
-                               f"{case.name} still shown", timeout=3 * TIMING["interval"],
-                               poll=METRICS_POLL)
-        samples, events = run.metrics(), run.events()[start:]
-        for case, place in plan:
-            got = alerts_of(events, place.code)
-            if case.alert is None:
-                assert got == [], (case.name, got)
-            elif case.alert == MAY_ALERT:
-                assert len(got) <= 1, (case.name, got)
-            else:
-                assert got == [case.alert], (case.name, got)
-        faulty = {p.code for _, p in plan}
-        for place in province.communes:
-            if place.code not in faulty:
-                assert healthy(samples, place) == [], (place.code, healthy(samples, place))
-        assert {e["commune"] for e in events} <= faulty, events
-    run.wait_all_up(timeout=120)  # cleared: every commune back, for the next test
+    samples, events = check_cases(run, plan, still=3 * TIMING["interval"])
+    faulty = {p.code for _, p in plan}
+    for place in province.communes:
+        if place.code not in faulty:
+            assert healthy(samples, place) == [], (place.code, healthy(samples, place))
+    assert {e["commune"] for e in events} <= faulty, events
+    run.wait_all_up(timeout=120)  # cleared: every commune back and every alert resolved
+    observe.wait_until(lambda: not observe.still_open(run.events()), "every alert resolved",
+                       timeout=120, detail=lambda: observe.still_open(run.events()))
 
 
 def test_a_line_cut_at_run_time_alerts_once_and_resolves(run: LabRun) -> None:

@@ -51,9 +51,11 @@ def alerts_of(events: list[dict], code: str) -> list[tuple[str, str | None]]:
 
 
 def check_cases(run: LabRun, plan: list[tuple[Case, CommuneLab]], *, timeout: float = 120,
-                settle: int = SETTLE_CYCLES) -> tuple[observe.Samples, list[dict]]:
+                settle: int = SETTLE_CYCLES, still: float = 15.0
+                ) -> tuple[observe.Samples, list[dict]]:
     """Inject every case of ``plan`` at once, wait until each shows with its alert, settle,
-    and check each case again; returns the metrics and the events since the injection
+    and check each case again (shown within ``still`` seconds: a 30 % lossy line can have a
+    cycle without loss); returns the metrics and the events since the injection
     (the faults still in force when the caller looks at them, cleared on return)."""
     start = len(run.events())
     with contextlib.ExitStack() as stack:
@@ -70,9 +72,11 @@ def check_cases(run: LabRun, plan: list[tuple[Case, CommuneLab]], *, timeout: fl
         observe.wait_until(lambda: not missing(), "every fault in the metrics and alerts",
                            timeout=timeout, detail=missing, poll=METRICS_POLL)
         run.wait_cycles(settle)
+        for case, place in plan:
+            observe.wait_until(lambda c=case, p=place: c.shows(run.metrics(), p),
+                               f"{case.name} still shown", timeout=still, poll=METRICS_POLL)
         samples, events = run.metrics(), run.events()[start:]
         for case, place in plan:
-            assert case.shows(samples, place), case.name
             got = alerts_of(events, place.code)
             if case.alert is None:
                 assert got == [], (case.name, got)

@@ -32,6 +32,17 @@ def fired(received: Iterable[dict], state: str = "firing") -> list[Fired]:
     return [(e["event"], e["commune"], e["host"]) for e in received if e["state"] == state]
 
 
+def still_open(received: Iterable[dict]) -> list[Fired]:
+    """The alerts fired and not (yet) resolved, by id."""
+    firing: dict[str, Fired] = {}
+    for e in received:
+        if e["state"] == "firing":
+            firing[e["id"]] = (e["event"], e["commune"], e["host"])
+        else:
+            firing.pop(e["id"], None)
+    return list(firing.values())
+
+
 def log_events(path: Path, name: str) -> list[dict]:
     """Records of a JSON log with ``"event": name``."""
     out = []
