@@ -87,7 +87,7 @@ MAX_REJECT_KEYS = 100  # (agent, reason) windows at once; beyond, claimed agents
 REJECT_REASONS = ("topic", "too_large", "not_json", "schema", "time", "mismatch",
                   "unknown_commune", "unknown_agent", "scope", "error", "replay", "stale",
                   "unknown_host", "unknown_target", "too_many_agents", "overload",
-                  "implausible_seq", "state")
+                  "implausible_seq", "state", "retained")
 MAX_PER_TRANSACTION = 500  # batches handled in one store transaction at most
 #: Seconds a lone batch waits for others to share its store transaction: at the nation's 330
 #: batches/s (10 s interval) one commit per ~30 batches instead of one each (a commit per
@@ -407,7 +407,7 @@ class Collector:
                     parts[4] == "state":
                 self._agent_state(parts[3], payload, retained)
                 return True
-            obs, batch = self._validate(topic, parts, payload)
+            obs, batch = self._validate(topic, parts, payload, retained)
         except Rejected as exc:
             self.rejected.labels(exc.reason).inc()
             self.note_rejection(exc, topic)
@@ -420,10 +420,13 @@ class Collector:
         return self.rejections.note(exc.agent, exc.reason, time.time(), logged=logged,
                                     topic=topic[:200], error=str(exc)[:300])
 
-    def _validate(self, topic: str, parts: list[str],
-                  payload: bytes) -> tuple[CommuneObservation, envelope.Batch]:
+    def _validate(self, topic: str, parts: list[str], payload: bytes,
+                  retained: bool) -> tuple[CommuneObservation, envelope.Batch]:
         if len(parts) != 5 or not topic.startswith(topics.RESULTS_TOPIC + "/"):
             raise Rejected("topic", "not a results topic")
+        if retained:  # results are never retained: this one would be applied by every
+            # collector that subscribes from now on, however old it is
+            raise Rejected("retained", "a retained results batch")
         province, commune = parts[3], parts[4]
         if len(payload) > self.options.max_payload:
             raise Rejected("too_large", f"{len(payload)} bytes > {self.options.max_payload}")

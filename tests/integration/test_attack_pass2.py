@@ -148,9 +148,6 @@ def aged_batch(commune: Commune, agent: str, seq: int, age: float) -> bytes:
     return envelope.encode(agent, seq, then, 0, 0, json.dumps(commune_to_dict(obs)).encode())
 
 
-@pytest.mark.xfail(strict=True, reason="Collector.handle ignores the retain flag for results "
-                   "topics (docs/mqtt.md: results are never retained): a retained batch, up to "
-                   "MAX_AGE (30 days) old, is applied again by every collector that subscribes")
 async def test_a_retained_results_batch_is_refused(tmp_path: Path,
                                                    mosquitto: Mosquitto) -> None:
     """Someone leaves a two-day-old "all up" batch retained on a commune's results topic.
@@ -164,6 +161,7 @@ async def test_a_retained_results_batch_is_refused(tmp_path: Path,
     async with running_collector(inventory, mosquitto.url) as collector:
         await wait_until(lambda: handled(collector) >= 1, what="the retained batch handled")
         assert collector.accepted == 0
+        assert collector.rejected.labels("retained")._value.get() == 1
         assert collector.pipeline.engine.state.communes[commune.key].status != 0
 
 

@@ -434,3 +434,20 @@ async def test_state_words_are_logged_aggregated_and_garbage_is_refused(
         collector.states.flush(time.time() + 61)
     assert sorted((e["event"], e["count"]) for e in logs) == [
         ("agent_state", 49), ("batch_rejected", 49)]
+
+
+async def test_a_retained_results_batch_is_refused(pipeline: Pipeline,
+                                                   inventory: Inventory) -> None:
+    """Results are never retained (docs/mqtt.md): a retained one is handed to every collector
+    that subscribes, however old, so it is refused (``retained``) and changes nothing; the
+    same batch live is taken."""
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    payload = batch(inventory, key)
+    with capture_logs() as logs:
+        assert not collector.handle(f"tslcd/v1/results/{key}", payload, retained=True)
+    assert rejected(collector, "retained") == 1
+    assert [(e["event"], e["reason"]) for e in logs] == [("batch_rejected", "retained")]
+    assert pipeline.engine.state.communes[key].status == CommuneStatus.UNKNOWN
+    assert collector.agents == {} and collector.seqs == {}
+    assert collector.handle(f"tslcd/v1/results/{key}", payload)
