@@ -24,7 +24,6 @@ from aiohttp.test_utils import TestClient
 from inventory.loader import dump, loads
 from monitor.cli.maintenance import register
 from monitor.common.config import Config, WebhookConfig
-from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.status import CommuneStatus
 from monitor.present.web.auth import TokenStore, hash_token
 from monitor.present.web.server import WebContext
@@ -33,7 +32,7 @@ from monitor.store.maintenance_db import MaintenanceBook
 from tests.support import web as ws
 from tests.support.engine_sim import STEP, make_commune, make_inventory, observe
 from tests.support.operations_sim import INVENTORY as OPS_INVENTORY
-from tests.support.operations_sim import A, B, vn
+from tests.support.operations_sim import B, b_down_on_election_day, vn
 from tests.support.processes import stop
 from tests.support.servers import WebhookReceiver, free_tcp_port
 
@@ -251,23 +250,13 @@ async def test_a_stored_window_holds_the_calendars_escalation_too(tmp_path: Path
     stored window escalates to nobody (without it, test_operations' twin escalates)."""
     async with WebhookReceiver() as boss_hook:
         config = Config(escalation_webhooks=(WebhookConfig(boss_hook.url),))
-        inv = loads(OPS_INVENTORY)
-        pipeline = Pipeline(inv, config, str(tmp_path / "state.db"))
+        pipeline = Pipeline(loads(OPS_INVENTORY), config, str(tmp_path / "state.db"))
         pipeline.maintenance.clock = lambda: vn(2026, 3, 15, 5, 0)  # the simulated day
         pipeline.maintenance.add(f"75/{B}", vn(2026, 3, 15, 5, 0), vn(2026, 3, 15, 8, 0),
                                  "Thay thiết bị", "admin")
         await pipeline.start()
         try:
-            for minute in (0, 1, 2, 20):
-                at = vn(2026, 3, 15, 6, minute)
-                for c in inv.communes():
-                    alive = c.code != B or minute == 0
-                    pipeline.engine.apply(CommuneObservation(
-                        "75", c.code, at, hosts=tuple(
-                            HostObservation(h.name, str(h.ip), alive, None) for h in c.hosts),
-                        gateway_alive=alive, backup_gateway_alive=alive if c.code == A else None,
-                        targets=()))
-                pipeline.run_operations(at)
+            b_down_on_election_day(pipeline)
             assert pipeline.engine.state.communes[f"75/{B}"].status == CommuneStatus.DOWN
             await asyncio.sleep(0.5)
         finally:

@@ -23,7 +23,7 @@ from monitor.decide import drills
 from monitor.decide.status import CommuneStatus, carrying_line
 from monitor.present import drill_report
 from monitor.service.pipeline import Pipeline
-from tests.support.operations_sim import INVENTORY, A, B, C, Sim, vn
+from tests.support.operations_sim import INVENTORY, A, B, C, Sim, b_down_on_election_day, vn
 from tests.support.servers import WebhookReceiver
 
 
@@ -204,20 +204,10 @@ async def test_pipeline_sends_escalations_only_to_the_escalation_sinks(tmp_path:
     async with WebhookReceiver() as main_hook, WebhookReceiver() as boss_hook:
         config = Config(webhooks=(WebhookConfig(main_hook.url),),
                         escalation_webhooks=(WebhookConfig(boss_hook.url),))
-        inv = loads(INVENTORY)
-        pipeline = Pipeline(inv, config, str(tmp_path / "state.db"))
+        pipeline = Pipeline(loads(INVENTORY), config, str(tmp_path / "state.db"))
         await pipeline.start()
         try:
-            for minute in (0, 1, 2, 20):
-                at = vn(2026, 3, 15, 6, minute)
-                for c in inv.communes():
-                    alive = c.code != B or minute == 0
-                    pipeline.engine.apply(CommuneObservation(
-                        "75", c.code, at, hosts=tuple(
-                            HostObservation(h.name, str(h.ip), alive, None) for h in c.hosts),
-                        gateway_alive=alive, backup_gateway_alive=alive if c.code == A else None,
-                        targets=()))
-                pipeline.run_operations(at)
+            b_down_on_election_day(pipeline)
             (boss,) = await boss_hook.wait_for(1)
             assert (boss["event"], boss["commune"]) == ("escalation", B)
             received = await main_hook.wait_for(1)

@@ -14,6 +14,7 @@ from monitor.alerts.event import VN_TZ, AlertEvent
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.engine import StateEngine
 from monitor.decide.operations import Operations
+from monitor.service.pipeline import Pipeline
 
 INVENTORY = """\
 version: 1
@@ -80,3 +81,19 @@ class Sim:
     def restart_operations(self) -> None:
         self.ops.close()
         self.ops = Operations(str(self.db))
+
+
+def b_down_on_election_day(pipeline: Pipeline) -> None:
+    """Election day through a started pipeline: every commune up at 06:00, then B (computers
+    and line) silent at 06:01, 06:02 and 06:20, 18 minutes past the period's 10-minute
+    escalation; the operations run after each cycle."""
+    for minute in (0, 1, 2, 20):
+        at = vn(2026, 3, 15, 6, minute)
+        for c in pipeline.inventory.communes():
+            alive = c.code != B or minute == 0
+            pipeline.engine.apply(CommuneObservation(
+                "75", c.code, at, hosts=tuple(
+                    HostObservation(h.name, str(h.ip), alive, None) for h in c.hosts),
+                gateway_alive=alive, backup_gateway_alive=alive if c.code == A else None,
+                targets=()))
+        pipeline.run_operations(at)
