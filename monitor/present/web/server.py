@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import hmac
 import ipaddress
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -349,10 +350,39 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
-    if ctx.metrics_body_gzip is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+    if ctx.metrics_body_gzip is not None and accepts_gzip(request.headers.get("Accept-Encoding")):
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=ctx.metrics_body_gzip(), headers=headers)
     return web.Response(body=ctx.metrics_body(), headers=headers)
+
+
+#: RFC 9110 §12.4.2 qvalue: 0 to 1, at most three decimals
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether a client's ``Accept-Encoding`` takes gzip (RFC 9110 §12.5.3): ``gzip`` (or its
+    alias ``x-gzip``), or failing that ``*``, with a weight above 0: ``gzip;q=0`` and
+    ``*;q=0`` refuse it. Names and ``q`` are case-insensitive, spaces optional; a malformed
+    weight counts as 0. No header: plain text (any coding would do, plain is what every
+    client reads)."""
+    weights: dict[str, float] = {}
+    for element in (accept_encoding or "").split(","):
+        coding, *params = (part.strip() for part in element.split(";"))
+        coding = {"x-gzip": "gzip"}.get(coding.lower(), coding.lower())
+        if coding in ("gzip", "*"):
+            weights[coding] = max(weights.get(coding, 0.0), _weight(params))
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
+def _weight(params: list[str]) -> float:
+    """The ``q`` of one Accept-Encoding element's parameters (1 when absent)."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            value = value.strip()
+            return float(value) if _QVALUE.fullmatch(value) else 0.0
+    return 1.0
 
 
 @functools.cache
