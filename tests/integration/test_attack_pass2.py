@@ -1,6 +1,8 @@
 """Issue 13, second attack pass from outside (against the real collector fed through a
-real mosquitto, loopback only). Each test here is an attack that still succeeds: it is
-marked ``xfail(strict=True)`` with what goes wrong, so that the fix turns it into a pass."""
+real mosquitto, loopback only). Each test here is an attack that succeeded when it was
+written (a forged maximal seq, a state-topic log flood, ``gzip;q=0`` served gzip, a
+retained results batch, slow plain /metrics readers): each now asserts that the attack
+fails, so that it stays failed."""
 
 from __future__ import annotations
 
@@ -171,10 +173,6 @@ def _rss_bytes(pid: int) -> int:
 SLOW_READERS = 60
 
 
-@pytest.mark.xfail(strict=True, reason="/metrics is kept only gzipped: every plain request "
-                   "decompresses a full copy (monitor/present/metrics.py body()) and aiohttp "
-                   "hands it whole to the transport, so each slow reader pins the whole "
-                   "uncompressed exposition (11.6 MB nationwide with agents)")
 async def test_slow_plain_metrics_readers_do_not_pin_a_body_each(tmp_path: Path,
                                                                  mosquitto: Mosquitto) -> None:
     """The real collector on the nationwide inventory; 60 clients ask /metrics without
