@@ -3,9 +3,13 @@
 For the operators' staff: subscribing to ``tslcd/v1/status/VNPT/#`` gives every VNPT line at
 once, the current status arriving at subscription (retained), then each change. One
 mechanism for ``run`` and ``collector`` alike: the pipeline hands the state to
-:meth:`StatusPublisher.publish` after each cycle and on the collector's timer; only communes
-whose status, backup state, hosts up or vantage changed are (re)published, and all of them
-at start.
+:meth:`StatusPublisher.publish` on the collector's timer; only communes whose status, backup
+state, hosts up or judging vantage changed are (re)published, and all of them at start.
+
+A retained message is republished only when what it says changes: the payload holds the
+fused verdict and the vantage that verdict's line comes from (``CommuneState.line_vantages``),
+never whichever vantage spoke last, which alternates between the centre and the commune's
+agent every cycle in ``run --mqtt``.
 """
 
 from __future__ import annotations
@@ -52,8 +56,15 @@ def status_payload(commune: Commune, cs: CommuneState) -> dict[str, Any]:
         "hosts_total": len(hosts),
         "on_backup": cs.on_backup,
         "line": carrying_line(cs),  # primary, backup, none (null: unknown)
-        "vantage": cs.vantage,
+        "vantage": judging_vantage(cs),
     }
+
+
+def judging_vantage(cs: CommuneState) -> str | None:
+    """The vantage the commune's status is judged from: the first of the views its line's
+    verdict came from (central over the commune's own agent, contract §7); None while no
+    view speaks for the commune."""
+    return cs.line_vantages[0] if cs.line_vantages else None
 
 
 class StatusBoard:
