@@ -41,24 +41,14 @@ from tests.support.alertmanager import (
     wait_ready,
 )
 from tests.support.engine_sim import STEP, make_commune, make_inventory, observe
+from tests.support.inventory_texts import WITH_CONTACT
 from tests.support.servers import WebhookReceiver, serving
 
 SHIPPED = ROOT / "dashboards" / "alertmanager"
 PAGE = "http://127.0.0.1:9750/"
 FAST = Backoff(attempts=3, base=0.05, cap=0.2)
 RESEND = 1.0  # seconds: a firing alert ends 4 s after its last send
-INVENTORY = loads("""\
-version: 1
-provinces:
-  - code: "75"
-    communes:
-      - code: "26041"
-        isp: VNPT
-        circuit: DNI-0001
-        subnet: 198.18.1.0/29
-        gateway: 198.18.1.1
-        contacts:
-          - {name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}
+INVENTORY = loads(WITH_CONTACT + """\
         hosts:
           - {name: may-01, ip: 198.18.1.2}
       - code: "26068"

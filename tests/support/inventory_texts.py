@@ -5,6 +5,8 @@ backup line, contacts, always_on, milestones, drills, periods): the loader's tes
 each key becomes, the fast-path reader's tests that both readers agree on it. ``SNMP_BLOCK``
 is its SNMP settings, which the loader's tests swap for others. ``DONG_NAI_FIRST`` opens
 the provinces of the loader's base inventories: Đồng Nai and its first commune.
+``WITH_CONTACT`` opens the Alertmanager tests' inventories: commune 26041 and its first
+contact, which the alerts quote; each test goes on with its own contacts, hosts and communes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ provinces:
       - code: "26041"
         name: "Phường Trấn Biên"
         isp: VNPT
+"""
+WITH_CONTACT = """\
+version: 1
+provinces:
+  - code: "75"
+    communes:
+      - code: "26041"
+        isp: VNPT
+        circuit: DNI-0001
+        subnet: 198.18.1.0/29
+        gateway: 198.18.1.1
+        contacts:
+          - {name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}
 """
 SNMP_BLOCK = """\
   snmp:

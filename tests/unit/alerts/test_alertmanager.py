@@ -25,20 +25,10 @@ from monitor.alerts.alertmanager import (
 from monitor.alerts.event import AlertEvent
 from monitor.common.backoff import Backoff
 from monitor.common.config import Config, ConfigError, WebhookConfig, load
+from tests.support.inventory_texts import WITH_CONTACT
 from tests.support.servers import WebhookReceiver
 
-INVENTORY_TEXT = """\
-version: 1
-provinces:
-  - code: "75"
-    communes:
-      - code: "26041"
-        isp: VNPT
-        circuit: DNI-0001
-        subnet: 198.18.1.0/29
-        gateway: 198.18.1.1
-        contacts:
-          - {name: "Nguyễn Văn A", role: "cán bộ CNTT xã", phone: "0912 345 678"}
+INVENTORY_TEXT = WITH_CONTACT + """\
           - {name: "Trần Thị B", email: b@example.gov.vn}
         hosts:
           - {name: may-01, ip: 198.18.1.2}
