@@ -4,7 +4,6 @@ drill reports, the line carrying each commune and inspection records, scoped by 
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -87,41 +86,22 @@ async def test_commune_rows_say_which_line_carries_it_and_hosts_their_stamp(clie
 async def test_page_shows_the_live_drill_count_backup_line_and_missing_stamp(
         running_drill: Sim) -> None:
     """In a real headless Chromium: the banner, the backup badge, the commune's page."""
-    import os
-
-    from tests.support import require_real
-
-    require_real(os.access(ws.CHROMIUM, os.X_OK), f"{ws.CHROMIUM} is not installed")
-    from playwright.async_api import async_playwright
-
-    from monitor.present.web.server import serve
-
     ctx = WebContext(inventory=lambda: running_drill.inventory,
                      state=running_drill.engine.state, metrics_body=lambda: b"",
                      drills=running_drill.ops.drills)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    runner = await serve(build_app(ctx), "127.0.0.1", port)
-    try:
-        async with async_playwright() as pw:
-            chromium = await ws.launch_chromium(pw)
-            page = await chromium.new_page()
-            await page.goto(f"http://127.0.0.1:{port}/")
-            banner = page.locator("#drills .drill.live")
-            await banner.wait_for()
-            assert await banner.locator(".count").text_content() == "2/3"
-            assert "Diễn tập lần 1" in (await banner.text_content() or "")
-            row = page.locator(f'tr[data-key="75/{A}"]')
-            assert await row.locator(".line-backup").text_content() == "đường dự phòng"
-            assert await page.locator(f'tr[data-key="75/{B}"] .line-backup').count() == 0
-            await page.goto(f"http://127.0.0.1:{port}/#/75/{A}")
-            await page.locator(".detail .host").first.wait_for()
-            detail = await page.locator(".detail").text_content() or ""
-            assert "Đường đang dùng" in detail and "CHƯA KIỂM ĐỊNH" in detail
-            await chromium.close()
-    finally:
-        await runner.cleanup()
+    async with ws.browser_on(ctx) as (page, site):
+        await page.goto(f"{site}/")
+        banner = page.locator("#drills .drill.live")
+        await banner.wait_for()
+        assert await banner.locator(".count").text_content() == "2/3"
+        assert "Diễn tập lần 1" in (await banner.text_content() or "")
+        row = page.locator(f'tr[data-key="75/{A}"]')
+        assert await row.locator(".line-backup").text_content() == "đường dự phòng"
+        assert await page.locator(f'tr[data-key="75/{B}"] .line-backup').count() == 0
+        await page.goto(f"{site}/#/75/{A}")
+        await page.locator(".detail .host").first.wait_for()
+        detail = await page.locator(".detail").text_content() or ""
+        assert "Đường đang dùng" in detail and "CHƯA KIỂM ĐỊNH" in detail
 
 
 @pytest.mark.parametrize("ident", ['dt"1', "dt\r\nSet-Cookie: x=1", "../dt/1", "Diễn tập 1"])

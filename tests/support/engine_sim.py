@@ -6,11 +6,21 @@ The engine tests use it throughout; the sink tests drive real alerts out of it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 from collections.abc import Iterable
 
-from inventory.model import Commune, Defaults, Host, Inventory, Maintenance, Province, Target
+from inventory.model import (
+    Commune,
+    Defaults,
+    Host,
+    Inventory,
+    Maintenance,
+    Province,
+    Target,
+    WorkingHours,
+)
 from monitor.alerts.event import VN_TZ, AlertEvent
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.engine import StateEngine
@@ -19,6 +29,7 @@ from monitor.store.state_db import Store
 from probes.result import ArpDetail, ProbeResult, UnknownDevice
 
 T0 = dt.datetime(2026, 2, 6, 7, 0, tzinfo=VN_TZ).timestamp()
+EVENING = T0 + 11 * 3600  # Friday 2026-02-06 18:00, Vietnam time
 STEP = 30.0
 MAC = "02:00:00:00:01:{:02x}"
 
@@ -102,3 +113,19 @@ class Sim:
     @property
     def commune(self) -> CommuneState:
         return self.engine.state.communes["75/26041"]
+
+
+def office_evening() -> Sim:
+    """Friday evening after four cycles at a commune with a backup line of another operator
+    (198.19.200.1, Viettel, DNI-B-0001) and office hours Monday to Friday 07:00-17:00:
+    may-02 silent (off, not down, at that hour) and the backup line not answering."""
+    commune = dataclasses.replace(
+        make_commune(backup=True), backup_gateway=ipaddress.ip_address("198.19.200.1"),
+        backup_isp="Viettel", backup_circuit="DNI-B-0001")
+    inventory = make_inventory(commune)
+    inventory = dataclasses.replace(inventory, defaults=dataclasses.replace(
+        inventory.defaults, working_hours=WorkingHours((0, 1, 2, 3, 4), dt.time(7),
+                                                       dt.time(17))))
+    sim = Sim(inventory, start=EVENING)
+    sim.cycles(4, hosts={"may-02": False}, backup=False)
+    return sim

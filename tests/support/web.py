@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -22,8 +23,10 @@ from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.decide.status import CommuneState, CommuneStatus, HostState, MonitorState
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web.auth import Scope, TokenEntry, TokenStore
-from monitor.present.web.server import WebContext, build_app
+from monitor.present.web.server import WebContext, build_app, serve
 from probes.result import ArpDetail, IcmpDetail, ProbeResult
+from tests.support import require_real
+from tests.support.servers import free_tcp_port
 
 ISPS = ("VNPT", "Viettel")
 PASSED_AT = dt.datetime(2026, 1, 20, 9, 30, tzinfo=dt.UTC).timestamp()  # before every due day
@@ -146,3 +149,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 async def launch_chromium(playwright: Any) -> Any:
     return await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                             args=CHROMIUM_ARGS)
+
+
+@contextlib.asynccontextmanager
+async def browser_on(ctx: WebContext) -> AsyncIterator[tuple[Any, str]]:
+    """The web app over ``ctx`` served on a free loopback port, and a page of a headless
+    Chromium; yields the page and the site's URL; both stopped after. Skipped without
+    Chromium (failed under CI=true)."""
+    require_real(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is not installed")
+    from playwright.async_api import async_playwright
+
+    port = free_tcp_port()
+    runner = await serve(build_app(ctx), "127.0.0.1", port)
+    try:
+        async with async_playwright() as pw:
+            chromium = await launch_chromium(pw)
+            try:
+                yield await chromium.new_page(), f"http://127.0.0.1:{port}"
+            finally:
+                await chromium.close()
+    finally:
+        await runner.cleanup()

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import ipaddress
-
-from inventory.model import WorkingHours
 from monitor.present.rtt_history import RttHistory
 from monitor.present.web.api import ListFilter, ScopedView, commune_detail, commune_list
-from tests.support.engine_sim import T0, Sim, make_commune, make_inventory
-
-EVENING = T0 + 11 * 3600  # Friday 18:00, Vietnam time
+from tests.support.engine_sim import Sim, make_commune, office_evening
 
 
 def test_an_office_computer_at_night_is_off_and_both_lines_are_shown() -> None:
-    commune = dataclasses.replace(
-        make_commune(backup=True), backup_gateway=ipaddress.ip_address("198.19.200.1"),
-        backup_isp="Viettel", backup_circuit="DNI-B-0001")
-    inventory = make_inventory(commune)
-    inventory = dataclasses.replace(inventory, defaults=dataclasses.replace(
-        inventory.defaults, working_hours=WorkingHours((0, 1, 2, 3, 4), dt.time(7),
-                                                       dt.time(17))))
-    sim = Sim(inventory, start=EVENING)
-    sim.cycles(4, hosts={"may-02": False}, backup=False)
-
+    sim = office_evening()
+    commune = sim.inventory.commune("75", "26041")
+    assert commune is not None
     detail = commune_detail(commune, "Đồng Nai", (), sim.engine.state, RttHistory(), [],
                             sim.now)
     assert [(h["name"], h["state"], h["up"]) for h in detail["hosts"]] == [
@@ -35,7 +21,7 @@ def test_an_office_computer_at_night_is_off_and_both_lines_are_shown() -> None:
          "up": True, "rtt": None, "loss": None},  # no echo measured in this simulation
         {"line": "backup", "gateway": "198.19.200.1", "isp": "Viettel",
          "circuit": "DNI-B-0001", "up": False, "rtt": None, "loss": None}]
-    (row,) = commune_list(ScopedView(inventory), sim.engine.state, ListFilter())["communes"]
+    (row,) = commune_list(ScopedView(sim.inventory), sim.engine.state, ListFilter())["communes"]
     assert (row["hosts_up"], row["hosts_off"], row["status"]) == (2, 1, "ok")
 
 
