@@ -96,7 +96,7 @@ from monitor.common.clock import local_midnight
 from monitor.cycle.observation import CommuneObservation, HostObservation
 from monitor.cycle.routers import ROUTER
 from monitor.decide.book import AlertBook, AlertKey, Condition
-from monitor.decide.pending import Pending
+from monitor.decide.pending import Pending, StoredTrackers
 from monitor.decide.status import (
     CommuneState,
     CommuneStatus,
@@ -190,6 +190,7 @@ class StateEngine:
         #: commune -> (consecutive failed SNMP reads, since, the latest (kind, message))
         self._snmp: dict[str, tuple[int, float, tuple[str, str]]] = {}
         self._pending = Pending()
+        self._stored = StoredTrackers()
         self._batch_depth = 0
         self.store = None  # building from the inventory is not a change to store
         self.set_inventory(inventory)
@@ -331,6 +332,7 @@ class StateEngine:
         those that are gone (returned, to be published like any other)."""
         now = self.clock()
         self._inventory = inventory
+        self._stored.cap = max(inventory.defaults.down_after, inventory.defaults.up_after, 1)
         wanted = {c.key: c for c in inventory.communes()}
         events: list[AlertEvent] = []
         with self.batch():
@@ -359,8 +361,11 @@ class StateEngine:
             self._pending = Pending()
             return True
         pending = self._pending
-        if pending.empty() or self.store.write(pending.to_batch(self._trackers,
-                                                                self.state.communes)):
+        if pending.empty():
+            return True
+        batch = pending.to_batch(self._trackers, self.state.communes, self._stored)
+        if self.store.write(batch):
+            self._stored.saved(batch)
             self._pending = Pending()
             return True
         self._pending.trim()
