@@ -10,6 +10,7 @@ import pytest
 from monitor.cli.main import main
 from monitor.common import config
 from monitor.common.config import Config, ConfigError, WebhookConfig
+from tests.support import problem_files
 
 GOOD = """\
 listen: "[::1]:9751"
@@ -48,16 +49,11 @@ web:
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "monitor.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return problem_files.write(tmp_path, "monitor.yaml", text)
 
 
 def problems(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        config.load(path)
-    assert str(caught.value) == "\n".join(str(p) for p in caught.value.problems)
-    return [str(p) for p in caught.value.problems]
+    return problem_files.problems(config.load, ConfigError, path)
 
 
 def test_a_full_configuration_loads(tmp_path: Path) -> None:

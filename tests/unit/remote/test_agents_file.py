@@ -10,21 +10,18 @@ import pytest
 from inventory import official
 from monitor.cli.main import main
 from monitor.remote.agents_file import AgentsFileError, load_agents
+from tests.support import problem_files
 
 DONG_NAI_COMMUNE = sorted(official.provinces()["75"].communes)[0]
 HANOI_COMMUNE = sorted(official.provinces()["01"].communes)[0]
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "agents.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return problem_files.write(tmp_path, "agents.yaml", text)
 
 
 def problems(path: Path) -> list[str]:
-    with pytest.raises(AgentsFileError) as caught:
-        load_agents(path)
-    return [str(p) for p in caught.value.problems]
+    return problem_files.problems(load_agents, AgentsFileError, path)
 
 
 def test_a_valid_file_gives_official_codes(tmp_path: Path) -> None:
