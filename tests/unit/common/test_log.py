@@ -12,6 +12,15 @@ import structlog
 from monitor.common import log
 
 
+def logging_to_buffer(monkeypatch: pytest.MonkeyPatch, level: str = "info",
+                      json_lines: bool = True) -> io.StringIO:
+    """Logging configured at ``level`` onto a buffer standing for stderr; the buffer."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    log.configure(level, json=json_lines)
+    return out
+
+
 def test_lines_go_to_the_current_stderr_and_secrets_are_redacted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -29,9 +38,7 @@ def test_lines_go_to_the_current_stderr_and_secrets_are_redacted(
 
 
 def test_secret_keys_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", out)
-    log.configure("debug", json=True)
+    out = logging_to_buffer(monkeypatch, "debug")
     structlog.get_logger("test").info("login", token="abc", Authorization="Bearer x", user="u")
     line = json.loads(out.getvalue())
     assert (line["token"], line["Authorization"], line["user"]) == ("***", "***", "u")
@@ -42,9 +49,7 @@ def test_an_exception_is_logged_with_its_traceback(
     monkeypatch: pytest.MonkeyPatch, json_lines: bool,
 ) -> None:
     """``log.exception("cycle_failed")`` must say what failed, not only that it did."""
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", out)
-    log.configure("info", json=json_lines)
+    out = logging_to_buffer(monkeypatch, json_lines=json_lines)
     try:
         raise TypeError("_scan_segments() takes 2 positional arguments but 3 were given")
     except TypeError:
@@ -62,9 +67,7 @@ def test_header_values_and_bearer_tokens_in_free_text_are_scrubbed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A library's message or traceback may quote the request; the values never get out."""
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", out)
-    log.configure("info", json=True)
+    out = logging_to_buffer(monkeypatch)
     try:
         raise ValueError(f"Got more than 8190 bytes when reading: Cookie: tslcd_token={SESSION}"
                          f"; x=1\r\nAuthorization: Bearer {SESSION}")
@@ -97,9 +100,7 @@ def test_scrubbing_leaves_ordinary_urls_alone() -> None:
 def test_a_routed_stdlib_logger_writes_one_json_line_through_the_redaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", out)
-    log.configure("info", json=True)
+    out = logging_to_buffer(monkeypatch)
     logger = log.route_stdlib("tests.routed")
     try:
         raise RuntimeError("boom")
