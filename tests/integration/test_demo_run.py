@@ -6,9 +6,7 @@ meets every milestone of every commune and raises no deadline alert."""
 from __future__ import annotations
 
 import re
-import signal
 import ssl
-import subprocess
 import sys
 import time
 import urllib.request
@@ -18,7 +16,7 @@ import pytest
 
 from inventory.loader import demo_path, load
 from monitor.service import demo_target
-from tests.support.servers import free_tcp_port
+from tests.support.servers import daemon, free_tcp_port
 
 DEMO = load(demo_path())
 COMMUNES = len(list(DEMO.communes()))
@@ -58,11 +56,8 @@ def test_run_on_the_bundled_demo_meets_its_milestones_without_deadline_alerts(
         tmp_path: Path) -> None:
     port = free_tcp_port()
     log_path = tmp_path / "run.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli.main", "run", "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
+    with daemon([sys.executable, "-m", "monitor.cli.main", "run", "--listen",
+                 f"127.0.0.1:{port}"], log_path, cwd=tmp_path) as proc:
         met: dict[str, int] = {}
         samples: list[tuple[str, str, float]] = []
         until = time.monotonic() + 150  # two cycles: ~17 s, the 30 s interval, ~17 s
@@ -82,13 +77,6 @@ def test_run_on_the_bundled_demo_meets_its_milestones_without_deadline_alerts(
         context = ssl.create_default_context(cafile=TARGET.ca_file)
         with urllib.request.urlopen(TARGET.url, context=context, timeout=5) as resp:
             assert "bầu cử" in resp.read().decode("utf-8")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
     output = log_path.read_text("utf-8", "replace")
     assert "deadline" not in output, [ln for ln in output.splitlines() if "deadline" in ln][:5]
     cycles = [ln for ln in output.splitlines() if '"event": "cycle_done"' in ln]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.support import ROOT
-from tests.support.servers import free_tcp_port
+from tests.support.servers import daemon, free_tcp_port
 
 INVENTORY = """\
 version: 1
@@ -43,25 +42,14 @@ CLI = [sys.executable, "-m", "monitor.cli.main"]
 def run_monitor(tmp_path: Path, inventory: Path, state: Path) -> str:
     """``run`` until two cycles are done and the first passes are stored; its log."""
     log_path = tmp_path / "run.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*CLI, "run", "--inventory", str(inventory), "--state", str(state),
-             "--listen", f"127.0.0.1:{free_tcp_port()}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
+    with daemon([*CLI, "run", "--inventory", str(inventory), "--state", str(state),
+                 "--listen", f"127.0.0.1:{free_tcp_port()}"], log_path, cwd=ROOT) as proc:
         until = time.monotonic() + 60
         while time.monotonic() < until and proc.poll() is None:
             if log_path.read_text("utf-8", "replace").count('"event": "cycle_done"') >= 2:
                 break
             time.sleep(0.5)
         assert proc.poll() is None, log_path.read_text("utf-8", "replace")[-3000:]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
     return log_path.read_text("utf-8", "replace")
 
 

@@ -63,11 +63,12 @@ async def serving(app: web.Application) -> AsyncIterator[int]:
 
 
 @contextlib.contextmanager
-def daemon(argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process with its output in ``log_path``; terminated (killed if it must be)
-    after, whatever the test did."""
+def daemon(argv: list[str], log_path: Path,
+           cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (in ``cwd``, if given) with its output in ``log_path``; terminated
+    (killed if it must be) after, whatever the test did."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         try:
             yield proc
         finally:
