@@ -5,23 +5,25 @@
 // Loaded beside app.js, which re-renders #detail-view at every refresh: this keeps one section
 // of its own and puts it back after each render, so a half-typed comment survives.
 (() => {
+  // Each word in Vietnamese, then in English (the page's language, which app.js sets).
   const WORDS = {
-    vi: {
-      title: 'Cảnh báo trong Alertmanager', none: 'Không có cảnh báo nào đang bật.',
-      off: 'Chưa cấu hình Alertmanager: không có xác nhận cảnh báo.',
-      silenced: 'Đã tắt cảnh báo', active: 'đang báo', inhibited: 'bị che bởi cảnh báo khác',
-      until: 'đến', by: 'bởi', comment: 'Ghi chú (bắt buộc)', minutes: 'Thời gian (phút)',
-      silence: 'Tắt cảnh báo xã này', unsilence: 'Bật lại cảnh báo', failed: 'Không thực hiện được',
-    },
-    en: {
-      title: 'Alerts in Alertmanager', none: 'No alert is firing.',
-      off: 'No Alertmanager configured: acknowledgement is not available.',
-      silenced: 'Silenced', active: 'firing', inhibited: 'inhibited by another alert',
-      until: 'until', by: 'by', comment: 'Comment (required)', minutes: 'Duration (minutes)',
-      silence: 'Silence this commune', unsilence: 'End the silence', failed: 'Failed',
-    },
+    title: ['Cảnh báo trong Alertmanager', 'Alerts in Alertmanager'],
+    none: ['Không có cảnh báo nào đang bật.', 'No alert is firing.'],
+    off: [
+      'Chưa cấu hình Alertmanager: không có xác nhận cảnh báo.',
+      'No Alertmanager configured: acknowledgement is not available.'],
+    silenced: ['Đã tắt cảnh báo', 'Silenced'],
+    active: ['đang báo', 'firing'],
+    inhibited: ['bị che bởi cảnh báo khác', 'inhibited by another alert'],
+    until: ['đến', 'until'],
+    by: ['bởi', 'by'],
+    comment: ['Ghi chú (bắt buộc)', 'Comment (required)'],
+    minutes: ['Thời gian (phút)', 'Duration (minutes)'],
+    silence: ['Tắt cảnh báo xã này', 'Silence this commune'],
+    unsilence: ['Bật lại cảnh báo', 'End the silence'],
+    failed: ['Không thực hiện được', 'Failed'],
   };
-  const w = (key) => (WORDS[document.documentElement.lang] || WORDS.vi)[key];
+  const w = (key) => WORDS[key][document.documentElement.lang === 'en' ? 1 : 0];
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const when = (iso) => (iso ? new Date(iso).toLocaleString(document.documentElement.lang) : '');
 
