@@ -105,18 +105,19 @@ class StoredTrackers:
 
     def __init__(self) -> None:
         self.cap = 1  # set from the inventory (StateEngine.set_inventory)
-        self._rows: dict[TrackerKey, TrackerRow] = {}
+        #: key -> (up, since, ok, fail, flapping) as stored
+        self._rows: dict[TrackerKey, tuple[bool | None, float | None, int, int, bool]] = {}
 
     def changed(self, key: TrackerKey, t: HostState) -> TrackerRow | None:
         """The tracker's row to write, or None when the store holds it already."""
-        row = TrackerRow(key[0], key[1], key[2], t.up, t.since,
-                         min(t.consecutive_ok, self.cap), min(t.consecutive_fail, self.cap),
-                         t.flapping)
-        return None if self._rows.get(key) == row else row
+        ok, fail = min(t.consecutive_ok, self.cap), min(t.consecutive_fail, self.cap)
+        if self._rows.get(key) == (t.up, t.since, ok, fail, t.flapping):
+            return None
+        return TrackerRow(key[0], key[1], key[2], t.up, t.since, ok, fail, t.flapping)
 
     def saved(self, batch: Batch) -> None:
         """The store committed the batch: its rows are what it holds now."""
         for row in batch.trackers:
-            self._rows[row.key] = row
+            self._rows[row.key] = (row.up, row.since, row.ok, row.fail, row.flapping)
         for key in batch.removed_trackers:
             self._rows.pop(key, None)

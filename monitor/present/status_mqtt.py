@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiomqtt
 import structlog
@@ -24,7 +24,7 @@ import structlog
 from inventory.model import Commune, Inventory
 from monitor.common import clock
 from monitor.common.topics import STATUS_TOPIC, topic_segment
-from monitor.decide.status import CommuneState, MonitorState, carrying_line
+from monitor.decide.status import CommuneState, CommuneStatus, MonitorState, carrying_line
 
 log = structlog.get_logger("status_mqtt")
 CHUNK = 500  # publishes in flight at once: a nation's 3,321 communes at start in 7 rounds
@@ -41,22 +41,43 @@ def status_topic(commune: Commune) -> str:
     return f"{STATUS_TOPIC}/{topic_segment(commune.isp)}/{commune.province}/{commune.code}"
 
 
+class Facts(NamedTuple):
+    """What the payload says of the commune's state: the payload is made from these alone,
+    so equal facts mean an equal payload (no JSON made to find nothing changed)."""
+
+    status: CommuneStatus
+    since: float | None
+    hosts_up: int
+    hosts_total: int
+    on_backup: bool
+    line: str | None
+    vantage: str | None
+
+
+def facts(cs: CommuneState) -> Facts:
+    return Facts(cs.status, cs.since, sum(1 for h in list(cs.hosts.values()) if h.up is True),
+                 len(cs.hosts), cs.on_backup, carrying_line(cs), judging_vantage(cs))
+
+
 def status_payload(commune: Commune, cs: CommuneState) -> dict[str, Any]:
-    hosts = list(cs.hosts.values())
+    return _payload(commune, facts(cs))
+
+
+def _payload(commune: Commune, f: Facts) -> dict[str, Any]:
     return {
         "province": commune.province,
         "commune": commune.code,
         "commune_name": commune.name,
         "isp": commune.isp,
         "circuit": commune.circuit,
-        "status": cs.status.name.lower(),
-        "code": int(cs.status),
-        "since": _iso(cs.since),
-        "hosts_up": sum(1 for h in hosts if h.up is True),
-        "hosts_total": len(hosts),
-        "on_backup": cs.on_backup,
-        "line": carrying_line(cs),  # primary, backup, none (null: unknown)
-        "vantage": judging_vantage(cs),
+        "status": f.status.name.lower(),
+        "code": int(f.status),
+        "since": _iso(f.since),
+        "hosts_up": f.hosts_up,
+        "hosts_total": f.hosts_total,
+        "on_backup": f.on_backup,
+        "line": f.line,  # primary, backup, none (null: unknown)
+        "vantage": f.vantage,
     }
 
 
@@ -72,6 +93,8 @@ class StatusBoard:
 
     def __init__(self) -> None:
         self._published: dict[str, tuple[str, bytes]] = {}  # PROV/COMMUNE -> (topic, payload)
+        #: PROV/COMMUNE -> the latest payload made, and what it was made from
+        self._made: dict[str, tuple[Commune, Facts, bytes]] = {}
 
     def changes(self, inventory: Inventory, state: MonitorState) -> list[tuple[str, bytes]]:
         """(topic, payload) of every commune whose status differs from what was published;
@@ -82,8 +105,7 @@ class StatusBoard:
             if cs is None:
                 continue
             topic = status_topic(commune)
-            payload = json.dumps(status_payload(commune, cs), ensure_ascii=False,
-                                 separators=(",", ":")).encode()
+            payload = self._payload(commune, facts(cs))
             previous = self._published.get(commune.key)
             if previous == (topic, payload):
                 continue
@@ -91,6 +113,16 @@ class StatusBoard:
                 out.append((previous[0], b""))  # an empty retained message deletes it
             out.append((topic, payload))
         return out
+
+    def _payload(self, commune: Commune, now: Facts) -> bytes:
+        """The commune's payload, made again only when the commune or its facts changed."""
+        made = self._made.get(commune.key)
+        if made is not None and made[0] is commune and made[1] == now:
+            return made[2]
+        payload = json.dumps(_payload(commune, now), ensure_ascii=False,
+                             separators=(",", ":")).encode()
+        self._made[commune.key] = (commune, now, payload)
+        return payload
 
     def published(self, topic_payloads: list[tuple[str, bytes]],
                   inventory: Inventory) -> None:
