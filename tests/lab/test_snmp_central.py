@@ -33,9 +33,8 @@ from inventory.model import Commune, Snmp
 from tests.support import require_real
 from tests.support.lab import conflict, faults, observe
 from tests.support.lab.cases import MAY_ALERT, Case, alerts_of, check_cases, hosts_of, value
-from tests.support.lab.harness import METRICS_POLL, LabRun, start_run
-from tests.support.lab.netns import Lab
-from tests.support.lab.province import CommuneLab, ProvinceLab, build_province, tools_missing
+from tests.support.lab.harness import METRICS_POLL, LabRun, province_lab, start_run
+from tests.support.lab.province import CommuneLab, ProvinceLab, tools_missing
 from tests.support.lab.snmpd import Snmpd, V3User, snmpd_available
 
 COMMUNES = int(os.environ.get("TSLCD_LAB_COMMUNES", "24"))
@@ -177,11 +176,8 @@ class CentralLab:
 @pytest.fixture(scope="module")
 def central(netns_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralLab]:
     workdir = tmp_path_factory.mktemp("lab-snmp-central")
-    with contextlib.ExitStack() as stack:
-        opened: list = []
-        stack.callback(lambda: [f.close() for f in opened])  # after the lab is gone
-        lab = stack.enter_context(Lab())
-        province = on_29s(build_province(lab, workdir, COMMUNES))
+    with province_lab(workdir, COMMUNES) as (province, opened), contextlib.ExitStack() as stack:
+        province = on_29s(province)
         routers, plan = choose(province)
         province = with_snmp(province, routers, workdir)
         for agent in start_agents(province, routers, workdir):

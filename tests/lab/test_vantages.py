@@ -20,7 +20,6 @@ lab's size; 95 (Đồng Nai whole, 95 agent processes) passes too, in a little o
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -31,13 +30,17 @@ import pytest
 from tests.support import require_real
 from tests.support.lab import faults, observe, run_files
 from tests.support.lab.cases import MAY_ALERT, Case, check_cases, hosts_of, value
-from tests.support.lab.harness import METRICS_POLL, LabRun, start_run, wait_for_alert
-from tests.support.lab.netns import Lab
+from tests.support.lab.harness import (
+    METRICS_POLL,
+    LabRun,
+    province_lab,
+    start_run,
+    wait_for_alert,
+)
 from tests.support.lab.province import (
     CORE_TO_ELECTION,
     CommuneLab,
     ProvinceLab,
-    build_province,
     tools_missing,
 )
 
@@ -63,11 +66,7 @@ def lab_tools() -> None:
 @pytest.fixture(scope="module")
 def run(netns_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     workdir = tmp_path_factory.mktemp("lab-vantages")
-    with contextlib.ExitStack() as stack:
-        opened: list = []
-        stack.callback(lambda: [f.close() for f in opened])  # after the lab is gone
-        lab = stack.enter_context(Lab())
-        province = build_province(lab, workdir, COMMUNES)
+    with province_lab(workdir, COMMUNES) as (province, opened):
         started = start_run(province, workdir, opened, **TIMING)
         started.wait_all_up(timeout=180)
         yield started

@@ -21,19 +21,26 @@ which ends it by pid when it closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from tests.support.lab import observe
-from tests.support.lab.province import CORE_TO_ELECTION, CommuneLab, ProvinceLab
+from tests.support.lab.netns import Lab
+from tests.support.lab.province import (
+    CORE_TO_ELECTION,
+    CommuneLab,
+    ProvinceLab,
+    build_province,
+)
 from tests.support.servers import mosquitto_binary
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -176,6 +183,19 @@ class LabRun:
         observe.wait_until(quiet, "every commune up, every agent reaching the election system",
                            timeout, detail=lambda: {k: v for k, v in self.statuses().items()
                                                     if v != 0}, poll=METRICS_POLL)
+
+
+@contextlib.contextmanager
+def province_lab(workdir: Path, communes: int) -> Iterator[tuple[ProvinceLab, list[BinaryIO]]]:
+    """A new lab holding a province of ``communes`` communes, and the list :func:`start_run`
+    keeps its open log files in: closed once the lab, and every process in it, is gone."""
+    opened: list[BinaryIO] = []
+    try:
+        with Lab() as lab:
+            yield build_province(lab, workdir, communes), opened
+    finally:
+        for file in opened:
+            file.close()
 
 
 def start_run(province: ProvinceLab, workdir: Path, files: list[BinaryIO], *,
