@@ -658,7 +658,8 @@ class StateEngine:
         router = commune.snmp.address if commune.snmp is not None else None
         c = cond("snmp_unreachable", "", present and commune.snmp is not None, since or None,
                  reason=f"snmp_{kind}" if present else None, router=router, detail=message)
-        c.held = c.held or self._line_suspect(cs) or _lossy(cs)
+        if c.present:  # held matters to a firing only (most communes: no router read)
+            c.held = c.held or self._line_suspect(cs) or _lossy(cs)
         return c
 
     def _backup_condition(self, cond: Callable[..., Condition], commune: Commune,

@@ -38,6 +38,7 @@ target ``tslcd_target_phase_seconds{phase}`` and ``tslcd_target_http_status``;
 from __future__ import annotations
 
 import bisect
+import functools
 import gzip
 import itertools
 import math
@@ -379,7 +380,7 @@ class Exposition:
             "Unix time an agent (vantage PROV or PROV/COMMUNE) was last heard from.",
         )
         for agent, seen in sorted(self._agents.items()):
-            agents.add(labels(agent=agent, province=agent.partition("/")[0]), seen)
+            agents.add(_agent_labels(agent), seen)
         rtt = _Family(
             "tslcd_icmp_rtt_seconds", "histogram", "ICMP round trips of every host, by province."
         )
@@ -685,7 +686,7 @@ def _target_families(targets: Iterable[TargetState], skips: _Skips) -> list[_Fam
     for target in sorted(targets, key=lambda t: (t.target, t.vantage)):
         pairs = ""
         try:
-            pairs = labels(target=target.target, vantage=target.vantage)
+            pairs = _target_labels(target.target, target.vantage)
             up.add(pairs, target.up)
             detail = target.last.detail
             if not isinstance(detail, TargetDetail):
@@ -701,6 +702,21 @@ def _target_families(targets: Iterable[TargetState], skips: _Skips) -> list[_Fam
             skips.failed("target", f"{target.target!r}@{target.vantage!r}", families,
                          pairs[1:-1])
     return families
+
+
+#: Label sets escaped once per name, not at every render: the nation's 3,321 commune agents
+#: each have an agent series and a view of the election system.
+LABEL_MEMO = 32_768
+
+
+@functools.lru_cache(maxsize=LABEL_MEMO)
+def _target_labels(target: str, vantage: str) -> str:
+    return labels(target=target, vantage=vantage)
+
+
+@functools.lru_cache(maxsize=LABEL_MEMO)
+def _agent_labels(agent: str) -> str:
+    return labels(agent=agent, province=agent.partition("/")[0])
 
 
 def _phase_seconds(detail: TargetDetail) -> tuple[float | None, ...]:
