@@ -29,7 +29,7 @@ import pytest
 
 from tests.support import require_real
 from tests.support.lab import faults, observe, run_files
-from tests.support.lab.cases import MAY_ALERT, Case, check_cases, hosts_of, value
+from tests.support.lab.cases import MAY_ALERT, Case, check_cases, hosts_of, unhealthy, value
 from tests.support.lab.harness import (
     METRICS_POLL,
     LabRun,
@@ -144,19 +144,12 @@ def placed(province: ProvinceLab) -> list[tuple[Case, CommuneLab]]:
 
 
 def healthy(s: observe.Samples, p: CommuneLab) -> list[str]:
-    """What a healthy commune shows that it should not (empty: nothing)."""
-    wrong = []
-    if value(s, "tslcd_commune_status", commune=p.code) != 0:
-        wrong.append("status")
-    if value(s, "tslcd_commune_unknown_devices", commune=p.code) != 0:
-        wrong.append("unknown devices")
+    """What a healthy commune shows that it should not (empty: nothing), its agent reaching
+    the election system and no loss included."""
+    wrong = unhealthy(s, p)
     if value(s, "tslcd_target_up", vantage=p.key) != 1:
         wrong.append("target from the commune")
     for h in hosts_of(p):
-        if value(s, "tslcd_host_up", commune=p.code, host=h) != 1:
-            wrong.append(f"{h} up")
-        if value(s, "tslcd_host_ip_config_ok", commune=p.code, host=h) != 1:
-            wrong.append(f"{h} ip config")
         if value(s, "tslcd_host_packet_loss_ratio", commune=p.code, host=h) != 0:
             wrong.append(f"{h} loss")
     return wrong

@@ -44,6 +44,23 @@ def hosts_of(place: CommuneLab) -> list[str]:
     return [h.name for h in place.commune.hosts]
 
 
+def unhealthy(samples: observe.Samples, place: CommuneLab) -> list[str]:
+    """What a commune shows that no healthy one may, whatever the vantage (empty: nothing):
+    a status other than OK, unknown devices, a host down or with its IP configuration wrong.
+    Each lab adds what its own vantages should show."""
+    wrong = []
+    if value(samples, "tslcd_commune_status", commune=place.code) != 0:
+        wrong.append("status")
+    if value(samples, "tslcd_commune_unknown_devices", commune=place.code) != 0:
+        wrong.append("unknown devices")
+    for h in hosts_of(place):
+        if value(samples, "tslcd_host_up", commune=place.code, host=h) != 1:
+            wrong.append(f"{h} up")
+        if value(samples, "tslcd_host_ip_config_ok", commune=place.code, host=h) != 1:
+            wrong.append(f"{h} ip config")
+    return wrong
+
+
 def alerts_of(events: list[dict], code: str) -> list[tuple[str, str | None]]:
     """(event, host) of the firings for commune ``code``."""
     return [(e["event"], e["host"]) for e in events
