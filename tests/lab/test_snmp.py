@@ -184,7 +184,9 @@ def test_rfc1213_table_is_the_fallback(snmp_lab: SnmpLab) -> None:
 
 def assert_failed_quickly(table: snmp.RouterArpTable, kind: str) -> None:
     assert not table.ok and table.error == kind and table.entries == {}
-    assert table.duration < 2.0, table.duration
+    # bounded by the read's own timeout and retries (0.6 s here), not by a default or a
+    # hang; the margin is for a loaded machine (this is not a timing test)
+    assert table.duration < 10.0, table.duration
     with pytest.raises(ValueError):
         snmp.arp_results(table, LISTED)  # a failed read is no evidence of absence
     text = repr(table) + repr(snmp.table_to_dict(table))
