@@ -780,9 +780,9 @@ def _check_times(batch: envelope.Batch, now: float) -> None:
 
 
 def _check_seq_plausible(batch: envelope.Batch, now: float) -> None:
-    """An agent's spool numbers its batches from the agent's clock in milliseconds when it
-    is created, then one by one (:mod:`monitor.remote.spool`): a genuine ``seq`` is never
-    ahead of that clock (unless the agent averaged over 1,000 batches a second), and the
+    """An agent's spool numbers its batches one by one, never below the agent's clock in
+    milliseconds (:mod:`monitor.remote.spool`): a genuine ``seq`` is never ahead of that
+    clock (unless the agent averaged over 1,000 batches a second), and the
     clock is at most ``MAX_SKEW`` ahead of ours (:func:`_check_times`). Anything beyond is
     made up, and accepting it would store it as the agent's replay guard: one forged batch
     with a huge ``seq`` would lock the real agent out for good."""

@@ -10,11 +10,14 @@ SQLite in WAL mode with ``synchronous=FULL``: each append is one fsync'd transac
 survives a crash of the agent or a power cut of the commune's PC. The row id doubles as the
 batch's sequence number: ``AUTOINCREMENT`` never reuses one, not even after a restart.
 
-A new spool file starts its numbers at the Unix time in milliseconds, not at 1: the
-collector refuses a batch whose ``seq`` is not above the last it accepted from the agent
-(replay guard, docs/mqtt.md), so an agent whose spool was wiped (reinstalled PC, deleted
-directory) still continues above its old numbers, as long as it never averaged 1,000
-batches a second (a province agent sends about 3).
+A batch's number is never below the Unix time in milliseconds when it is queued (one
+above the last, or the clock if that is higher): the collector refuses a batch whose
+``seq`` is not above the last it accepted from the agent (replay guard, docs/mqtt.md), so
+an agent whose spool was wiped (reinstalled PC, deleted directory) still continues above
+its old numbers, as long as it never averaged 1,000 batches a second (a province agent
+sends about 3); and a guard raised by a forged batch (the collector takes a ``seq`` up to
+30 s ahead of its clock) is passed by the real agent's numbers within those 30 s, instead
+of locking it out until it has sent as many batches.
 """
 
 from __future__ import annotations
@@ -61,20 +64,20 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        with self._lock, self._transaction():
-            self._seed_sequence(int(time.time() * 1000))
 
-    def _seed_sequence(self, first: int) -> None:
-        """On a new spool file only: the next seq is ``first + 1`` (see the module doc)."""
-        row = self._db.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'batches'").fetchone()
-        if row is None:
+    def _raise_sequence(self, floor: int) -> None:
+        """The next seq is at least ``floor + 1`` (see the module doc); never lowered."""
+        updated = self._db.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'batches'", (floor,))
+        if updated.rowcount == 0:
             self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('batches', ?)",
-                             (first,))
+                             (floor,))
 
     def append(self, items: Sequence[tuple[str, bytes]]) -> int:
         """Queue the items in one durable transaction; returns how many old ones were dropped
         to stay within the limit."""
         with self._lock, self._transaction():
+            self._raise_sequence(int(time.time() * 1000))
             self._db.executemany("INSERT INTO batches (topic, body) VALUES (?, ?)", items)
             excess = self._count() - self.limit
             if excess <= 0:

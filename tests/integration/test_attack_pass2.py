@@ -25,6 +25,7 @@ from monitor.common import topics
 from monitor.cycle.observation import CommuneObservation, HostObservation, commune_to_dict
 from monitor.remote import envelope
 from monitor.remote.collector import Collector
+from monitor.remote.spool import Spool
 from probes.result import IcmpDetail, ProbeResult
 from tests.support import ROOT
 from tests.support.agentlab import running_collector, wait_until, write_inventory
@@ -74,6 +75,39 @@ async def test_a_forged_maximal_seq_does_not_lock_the_real_agent_out(
         await wait_until(lambda: handled(collector) == 2, what="the genuine batch handled")
         assert collector.rejected.labels("implausible_seq")._value.get() == 1
         assert collector.accepted == 1 and collector.seqs["agent-75"][0] == clock_seq
+
+
+async def test_a_forged_seq_just_ahead_of_the_clock_locks_the_agent_out_for_moments_only(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A forged seq within the plausible bound (here 2 s ahead of the clock in ms) is stored
+    as ``agent-75``'s guard: the real agent's spool, numbered one by one since long ago,
+    would stay below it for good; numbered never below its clock, its batches pass the
+    guard once the clock does (the real spool numbers them)."""
+    inventory = load(write_inventory(tmp_path / "inv.yaml"))
+    first, second = [c for c in inventory.communes() if c.province == "75"][:2]
+    spool = Spool(tmp_path / "spool.db")
+    spool.append([("old", b"")] * 3)  # the real agent, running since before the attack
+    async with running_collector(inventory, mosquitto.url,
+                                 state=str(tmp_path / "state.db")) as collector:
+        forged = int(time.time() * 1000) + 2000
+        await publish(mosquitto.port, topics.results_topic("75", first.code),
+                      alive_batch(first, "agent-75", forged))
+        await wait_until(lambda: collector.accepted == 1, what="the forged batch taken")
+
+        async def genuine() -> None:
+            spool.append([("t", b"")])
+            seq = spool.head(100)[-1].seq
+            await publish(mosquitto.port, topics.results_topic("75", second.code),
+                          alive_batch(second, "agent-75", seq))
+
+        await genuine()  # at once: below the forged guard
+        await wait_until(lambda: collector.rejected.labels("replay")._value.get() == 1,
+                         what="the genuine batch refused as a replay")
+        await asyncio.sleep(max(0.0, forged / 1000 - time.time()) + 0.1)
+        await genuine()
+        await wait_until(lambda: collector.accepted == 2, what="the genuine batch taken")
+        assert collector.seqs["agent-75"][0] > forged
+    spool.close()
 
 
 async def test_forged_state_messages_do_not_flood_the_log(tmp_path: Path,

@@ -70,7 +70,26 @@ def test_a_wiped_spool_continues_above_the_old_sequence_numbers(tmp_path: Path) 
     first = fresh.head(1)[0].seq
     assert first > old
     fresh.close()
-    reopened = Spool(path)  # an existing file keeps its numbering (no reseeding)
-    reopened.append([("t", b"z")])
-    assert [i.seq for i in reopened.head(2)] == [first, first + 1]
+    reopened = Spool(path)  # an existing file keeps its numbering, never below the clock
+    reopened.append([("t", b"z")] * 3)
+    later = [i.seq for i in reopened.head(4)]
+    assert later[0] == first and later[1] > first and later[1:] == [later[1] + n for n in range(3)]
     reopened.close()
+
+
+def test_numbers_never_fall_behind_the_clock_so_a_forged_guard_is_passed(
+        tmp_path: Path) -> None:
+    """A forged batch may raise the collector's guard up to 30 s ahead of the clock (ms):
+    a long-lived spool numbered one by one would stay below it for millions of batches;
+    numbered from the clock, it is above it once the clock passes it."""
+    spool = Spool(tmp_path / "s.db")
+    spool.append([("t", b"a")])
+    first = spool.head(1)[0].seq
+    forged_guard = first + 50  # 50 ms ahead of this spool's clock
+    time.sleep(0.1)
+    spool.append([("t", b"b")])
+    assert spool.head(2)[1].seq > forged_guard
+    spool.append([("t", b"c")] * 2)  # within one millisecond: still one above the last
+    seqs = [i.seq for i in spool.head(4)]
+    assert seqs == sorted(set(seqs))
+    spool.close()
