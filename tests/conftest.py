@@ -100,6 +100,7 @@ def worker_group(item: pytest.Item, lane: str | None) -> str | None:
     return where if lane != "lab" or shared_fixtures(item) else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups off the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``pytest -m unit`` (or integration, lab) runs one lane, wherever the files are named;
     each test gets its worker group; the groups expected to take longest run first."""
