@@ -30,7 +30,8 @@ the collector's session for just after it is back. So ``offline`` waits out the 
 forgotten when the collector itself loses the broker, and is not believed in the first
 ``settle`` seconds after a (re)connection; the silence timer, restarted at each connection,
 still finds an agent that does not come back. Every ``refresh`` seconds the
-collector re-renders /metrics (in ``run --mqtt``, unless a central cycle just did), checks
+collector re-renders /metrics (in ``run --mqtt`` only when the central cycle is overdue: each
+cycle renders them), checks
 for silence and publishes the retained status of the communes that changed
 (:mod:`monitor.present.status_mqtt`).
 
@@ -93,10 +94,6 @@ MAX_PER_TRANSACTION = 500  # batches handled in one store transaction at most
 #: batches/s (10 s interval) one commit per ~30 batches instead of one each (a commit per
 #: batch was a tenth of ``run --mqtt``'s CPU); nothing waits when batches are queued.
 GATHER = 0.1
-#: In ``run --mqtt`` a tick renders /metrics only when the central cycle's latest render is
-#: at least this part of ``refresh`` old: at a 10 s interval that saves a third of the
-#: renders (0.2 s of CPU each, nationwide); /metrics is never older than a cycle.
-RENDERED_RECENTLY = 0.9
 #: Bytes of payload the client may hold unread. Two guards keep a burst (agents replaying
 #: their spools after an outage) in the broker rather than here, so none of it is shed:
 #: MQTT 5 flow control (the collector announces a Receive Maximum of half of this in the
@@ -729,12 +726,20 @@ class Collector:
         self.states.flush(time.time())
         self.pipeline.run_operations()
         await self.pipeline.publish_status()
-        since = time.monotonic() - self.pipeline.cycle_rendered
-        if since < RENDERED_RECENTLY * self.options.refresh:
-            return  # run --mqtt: a central cycle rendered /metrics just now
+        if not self._metrics_overdue():
+            return
         probes, self._probes = self._probes, Tally()
         await self.pipeline.refresh_metrics(
             CycleStats(None, dict(probes), dict(self.pipeline.agents_heard)))
+
+    def _metrics_overdue(self) -> bool:
+        """Whether a tick renders /metrics: always in ``collector``; in ``run --mqtt`` only
+        when the central cycle is overdue, for each cycle renders them (the agents' batches
+        taken meanwhile with it): a nationwide render costs about 0.2 s of CPU, and one each
+        ``refresh`` beside the cycle's was a fifth of the process. /metrics is never older
+        than a cycle and a tick."""
+        since = time.monotonic() - self.pipeline.cycle_rendered
+        return since >= self.pipeline.inventory.defaults.interval + self.options.refresh
 
     def count_overload(self) -> None:
         """Batches the inbox shed since the last tick: counted, and one line a minute."""

@@ -372,10 +372,11 @@ def test_the_inbox_is_bounded_by_bytes_and_counts_what_it_sheds() -> None:
     assert inbox.qsize() == 2
 
 
-async def test_a_tick_leaves_metrics_to_a_central_cycle_that_just_rendered_them(
+async def test_a_tick_leaves_metrics_to_the_central_cycle_unless_it_is_overdue(
         pipeline: Pipeline, inventory: Inventory) -> None:
-    """In ``run --mqtt`` the central cycle renders /metrics: a tick right after it does not
-    render again (a batch taken meanwhile shows at the next render); otherwise it does."""
+    """In ``run --mqtt`` each central cycle renders /metrics: a tick within the cycle's
+    interval does not render again (a batch taken meanwhile shows at the next cycle's
+    render); a tick once the cycle is overdue (past an interval and a tick) does."""
     collector = Collector(pipeline, CollectorOptions(BROKER))
     key = first_key(inventory, "75")
     series = f'tslcd_commune_status{{province="75",commune="{key[3:]}"}} 0\n'.encode()  # ok
@@ -383,7 +384,10 @@ async def test_a_tick_leaves_metrics_to_a_central_cycle_that_just_rendered_them(
     assert collector.handle(f"tslcd/v1/results/{key}", batch(inventory, key))
     await collector.tick()
     assert series not in pipeline.exposition.body()
-    pipeline.cycle_rendered -= collector.options.refresh
+    pipeline.cycle_rendered -= inventory.defaults.interval  # the next cycle is due now
+    await collector.tick()
+    assert series not in pipeline.exposition.body()
+    pipeline.cycle_rendered -= collector.options.refresh  # ... and a tick late
     await collector.tick()
     assert series in pipeline.exposition.body()
 
