@@ -42,6 +42,13 @@ def longest_first(groups: Sequence[Sequence[T]], seconds: Callable[[T], float]) 
     return [test for group in sorted(groups, key=expected, reverse=True) for test in group]
 
 
+def collected_id(nodeid: str) -> str:
+    """A test's id as collected: xdist's ``--dist loadgroup`` reports it with ``@GROUP``
+    appended (an ``@`` after the last ``]``, as xdist itself tells them apart)."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 class Report(Protocol):
     """What the recorder reads of pytest's report of a test's phase."""
 
@@ -59,7 +66,8 @@ class Recorder:
         self.seconds: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: Report) -> None:
-        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+        test = collected_id(report.nodeid)
+        self.seconds[test] = self.seconds.get(test, 0.0) + report.duration
 
     def pytest_sessionfinish(self) -> None:
         merged = {**read(self.path), **self.seconds}

@@ -52,3 +52,18 @@ def test_the_committed_durations_name_tests_by_their_ids() -> None:
     recorded = durations.read(ROOT / "tests" / "durations.json")
     assert recorded and all(took >= durations.RECORDED for took in recorded.values())
     assert all(test.startswith("tests/") and "::" in test for test in recorded)
+
+
+@pytest.mark.parametrize(("reported", "test"), [
+    ("tests/lab/test_a.py::test_x@tests/lab/test_a.py", "tests/lab/test_a.py::test_x"),
+    ("tests/unit/test_b.py::test_y[a@b]", "tests/unit/test_b.py::test_y[a@b]"),
+    ("tests/unit/test_b.py::test_y[a@b]@grp", "tests/unit/test_b.py::test_y[a@b]"),
+    ("tests/unit/test_c.py::test_z", "tests/unit/test_c.py::test_z"),
+])
+def test_a_grouped_test_is_recorded_under_its_collected_id(tmp_path: Path, reported: str,
+                                                           test: str) -> None:
+    recorder = durations.Recorder(tmp_path / "d.json")
+    recorder.pytest_runtest_logreport(Phase(reported, 1.5))
+    recorder.pytest_runtest_logreport(Phase(reported, 1.0))
+    recorder.pytest_sessionfinish()
+    assert json.loads((tmp_path / "d.json").read_text(encoding="utf-8")) == {test: 2.5}
