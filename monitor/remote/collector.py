@@ -506,9 +506,9 @@ class Collector:
             log.info("agent_discovered", agent=batch.agent, vantage=obs.vantage)
         if seen.silent:
             log.info("agent_back", agent=batch.agent, scope=seen.scope)
-        if seen.seq and batch.seq > seen.seq + 1:
+        if seen.seq and batch.dropped > seen.dropped:  # its spool's count, for the file's life
             log.warning("batches_missing", agent=batch.agent, after=seen.seq, next=batch.seq,
-                        missing=batch.seq - seen.seq - 1, dropped_by_agent=batch.dropped)
+                        missing=batch.dropped - seen.dropped, dropped_by_agent=batch.dropped)
         seen.scope = seen.scope or obs.vantage
         seen.communes.add(f"{obs.province}/{obs.commune}")
         seen.last, seen.silent, seen.offline_at = now, False, None

@@ -6,8 +6,9 @@ wrapped in an envelope that says who sent it and when::
     {"schema": 1, "agent": "agent-75", "seq": 1234, "sent": 1770345330.5,
      "spool": {"queued": 0, "dropped": 0}, "commune": {...}}
 
-``seq`` increases for the life of the agent's spool (gaps are batches dropped past its
-bound); ``spool`` is the agent's queue at sending time, so the collector can show a backlog.
+``seq`` increases for the life of the agent's spool (never below its clock in ms, so gaps
+are no loss: ``spool.dropped`` counts the batches dropped past its bound); ``spool`` is the
+agent's queue at sending time, so the collector can show a backlog.
 """
 
 from __future__ import annotations

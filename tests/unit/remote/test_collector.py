@@ -42,7 +42,8 @@ async def pipeline(inventory: Inventory) -> AsyncIterator[Pipeline]:
 
 
 def batch(inventory: Inventory, key: str, *, vantage: str | None = None, agent: str = "agent-75",
-          seq: int | None = None, alive: bool = True, at: float | None = None) -> bytes:
+          seq: int | None = None, alive: bool = True, at: float | None = None,
+          dropped: int = 0) -> bytes:
     province, _, code = key.partition("/")
     commune = inventory.commune(province, code)
     assert commune is not None
@@ -51,7 +52,7 @@ def batch(inventory: Inventory, key: str, *, vantage: str | None = None, agent: 
         hosts=tuple(HostObservation(h.name, str(h.ip), alive) for h in commune.hosts),
         gateway_alive=alive)
     seq = next(_SEQS) if seq is None else seq
-    return envelope.encode(agent, seq, time.time(), 0, 0, envelope.encode_body(obs))
+    return envelope.encode(agent, seq, time.time(), 0, dropped, envelope.encode_body(obs))
 
 
 _SEQS = itertools.count(1)  # every batch of these tests is a new one: seq always increases
@@ -455,3 +456,19 @@ async def test_a_retained_results_batch_is_refused(pipeline: Pipeline,
     assert pipeline.engine.state.communes[key].status == CommuneStatus.UNKNOWN
     assert collector.agents == {} and collector.seqs == {}
     assert collector.handle(f"tslcd/v1/results/{key}", payload)
+
+
+async def test_batches_missing_is_logged_from_the_agents_dropped_count_not_from_seq_gaps(
+        pipeline: Pipeline, inventory: Inventory) -> None:
+    """A spool's numbers leap with its clock (never below it in ms), so a gap in ``seq`` is
+    no loss; batches dropped past the spool's bound are what its ``dropped`` count says."""
+    collector = Collector(pipeline, CollectorOptions(BROKER))
+    key = first_key(inventory, "75")
+    now_ms = int(time.time() * 1000)
+    with capture_logs() as logs:
+        for seq, dropped in ((now_ms - 5000, 0), (now_ms - 3000, 0), (now_ms - 1000, 3),
+                             (now_ms, 3)):
+            assert collector.handle(f"tslcd/v1/results/{key}",
+                                    batch(inventory, key, seq=seq, dropped=dropped))
+    missing = [e for e in logs if e["event"] == "batches_missing"]
+    assert [(e["missing"], e["next"]) for e in missing] == [(3, now_ms - 1000)]
