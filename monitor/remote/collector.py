@@ -29,11 +29,10 @@ agent: the broker then publishes every agent's will, live just before it goes or
 the collector's session for just after it is back. So ``offline`` waits out the grace, is
 forgotten when the collector itself loses the broker, and is not believed in the first
 ``settle`` seconds after a (re)connection; the silence timer, restarted at each connection,
-still finds an agent that does not come back. Every ``refresh`` seconds the
-collector re-renders /metrics (in ``run --mqtt`` only when the central cycle is overdue: each
-cycle renders them), checks
-for silence and publishes the retained status of the communes that changed
-(:mod:`monitor.present.status_mqtt`).
+still finds an agent that does not come back. Every ``refresh`` seconds the collector
+re-renders /metrics (in ``run --mqtt`` only when the central cycle is overdue: each cycle
+renders them), checks for silence and publishes the retained status of the communes that
+changed (:mod:`monitor.present.status_mqtt`).
 
 A burst (agents replaying their spools after an outage) waits in the broker, not here:
 each message is acknowledged only once handled, under an MQTT 5 Receive Maximum, and
@@ -735,9 +734,9 @@ class Collector:
     def _metrics_overdue(self) -> bool:
         """Whether a tick renders /metrics: always in ``collector``; in ``run --mqtt`` only
         when the central cycle is overdue, for each cycle renders them (the agents' batches
-        taken meanwhile with it): a nationwide render costs about 0.2 s of CPU, and one each
-        ``refresh`` beside the cycle's was a fifth of the process. /metrics is never older
-        than a cycle and a tick."""
+        taken meanwhile with it): a nationwide render costs about 0.2 s of CPU, and the
+        renders were a fifth of the process when ticks rendered too. /metrics is never
+        older than a cycle and a tick."""
         since = time.monotonic() - self.pipeline.cycle_rendered
         return since >= self.pipeline.inventory.defaults.interval + self.options.refresh
 
