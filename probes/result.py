@@ -195,7 +195,9 @@ def check_text(value: Any, where: str, limit: int = MAX_TEXT) -> str:
     in logs, alerts and pages can never carry a line break or a terminal escape."""
     if not isinstance(value, str) or len(value) > limit:
         raise ResultError(f"{where}: expected a string of at most {limit} characters")
-    if any(unicodedata.category(ch)[0] == "C" for ch in value):
+    # isprintable() is False for every control character (and for separators, which
+    # are allowed): the character-by-character look only for the rare text it doubts
+    if not value.isprintable() and any(unicodedata.category(ch)[0] == "C" for ch in value):
         raise ResultError(f"{where}: control characters are not allowed")
     return value
 
@@ -230,7 +232,19 @@ def _canonical(value: Any, where: str, parse: Callable[[str], object], what: str
 
 def check_ip(value: Any, where: str) -> str:
     """An IPv4/IPv6 address in its canonical text."""
-    return _canonical(value, where, ipaddress.ip_address, "an IP address")
+    if isinstance(value, str) and (known := _canonical_ips.get(value)) is not None:
+        return known
+    canonical = _canonical(value, where, ipaddress.ip_address, "an IP address")
+    if len(_canonical_ips) >= _CANONICAL_IPS_KEPT:  # bounded: made-up addresses only cost
+        _canonical_ips.clear()                      # a parse, never memory
+    _canonical_ips[value] = canonical
+    return canonical
+
+
+#: Addresses already read, as written -> canonical: the agents of the nation send the same
+#: few thousand every cycle, and parsing one costs more than the rest of its checks.
+_canonical_ips: dict[str, str] = {}
+_CANONICAL_IPS_KEPT = 65_536
 
 
 def _interface(value: Any, where: str) -> str:
