@@ -241,12 +241,18 @@ def computer_expected(
     which counts as working hours (the caller knows its windows; this stays pure).
     """
     hours = defaults.working_hours
-    if host.always_on or hours is None or in_window:
+    if always_expected(defaults, host) or in_window or hours is None:
         return True
     local = at.astimezone(VIETNAM_TZ) if at.tzinfo else at
     if local.date() in defaults.holidays:
         return False
     return hours.contains(local)
+
+
+def always_expected(defaults: Defaults, host: Host) -> bool:
+    """Expected at any hour, whatever the time: an ``always_on`` host, or an inventory
+    without ``working_hours`` (callers may skip building the time at all)."""
+    return host.always_on or defaults.working_hours is None
 
 
 def in_scope(scope: str, province: str, commune: str | None) -> bool:

@@ -60,6 +60,7 @@ class AlertBook:
         self.language = language
         self._open: dict[str, dict[tuple[str, str], AlertEvent]] = {}  # scope -> (event, subj)
         self._since: dict[AlertKey, float] = {}  # conditions present, fired or held
+        self._changes: dict[str, int] = {}  # scope -> how often its alerts or conditions moved
 
     # ---------------------------------------------------------------- reading
 
@@ -82,6 +83,11 @@ class AlertBook:
         """The condition holds (fired, or held back and waiting)."""
         return key in self._since
 
+    def changes(self, scope: str) -> int:
+        """A count that moves whenever an alert of ``scope`` opens or closes or one of its
+        conditions starts or ends: equal counts, the same book for that scope."""
+        return self._changes.get(scope, 0)
+
     # ------------------------------------------------------------- conditions
 
     def reconcile_all(self, conditions: Iterable[Condition], now: float) -> list[AlertEvent]:
@@ -92,11 +98,15 @@ class AlertBook:
         if c.present is None:
             return None
         if not c.present:
-            self._since.pop(c.key, None)
+            if self._since.pop(c.key, None) is not None:
+                self._changed(c.key[1])
             if firing is None:
                 return None
             return self.resolve(c.key, now, self._resolved_message(firing, c.fields))
-        since = self._since.setdefault(c.key, c.since)
+        since = self._since.get(c.key)
+        if since is None:
+            since = self._since[c.key] = c.since
+            self._changed(c.key[1])
         if firing is not None or c.held:
             return None
         return self.fire(c.key, since, self.message(c.key[0], "firing", c.fields),
@@ -121,6 +131,7 @@ class AlertBook:
                         since=since, message=message)
         self._open.setdefault(scope, {})[(event, subject)] = ev
         self._since.setdefault(key, since)
+        self._changed(scope)
         self.journal.open(key, ev)
         return ev
 
@@ -129,7 +140,8 @@ class AlertBook:
         Without a message: the firing's own words, marked as over."""
         event, scope, subject = key
         firing = self._open.get(scope, {}).pop((event, subject), None)
-        self._since.pop(key, None)
+        if self._since.pop(key, None) is not None or firing is not None:
+            self._changed(scope)
         if firing is None:
             return None
         ev = make_event(event_id=firing.id, event=event, state="resolved",
@@ -141,6 +153,10 @@ class AlertBook:
     def restore(self, key: AlertKey, firing: AlertEvent) -> None:
         """An alert open before a restart (its id and its start kept)."""
         self._open.setdefault(key[1], {})[(key[0], key[2])] = firing
+        self._changed(key[1])
+
+    def _changed(self, scope: str) -> None:
+        self._changes[scope] = self._changes.get(scope, 0) + 1
 
     # ---------------------------------------------------------------- wording
 

@@ -189,6 +189,8 @@ class StateEngine:
         self._devices: dict[str, dict[str, tuple[UnknownDevice, ...]]] = {}
         #: commune -> (consecutive failed SNMP reads, since, the latest (kind, message))
         self._snmp: dict[str, tuple[int, float, tuple[str, str]]] = {}
+        #: commune -> what its conditions were last judged on (:meth:`_judge`)
+        self._judgements: dict[str, tuple[object, ...] | None] = {}
         self._pending = Pending()
         self._stored = StoredTrackers()
         self._batch_depth = 0
@@ -224,11 +226,7 @@ class StateEngine:
                 self._router_failed(commune, cs, obs.at, obs.snmp_error)
             else:
                 self._observe(commune, cs, obs)
-            conditions = self._commune_conditions(commune, cs, obs.at,
-                                                  held=self._discounted(obs.vantage))
-            events += self.book.reconcile_all(conditions, obs.at)
-            events += self.book.resolve_stale(commune.key, {c.key for c in conditions},
-                                              COMMUNE_EVENTS, obs.at)
+            events += self._judge(commune, cs, obs.at, held=self._discounted(obs.vantage))
             events += self.book.reconcile_all(self._silence_ended(commune, obs.vantage, obs.at)
                                               + self._silence_held(commune, cs, obs), obs.at)
         self._last_at[(commune.key, obs.vantage)] = obs.at
@@ -332,6 +330,7 @@ class StateEngine:
         those that are gone (returned, to be published like any other)."""
         now = self.clock()
         self._inventory = inventory
+        self._judgements.clear()  # names, addresses, MACs and windows may have changed
         self._stored.cap = max(inventory.defaults.down_after, inventory.defaults.up_after, 1)
         wanted = {c.key: c for c in inventory.communes()}
         events: list[AlertEvent] = []
@@ -611,6 +610,46 @@ class StateEngine:
             for t in targets)
 
     # ----------------------------------------------------------------- conditions
+
+    def _judge(self, commune: Commune, cs: CommuneState, at: float,
+               held: bool) -> list[AlertEvent]:
+        """The commune's conditions reconciled with the book: alerts opened and closed.
+        Skipped when nothing the conditions are made of moved since the last judgement
+        (:meth:`_judged_on`): most observations of a calm day change nothing, and the
+        same conditions on the same book open and close nothing."""
+        inputs = self._judged_on(commune, cs, at, held)
+        if inputs is not None and self._judgements.get(commune.key) == inputs:
+            return []
+        conditions = self._commune_conditions(commune, cs, at, held=held)
+        events = self.book.reconcile_all(conditions, at)
+        events += self.book.resolve_stale(commune.key, {c.key for c in conditions},
+                                          COMMUNE_EVENTS, at)
+        self._judgements[commune.key] = self._judged_on(commune, cs, at, held)
+        return events
+
+    def _judged_on(self, commune: Commune, cs: CommuneState, at: float,
+                   held: bool) -> tuple[object, ...] | None:
+        """What :meth:`_commune_conditions` reads, as one comparable value: the status,
+        each computer's debounced state and segment verdict, the devices, whether the
+        alerts are held (the vantage, maintenance now) and the book's count for the
+        commune. None (judge every time) while something it reads moves with time alone:
+        a segment verdict awaiting its second scan, failed reads of the line's router."""
+        if commune.key in self._snmp:
+            return None
+        hosts = []
+        for host in commune.hosts:
+            hs = cs.hosts[host.name]
+            arp = hs.last.arp if hs.last is not None else None
+            segment = self._segment_verdicts.get((commune.key, host.name))
+            if arp is not None and (segment is None or segment.pending is not None
+                                    or segment.confirmed != arp_verdict(arp, host.mac)):
+                return None
+            hosts.append((hs.up, hs.since, hs.expected, hs.flapping, arp is not None))
+        backup = self._trackers.get(("backup_gateway", commune.key, "backup_gateway"))
+        return (held, self._in_maintenance(commune.province, commune.code, at), cs.status,
+                cs.since, cs.on_backup, cs.gateway_up, cs.backup_gateway_up,
+                backup.since if backup is not None else None, *hosts, cs.unknown_devices,
+                self.book.changes(commune.key))
 
     def _commune_conditions(self, commune: Commune, cs: CommuneState, at: float,
                             held: bool = False) -> list[Condition]:
