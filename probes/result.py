@@ -170,6 +170,13 @@ def _number(value: Any, where: str, upper: float = math.inf) -> float:
     return number
 
 
+def _seconds(value: Any, where: str) -> float:
+    """A duration: a finite number of seconds in ``0..MAX_SECONDS``."""
+    if type(value) is float and 0.0 <= value <= MAX_SECONDS:  # noqa: E721 (not a bool, not NaN)
+        return value
+    return _number(value, where, MAX_SECONDS)
+
+
 def _opt_number(value: Any, where: str, upper: float = MAX_SECONDS) -> float | None:
     return None if value is None else _number(value, where, upper)
 
@@ -271,8 +278,7 @@ def _opt_ip(value: Any, where: str) -> str | None:
 def _icmp(d: dict[str, Any], w: str) -> IcmpDetail:
     sent = _integer(d.get("sent"), f"{w}.sent", 0, MAX_ECHOES)
     received = _integer(d.get("received"), f"{w}.received", 0, sent)
-    rtts = _list(d.get("rtts", []), f"{w}.rtts",
-                 lambda v, where: _number(v, where, MAX_SECONDS), MAX_ECHOES)
+    rtts = _list(d.get("rtts", []), f"{w}.rtts", _seconds, MAX_ECHOES)
     if len(rtts) > received:
         raise ResultError(f"{w}.rtts: more RTTs than replies received")
     return IcmpDetail(sent, received, rtts)
@@ -336,8 +342,8 @@ def from_dict(data: Any, where: str = "result") -> ProbeResult:
     field."""
     if not isinstance(data, dict):
         raise ResultError(f"{where}: expected an object")
-    unknown = set(data) - _RESULT_FIELDS
-    if unknown:
+    if not data.keys() <= _RESULT_FIELDS:
+        unknown = set(data) - _RESULT_FIELDS
         raise ResultError(f"{where}: unknown field {sorted(unknown)[0][:40]!r}")
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in _DETAIL_TYPES:
@@ -348,8 +354,8 @@ def from_dict(data: Any, where: str = "result") -> ProbeResult:
         if not isinstance(raw_detail, dict):
             raise ResultError(f"{where}.detail: expected an object")
         allowed = _DETAIL_FIELDS[kind]
-        extra = set(raw_detail) - allowed
-        if extra:
+        if not raw_detail.keys() <= allowed:
+            extra = set(raw_detail) - allowed
             raise ResultError(f"{where}.detail: unknown field {sorted(extra)[0][:40]!r}")
         detail = _DETAIL_READERS[kind](raw_detail, f"{where}.detail")
     return ProbeResult(

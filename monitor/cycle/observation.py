@@ -92,8 +92,8 @@ _COMMUNE_FIELDS = frozenset({"province", "commune", "at", "vantage", "hosts", "g
 def _object(data: Any, where: str, fields: frozenset[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultError(f"{where}: expected an object")
-    extra = set(data) - fields
-    if extra:
+    if not data.keys() <= fields:
+        extra = set(data) - fields
         raise ResultError(f"{where}: unknown field {sorted(extra)[0][:40]!r}")
     return data
 
