@@ -472,29 +472,31 @@ class StateEngine:
         line_views = [cs.views[v] for v in line]
         cs.line_vantages = tuple(line)
         segment = self._segment(commune, cs, views)
-        computers = {h.name: h for h in commune.hosts}
         settle = self._inventory.defaults.down_after * self._inventory.defaults.interval
-        for kind, name in _tracker_names(commune):
-            fused = self._trackers[(kind, commune.key, name)]
-            if kind == "host":
-                fused.expected = host_expected(self._inventory, commune, computers[name], at,
-                                               settle)
-                seen = [v.hosts[name] for v in views if name in v.hosts]
-                self._settle(commune, (kind, commune.key, name), fused,
-                             any_up(t.up for t in seen), at)
-                fused.last = _fused_last(name, line_views, segment)
-            else:
-                seen = [t for v in line_views if (t := getattr(v, kind)) is not None]
-                self._settle(commune, (kind, commune.key, name), fused,
-                             any_up(t.up for t in seen), at)
-            if seen:
-                fused.consecutive_ok = seen[0].consecutive_ok
-                fused.consecutive_fail = seen[0].consecutive_fail
-        cs.gateway_up = self._tracker_up("gateway", commune.key)
-        cs.backup_gateway_up = self._tracker_up("backup_gateway", commune.key)
-        # a computer silent outside working hours is off: it neither degrades nor downs
-        line_hosts = [counted(any_up(v.hosts[h.name].up for v in line_views if h.name in v.hosts),
-                              cs.hosts[h.name].expected) for h in commune.hosts]
+        key = commune.key
+        line_hosts = []
+        for host in commune.hosts:
+            name = host.name
+            fused = self._trackers[("host", key, name)]
+            fused.expected = host_expected(self._inventory, commune, host, at, settle)
+            seen = [t for v in views if (t := v.hosts.get(name)) is not None]
+            self._settle(commune, ("host", key, name), fused, any_up(t.up for t in seen), at)
+            fused.last = _fused_last(name, line_views, segment)
+            _copy_counts(fused, seen)
+            # a computer silent outside working hours is off: it neither degrades nor downs
+            line_hosts.append(counted(any_up(t.up for v in line_views
+                                             if (t := v.hosts.get(name)) is not None),
+                                      fused.expected))
+        for kind in GATEWAY_KINDS:
+            fused_gateway = self._trackers.get((kind, key, kind))
+            if fused_gateway is None:
+                continue
+            seen = [t for v in line_views if (t := getattr(v, kind)) is not None]
+            self._settle(commune, (kind, key, kind), fused_gateway,
+                         any_up(t.up for t in seen), at)
+            _copy_counts(fused_gateway, seen)
+        cs.gateway_up = self._tracker_up("gateway", key)
+        cs.backup_gateway_up = self._tracker_up("backup_gateway", key)
         self._update_status(cs, at, *commune_status(cs.gateway_up, cs.backup_gateway_up,
                                                     line_hosts))
 
@@ -1063,6 +1065,13 @@ def _fused_last(name: str, line: list[VantageView],
         if base is None:
             return None
     return base if base.arp is arp else dataclasses.replace(base, arp=arp)
+
+
+def _copy_counts(fused: HostState, seen: list[HostState]) -> None:
+    """The fused subject's run counters are its first counting view's."""
+    if seen:
+        fused.consecutive_ok = seen[0].consecutive_ok
+        fused.consecutive_fail = seen[0].consecutive_fail
 
 
 def _lossy(cs: CommuneState) -> bool:

@@ -4,7 +4,7 @@ kept (bounded) while the store fails, to be merged into the next try."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from monitor.alerts.event import ESCALATION_EVENTS, AlertEvent
@@ -68,9 +68,7 @@ class Pending:
                  communes_now: Mapping[str, CommuneState], stored: StoredTrackers) -> Batch:
         """The rows to write, read from the current trackers and communes (of the trackers,
         only those whose row differs from what the store holds)."""
-        trackers = [row for k in self.trackers
-                    if (t := trackers_now.get(k)) is not None
-                    and (row := stored.changed(k, t)) is not None]
+        trackers = stored.changed_rows(self.trackers, trackers_now)
         communes = [
             CommuneRow(cs.province, cs.commune, int(cs.status), cs.since, cs.on_backup,
                        cs.last_seen, cs.vantage)
@@ -108,12 +106,22 @@ class StoredTrackers:
         #: key -> (up, since, ok, fail, flapping) as stored
         self._rows: dict[TrackerKey, tuple[bool | None, float | None, int, int, bool]] = {}
 
-    def changed(self, key: TrackerKey, t: HostState) -> TrackerRow | None:
-        """The tracker's row to write, or None when the store holds it already."""
-        ok, fail = min(t.consecutive_ok, self.cap), min(t.consecutive_fail, self.cap)
-        if self._rows.get(key) == (t.up, t.since, ok, fail, t.flapping):
-            return None
-        return TrackerRow(key[0], key[1], key[2], t.up, t.since, ok, fail, t.flapping)
+    def changed_rows(self, keys: Iterable[TrackerKey],
+                     trackers: Mapping[TrackerKey, HostState]) -> list[TrackerRow]:
+        """The rows to write of the trackers ``keys`` names that still exist: those the
+        store does not hold yet (in one loop: a nationwide cycle asks it of ~60,000
+        trackers)."""
+        cap, stored, out = self.cap, self._rows, []
+        for key in keys:
+            t = trackers.get(key)
+            if t is None:
+                continue
+            ok, fail = t.consecutive_ok, t.consecutive_fail
+            row = (t.up, t.since, ok if ok < cap else cap, fail if fail < cap else cap,
+                   t.flapping)
+            if stored.get(key) != row:
+                out.append(TrackerRow(*key, *row))
+        return out
 
     def saved(self, batch: Batch) -> None:
         """The store committed the batch: its rows are what it holds now."""
