@@ -108,7 +108,9 @@ async def _measure(agents: Agents, inventory: Inventory, pid: int, web: int,
     system = process.cpu_times().system - system0
     batches = agents.published - published0
     overruns = _overruns(log) - overruns0
-    accepted = await _accepted(web) - accepted0
+    body = await asyncio.to_thread(metrics, web)
+    accepted = batches_accepted(body) - accepted0
+    render = re.search(r"^tslcd_exposition_render_seconds ([0-9.e+-]+)$", body, re.M)
     cores = cpu / wall
     communes = sum(1 for _ in inventory.communes())
     who = f"{communes} commune agents + central probing" if batches else "central probing only"
@@ -118,7 +120,8 @@ async def _measure(agents: Agents, inventory: Inventory, pid: int, web: int,
     return [
         Row(f"run --mqtt CPU, {name}", cores, "cores",
             f"{where}; {wall:.0f} s window, {batches} batches published, {accepted:.0f} "
-            f"accepted; in the kernel {system / wall:.3f} core (on loopback an echo's reply "
+            f"accepted; one render of /metrics {float(render.group(1)) if render else 0:.2f} s; "
+            f"in the kernel {system / wall:.3f} core (on loopback an echo's reply "
             "is made inside the sender's system call); "
             f"{'meets' if cores <= GOAL_CORES else 'MISSES'} goal <= {GOAL_CORES}"),
         Row(f"run --mqtt RSS, {name}", rss, "MiB",
