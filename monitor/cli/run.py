@@ -36,6 +36,7 @@ from monitor.present.web.server import serve as serve_app
 from monitor.remote.agents_file import AgentsFileError, load_agents
 from monitor.remote.collector import Collector, CollectorOptions
 from monitor.service import demo_target
+from monitor.service.memory import freeze_long_lived
 from monitor.service.pipeline import Pipeline
 from monitor.service.report_schedule import start_report_schedule
 from monitor.service.watch import InventoryWatch
@@ -44,6 +45,9 @@ from probes.icmp import IcmpPermissionError, Pinger
 
 log = structlog.get_logger("app")
 PASSWORD_ENV = "TSLCD_MQTT_PASSWORD"
+#: intervals after the start when the views and trackers the first cycles and batches made
+#: are frozen with the rest (:func:`monitor.service.memory.freeze_long_lived`)
+SETTLE_CYCLES = 3
 
 
 def settings_from_args(args: argparse.Namespace) -> Config:
@@ -178,6 +182,8 @@ async def serve(svc: Service, stop: asyncio.Event, *, probe: bool,
     demo = probe and svc.inventory_path == demo_path()
     stand_ins = await demo_target.start_for_demo(svc.inventory) if demo else []
     await pipeline.start()
+    freeze_long_lived()  # the inventory and the state restored
+    settled = asyncio.create_task(_freeze_once_settled(pipeline), name="freeze when settled")
     runner = await serve_web(pipeline, cfg, svc.tokens, ready=lambda: pipeline.cycles > 0 or (
         collector is not None and collector.accepted > 0))
     reports = start_report_schedule(pipeline, cfg)
@@ -197,6 +203,7 @@ async def serve(svc: Service, stop: asyncio.Event, *, probe: bool,
                 await tasks.enter_async_context(_central_probing(pipeline, watch, collector))
             await (collector.run(stop) if collector is not None else stop.wait())
     finally:
+        settled.cancel()
         if reports is not None:
             reports.cancel()
         await runner.cleanup()
@@ -204,6 +211,13 @@ async def serve(svc: Service, stop: asyncio.Event, *, probe: bool,
         for stand_in in stand_ins:
             await stand_in.stop()
         log.info("monitor_stopped")
+
+
+async def _freeze_once_settled(pipeline: Pipeline) -> None:
+    """Once the first cycles and the agents' first batches have made every vantage's view
+    and trackers (``SETTLE_CYCLES`` intervals), those are frozen too."""
+    await asyncio.sleep(SETTLE_CYCLES * pipeline.inventory.defaults.interval)
+    freeze_long_lived()
 
 
 @contextlib.asynccontextmanager

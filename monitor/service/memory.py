@@ -1,4 +1,5 @@
-"""The process's memory allocator, set for a long-running service.
+"""The process's memory, set for a long-running service: the allocator's arenas, and the
+garbage collector kept off the objects that live as long as the process.
 
 glibc gives each thread that allocates under contention an arena of its own, up to 8 per
 core, and returns little of an arena's free memory to the system. The pipeline renders
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 import structlog
 
@@ -37,3 +39,14 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     if not done:
         log.warning("malloc_arenas_not_limited", arenas=arenas)
     return done
+
+
+def freeze_long_lived() -> None:
+    """Every object alive now is left out of the garbage collector's passes from now on
+    (``gc.freeze``): the inventory, the state and its trackers of a nationwide monitor are
+    some 700,000 objects that live as long as the process, and each full pass walked them
+    all again; the passes took ~15 % of the time spent on agents' batches and cycles
+    (measured in process, 2026-12-04). Collected first, so that no garbage is frozen;
+    frozen objects are still freed when nothing refers to them."""
+    gc.collect()
+    gc.freeze()

@@ -1,13 +1,17 @@
-"""The allocator limit of the pipeline's processes, checked in a fresh interpreter."""
+"""The service's memory: the allocator limit (checked in a fresh interpreter) and the
+long-lived objects frozen out of the garbage collector's passes."""
 
 from __future__ import annotations
 
+import gc
 import platform
 import subprocess
 import sys
+import weakref
 
 import pytest
 
+from monitor.service.memory import freeze_long_lived
 from tests.support import ROOT
 
 # threads that allocate at once, then glibc's own account of its heaps (malloc_info's XML)
@@ -43,3 +47,25 @@ def heaps(mode: str) -> int:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 def test_the_pipelines_processes_keep_to_two_malloc_arenas() -> None:
     assert heaps("limit") <= 2
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_freezing_collects_the_garbage_first_and_keeps_the_living_out_of_passes() -> None:
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a  # a cycle: only the collector can free it
+    dead = weakref.ref(a)
+    del a, b
+    alive = _Node()
+    before = gc.get_freeze_count()
+    try:
+        freeze_long_lived()
+        assert dead() is None  # collected, not frozen for ever
+        assert gc.get_freeze_count() > before
+        assert not any(o is alive for o in gc.get_objects())  # frozen: no pass walks it
+    finally:
+        gc.unfreeze()
+    assert any(o is alive for o in gc.get_objects())
