@@ -172,7 +172,7 @@ def _number(value: Any, where: str, upper: float = math.inf) -> float:
 
 def _seconds(value: Any, where: str) -> float:
     """A duration: a finite number of seconds in ``0..MAX_SECONDS``."""
-    if type(value) is float and 0.0 <= value <= MAX_SECONDS:  # noqa: E721 (not a bool, not NaN)
+    if type(value) is float and 0.0 <= value <= MAX_SECONDS:  # not a bool, an int or NaN
         return value
     return _number(value, where, MAX_SECONDS)
 
