@@ -24,15 +24,15 @@ import random
 import time
 
 from bench import Row, main
-from bench.mqtt_rig import Agents, national_workdir
+from bench.mqtt_rig import Agents, answering, national_workdir
 from inventory.model import Inventory
 from monitor.common.config import Config
 from monitor.common.mqtt_url import parse_mqtt_url
-from monitor.cycle.observation import CommuneObservation, observe_host
+from monitor.cycle.observation import CommuneObservation
 from monitor.remote.collector import Collector, CollectorOptions
 from monitor.service.memory import freeze_long_lived
 from monitor.service.pipeline import Pipeline
-from probes.result import IcmpDetail, ProbeResult
+from probes.result import IcmpDetail
 
 INTERVAL = 10.0
 WARMUP = 4
@@ -101,10 +101,7 @@ def _central(inventory: Inventory, at: float) -> list[CommuneObservation]:
     echo = IcmpDetail(3, 3, (0.010, 0.011, 0.012))
     return [CommuneObservation(
         commune.province, commune.code, at, "central",
-        tuple(observe_host(h.name, str(h.ip), (ProbeResult(
-            "icmp", str(h.ip), True, at, 0.05, None,
-            IcmpDetail(3, 3, tuple(random.uniform(0.005, 0.03) for _ in range(3)))),))
-            for h in commune.hosts),
+        tuple(answering(h, at) for h in commune.hosts),
         gateway_alive=True, line_icmp=(echo, None)) for commune in inventory.communes()]
 
 

@@ -162,6 +162,8 @@ _MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 
 def _number(value: Any, where: str, upper: float = math.inf) -> float:
     """A finite JSON number in ``0..upper`` (never a bool, a string or NaN)."""
+    if type(value) is float and 0.0 <= value <= upper and value != math.inf:
+        return value  # the common case: a float, not a bool, an int, NaN or infinity
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ResultError(f"{where}: expected a number, got {type(value).__name__}")
     number = float(value)
@@ -172,9 +174,14 @@ def _number(value: Any, where: str, upper: float = math.inf) -> float:
 
 def _seconds(value: Any, where: str) -> float:
     """A duration: a finite number of seconds in ``0..MAX_SECONDS``."""
-    if type(value) is float and 0.0 <= value <= MAX_SECONDS:  # not a bool, an int or NaN
-        return value
     return _number(value, where, MAX_SECONDS)
+
+
+def check_fields(data: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    """No field beyond ``allowed``: a made-up or misspelt field is refused, not ignored."""
+    if not data.keys() <= allowed:  # no set built for a valid object (every batch's)
+        extra = sorted(set(data) - allowed)[0]
+        raise ResultError(f"{where}: unknown field {extra[:40]!r}")
 
 
 def _opt_number(value: Any, where: str, upper: float = MAX_SECONDS) -> float | None:
@@ -342,9 +349,7 @@ def from_dict(data: Any, where: str = "result") -> ProbeResult:
     field."""
     if not isinstance(data, dict):
         raise ResultError(f"{where}: expected an object")
-    if not data.keys() <= _RESULT_FIELDS:
-        unknown = set(data) - _RESULT_FIELDS
-        raise ResultError(f"{where}: unknown field {sorted(unknown)[0][:40]!r}")
+    check_fields(data, _RESULT_FIELDS, where)
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in _DETAIL_TYPES:
         raise ResultError(f"{where}.kind: one of {', '.join(_DETAIL_TYPES)}")
@@ -353,10 +358,7 @@ def from_dict(data: Any, where: str = "result") -> ProbeResult:
     if raw_detail is not None:
         if not isinstance(raw_detail, dict):
             raise ResultError(f"{where}.detail: expected an object")
-        allowed = _DETAIL_FIELDS[kind]
-        if not raw_detail.keys() <= allowed:
-            extra = set(raw_detail) - allowed
-            raise ResultError(f"{where}.detail: unknown field {sorted(extra)[0][:40]!r}")
+        check_fields(raw_detail, _DETAIL_FIELDS[kind], f"{where}.detail")
         detail = _DETAIL_READERS[kind](raw_detail, f"{where}.detail")
     return ProbeResult(
         kind=kind,

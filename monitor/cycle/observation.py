@@ -16,6 +16,7 @@ from probes.result import (
     ProbeResult,
     ResultError,
     UnknownDevice,
+    check_fields,
     check_ip,
     check_mac,
     check_text,
@@ -92,9 +93,7 @@ _COMMUNE_FIELDS = frozenset({"province", "commune", "at", "vantage", "hosts", "g
 def _object(data: Any, where: str, fields: frozenset[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultError(f"{where}: expected an object")
-    if not data.keys() <= fields:
-        extra = set(data) - fields
-        raise ResultError(f"{where}: unknown field {sorted(extra)[0][:40]!r}")
+    check_fields(data, fields, where)
     return data
 
 

@@ -626,6 +626,7 @@ class StateEngine:
         events = self.book.reconcile_all(conditions, at)
         events += self.book.resolve_stale(commune.key, {c.key for c in conditions},
                                           COMMUNE_EVENTS, at)
+        # read again: judging moved the book's count and may have confirmed a verdict
         self._judgements[commune.key] = self._judged_on(commune, cs, at, held)
         return events
 
@@ -649,7 +650,7 @@ class StateEngine:
             hosts.append((hs.up, hs.since, hs.expected, hs.flapping, arp is not None))
         backup = self._trackers.get(("backup_gateway", commune.key, "backup_gateway"))
         return (held, self._in_maintenance(commune.province, commune.code, at), cs.status,
-                cs.since, cs.on_backup, cs.gateway_up, cs.backup_gateway_up,
+                cs.since, cs.gateway_up, cs.backup_gateway_up,  # (on_backup follows)
                 backup.since if backup is not None else None, *hosts, cs.unknown_devices,
                 self.book.changes(commune.key))
 

@@ -45,3 +45,11 @@ def test_made_up_addresses_never_grow_the_kept_ones_past_their_bound(
     for i in range(1000):
         assert check_ip(f"198.18.{i // 256}.{i % 256}", "ip") == f"198.18.{i // 256}.{i % 256}"
         assert len(result._canonical_ips) <= 100
+
+
+@pytest.mark.parametrize("rtt", [float("inf"), float("nan"), -0.001, 86_400.5, True, "0.01"])
+def test_a_round_trip_that_is_no_duration_is_refused(rtt: object) -> None:
+    with pytest.raises(ResultError, match="rtts"):
+        result.from_dict({"kind": "icmp", "subject": "198.18.0.7", "ok": True, "started": 1.0,
+                          "duration": 0.1, "detail": {"sent": 1, "received": 1,
+                                                      "rtts": [rtt]}})
