@@ -30,7 +30,7 @@ from monitor.common.config import Config
 from monitor.common.mqtt_url import parse_mqtt_url
 from monitor.cycle.observation import CommuneObservation
 from monitor.remote.collector import Collector, CollectorOptions
-from monitor.service.memory import freeze_long_lived
+from monitor.service.memory import freeze_long_lived, thaw
 from monitor.service.pipeline import Pipeline
 from probes.result import IcmpDetail
 
@@ -57,7 +57,7 @@ def run() -> list[Row]:
                     spent.append(_cycle(pipeline, collector, agents, inventory,
                                         start + cycle * INTERVAL))
         finally:
-            gc.unfreeze()  # the other benchmarks of this process start as they would alone
+            thaw()  # the other benchmarks of this process start as they would alone
         pipeline.store.close()
         pipeline.maintenance.close()
         pipeline.operations.close()

@@ -18,11 +18,15 @@ class Streak:
 
     up: bool | None = None
     ok: bool = True
-    run: int = 0
+    run: int = 0  # like results in a row, until they are confirmed (then no longer counted)
 
 
 def step(streak: Streak, ok: bool, down_after: int, up_after: int) -> Streak:
-    """The streak after one more result."""
+    """The streak after one more result. A steady one (the result agrees with its last one
+    and its confirmed state) is returned as it is, the same object: the length of such a run
+    decides nothing more, and the nation's central cycle has ~17,000 steady subjects."""
+    if ok == streak.ok and streak.up is ok:
+        return streak
     run = streak.run + 1 if ok == streak.ok else 1
     up = streak.up
     if not ok and run >= down_after:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -262,25 +262,23 @@ class Scheduler:
 
     def _count(self, report: CycleReport, now: float) -> None:
         """Each result of the report in its subject's streak (unjudged ones are left); a
-        subject left pending is due again ``retry_interval`` from now."""
+        subject left pending is due again ``retry_interval`` from now. A steady streak comes
+        back from :func:`step` as it was: not pending, so not due either."""
         d = self.inventory.defaults
-        results: list[tuple[Subject, bool | None]] = [
-            (("target", "", r.subject), r.ok) for r in report.targets]
-        for obs in report.communes:
-            key = f"{obs.province}/{obs.commune}"
-            results += [(("host", key, h.name), h.alive) for h in obs.hosts]
-            results += [(("gateway", key, "gateway"), obs.gateway_alive),
-                        (("backup_gateway", key, "backup_gateway"), obs.backup_gateway_alive)]
-        for subject, ok in results:
+        streaks, due_at = self.streaks, self._due
+        for subject, ok in _results(report):
             if ok is None:
                 continue
-            streak = self.streaks[subject] = step(self.streaks.get(subject, Streak()), ok,
-                                                  d.down_after, d.up_after)
+            old = streaks.get(subject, _NEW)
+            streak = step(old, ok, d.down_after, d.up_after)
+            if streak is old:
+                continue
+            streaks[subject] = streak
             if pending(streak):
-                self._due[subject] = now + d.retry_interval
+                due_at[subject] = now + d.retry_interval
             else:
-                self._due.pop(subject, None)
-        if self._due:
+                due_at.pop(subject, None)
+        if due_at:
             self._new_due.set()
 
     async def recheck(self, subjects: set[Subject]) -> CycleReport:
@@ -473,6 +471,21 @@ class Scheduler:
             unknown_devices=None if scan is None else tuple(scan.unknown),
             line_icmp=(_echo(primary), _echo(backup)),
         )
+
+
+_NEW = Streak()  # a subject's streak before its first result
+
+
+def _results(report: CycleReport) -> Iterator[tuple[Subject, bool | None]]:
+    """Each subject of the report with its result (None: not judged this time)."""
+    for r in report.targets:
+        yield ("target", "", r.subject), r.ok
+    for obs in report.communes:
+        key = f"{obs.province}/{obs.commune}"
+        for h in obs.hosts:
+            yield ("host", key, h.name), h.alive
+        yield ("gateway", key, "gateway"), obs.gateway_alive
+        yield ("backup_gateway", key, "backup_gateway"), obs.backup_gateway_alive
 
 
 def _rechecked(commune: Commune, subjects: set[Subject]) -> list[tuple[str, str, IPAddress]]:

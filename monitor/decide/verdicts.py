@@ -168,10 +168,13 @@ def ip_config_ok(arp: ArpDetail | None, expected: str | None = None) -> bool | N
     return None if arp is None else arp_verdict(arp, expected) == "ok"
 
 
-def in_maintenance(windows: Iterable[Maintenance], province: str, commune: str | None,
+def in_maintenance(windows: Sequence[Maintenance], province: str, commune: str | None,
                    at: float) -> bool:
     """Whether ``PROV[/COMMUNE]`` is inside one of the maintenance windows at Unix time
-    ``at``; a window written without an offset is Vietnam time."""
+    ``at``; a window written without an offset is Vietnam time. Asked at every commune's
+    judgement: with no window at all (the usual case) it answers before making a time."""
+    if not windows:
+        return False
     when = dt.datetime.fromtimestamp(at, dt.UTC)
     return any(in_scope(m.scope, province, commune) and aware(m.start) <= when < aware(m.end)
                for m in windows)

@@ -41,12 +41,31 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     return done
 
 
+#: Young-generation passes between two full passes (CPython's default: 10). A full pass
+#: walks every object not frozen: nationwide, the state's observations replaced at each
+#: cycle and batch, some 200,000 objects, ~70 ms a pass; at the default pace that was five
+#: passes every 20 s in ``run --mqtt`` (0.035 core, 8 % of the process; now ~1 %, measured
+#: with ``bench run_mqtt``, 2026-12-05). The young passes still free the cycles of the
+#: moment (asyncio's futures and exceptions) as often as before.
+FULL_PASS_AFTER = 100
+
+
 def freeze_long_lived() -> None:
     """Every object alive now is left out of the garbage collector's passes from now on
     (``gc.freeze``): the inventory, the state and its trackers of a nationwide monitor are
     some 700,000 objects that live as long as the process, and each full pass walked them
     all again; the passes took ~15 % of the time spent on agents' batches and cycles
     (measured in process, 2026-12-04). Collected first, so that no garbage is frozen;
-    frozen objects are still freed when nothing refers to them."""
+    frozen objects are still freed when nothing refers to them. Full passes are spaced
+    out too (:data:`FULL_PASS_AFTER`)."""
     gc.collect()
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_PASS_AFTER)
+
+
+def thaw() -> None:
+    """Undo :func:`freeze_long_lived` (a benchmark or test that shares its process)."""
+    gc.unfreeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 10)

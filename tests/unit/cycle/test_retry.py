@@ -54,3 +54,18 @@ def test_a_recheck_keeps_the_cycle_pace_when_it_fits() -> None:
 
 def test_a_timeout_longer_than_the_retry_interval_sends_at_once() -> None:
     assert recheck_spacing(3, 3.0, 2.0, 1.0) == 0.0
+
+
+def test_a_steady_streak_comes_back_as_it_was() -> None:
+    up = run([True])[-1]
+    assert step(up, True, 3, 2) is up
+    down = run([False, False, False])[-1]
+    assert step(down, False, 3, 2) is down
+    unconfirmed = run([True, False])[-1]  # a failure not yet confirmed is no steady state
+    assert step(unconfirmed, False, 3, 2) is not unconfirmed
+
+
+def test_a_long_steady_run_still_needs_down_after_failures() -> None:
+    streaks = run([True] * 50 + [False, False, False])
+    assert [s.up for s in streaks[-3:]] == [True, True, False]
+    assert [pending(s) for s in streaks[-3:]] == [True, True, False]

@@ -11,7 +11,7 @@ import weakref
 
 import pytest
 
-from monitor.service.memory import freeze_long_lived
+from monitor.service.memory import FULL_PASS_AFTER, freeze_long_lived, thaw
 from tests.support import ROOT
 
 # threads that allocate at once, then glibc's own account of its heaps (malloc_info's XML)
@@ -66,6 +66,8 @@ def test_freezing_collects_the_garbage_first_and_keeps_the_living_out_of_passes(
         assert dead() is None  # collected, not frozen for ever
         assert gc.get_freeze_count() > before
         assert not any(o is alive for o in gc.get_objects())  # frozen: no pass walks it
+        assert gc.get_threshold()[2] == FULL_PASS_AFTER  # full passes spaced out
     finally:
-        gc.unfreeze()
+        thaw()
     assert any(o is alive for o in gc.get_objects())
+    assert gc.get_threshold()[2] == 10
