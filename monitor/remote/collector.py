@@ -57,8 +57,6 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import Counter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector as PromCollector
 
 from inventory.model import Commune, Inventory, in_scope
 from monitor.common import topics
@@ -66,7 +64,7 @@ from monitor.common.backoff import Backoff
 from monitor.common.mqtt_link import MqttLink
 from monitor.common.mqtt_url import MqttUrl
 from monitor.cycle.observation import CommuneObservation
-from monitor.present.metrics import CycleStats, count_probes
+from monitor.present.metrics import CycleStats, Family, count_probes, labels
 from monitor.present.status_mqtt import StatusPublisher
 from monitor.remote import envelope
 from monitor.remote.agents_file import AgentsFileError, load_agents  # noqa: F401 (moved there)
@@ -361,7 +359,7 @@ class Collector:
             self.rejected.labels(reason)
         self.batches = Counter("tslcd_collector_batches", "Results batches accepted.",
                                registry=registry)
-        registry.register(_AgentFamilies(self.agents))
+        pipeline.exposition.add_source(_AgentFamilies(self.agents))
         self.rejections = AggregatedLog("batch_rejected", "reason")
         self.states = AggregatedLog("agent_state", "state", "info")
         self._cap_for: object = None
@@ -829,25 +827,22 @@ def _results_of(obs: CommuneObservation) -> Iterable[object]:
         yield from host.results
 
 
-class _AgentFamilies(PromCollector):
-    """Per agent id: its spool as it last reported it, and whether it is marked silent."""
+class _AgentFamilies:
+    """Per agent id: its spool as it last reported it, and whether it is marked silent (a
+    :class:`~monitor.present.metrics.FamilySource`; runs in the render's worker thread)."""
 
     def __init__(self, agents: Mapping[str, AgentSeen]) -> None:
         self.agents = agents
 
-    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
-        queued = GaugeMetricFamily("tslcd_agent_spool_queued_batches",
-                                   "Batches waiting in the agent's spool when it last sent.",
-                                   labels=["agent_id", "scope"])
-        dropped = CounterMetricFamily("tslcd_agent_spool_dropped_batches",
-                                      "Batches the agent dropped past its spool's bound.",
-                                      labels=["agent_id", "scope"])
-        silent = GaugeMetricFamily("tslcd_agent_silent",
-                                   "1 while the agent is silent or offline.",
-                                   labels=["agent_id", "scope"])
-        for agent, seen in sorted(self.agents.items()):
-            labels = [agent, seen.scope or ""]
-            queued.add_metric(labels, seen.queued)
-            dropped.add_metric(labels, seen.dropped)
-            silent.add_metric(labels, int(seen.silent))
+    def families(self) -> list[Family]:
+        queued = Family("tslcd_agent_spool_queued_batches", "gauge",
+                        "Batches waiting in the agent's spool when it last sent.")
+        dropped = Family("tslcd_agent_spool_dropped_batches_total", "counter",
+                         "Batches the agent dropped past its spool's bound.")
+        silent = Family("tslcd_agent_silent", "gauge", "1 while the agent is silent or offline.")
+        for agent, seen in sorted(list(self.agents.items())):  # one atomic copy
+            label_text = labels(agent_id=agent, scope=seen.scope or "")
+            queued.add(label_text, seen.queued)
+            dropped.add(label_text, seen.dropped)
+            silent.add(label_text, seen.silent)
         return [queued, dropped, silent]

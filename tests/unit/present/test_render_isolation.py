@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.decide.status import MonitorState
-from monitor.present.metrics import Exposition
+from monitor.present.metrics import Exposition, Family, labels
 from monitor.present.web import api
 from monitor.present.web.server import WebContext, build_app, serve
 from probes.result import IcmpDetail
@@ -135,3 +135,27 @@ async def test_metrics_and_the_api_answer_for_the_other_communes(base: str) -> N
             assert "Traceback" not in body
     failed = [e for e in logs if e["event"] == "api_commune_render_failed"]
     assert [e["key"] for e in failed] == [BAD.key]  # once, for list and detail alike
+
+
+class _Source:
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def families(self) -> list[Family]:
+        if self.fail:
+            raise RuntimeError("a bug in a family source")
+        family = Family("tslcd_test_source", "gauge", "A source's family.")
+        family.add(labels(agent_id='a"b'), 1)
+        return [family]
+
+
+def test_a_family_source_is_rendered_and_a_failing_one_leaves_the_rest() -> None:
+    exposition = Exposition(process_metrics=False)
+    exposition.add_source(_Source(fail=True))
+    exposition.add_source(_Source(fail=False))
+    exposition.update(INV, ws.state_for(INV, AT))
+    families = {f.name: f for f in text_string_to_metric_families(exposition.body().decode())}
+    [sample] = families["tslcd_test_source"].samples
+    assert sample.labels == {"agent_id": 'a"b'} and sample.value == 1
+    assert families["tslcd_host_up"].samples  # the rest rendered
+    assert families["tslcd_exposition_skipped_rows"].samples[0].value == 1
