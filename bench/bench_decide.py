@@ -87,7 +87,7 @@ def _cycle(pipeline: Pipeline, collector: Collector, agents: Agents, inventory: 
     t0 = time.process_time()
     pipeline.dispatcher.publish_all(pipeline.engine.apply_cycle(observations, (), "central"))
     for obs in observations:
-        pipeline.samples.record(obs)
+        pipeline.record_line(obs)
     t1 = time.process_time()
     for province in batches:
         with pipeline.engine.batch():

@@ -77,7 +77,7 @@ class Pipeline:
         self._publish(events)
         self.run_operations()
         for obs in report.communes:
-            self.samples.record(obs)
+            self.record_line(obs)
         stats = CycleStats.from_report(report, self.agents_heard)
         if report.recheck:  # probes counted, but not a cycle (nor its duration)
             stats = dataclasses.replace(stats, duration=None)
@@ -95,7 +95,7 @@ class Pipeline:
         neither the agent's last-heard time nor the RTT history has moved."""
         _computable(obs)
         events = self.engine.apply(obs)
-        self.samples.record(obs)
+        self.record_line(obs)
         self.agents_heard[agent] = time.time()
         self._publish(events)
 
@@ -122,6 +122,15 @@ class Pipeline:
         """Render /metrics in a worker thread so the probes' event loop never stalls on it."""
         await asyncio.to_thread(self.exposition.update, self.inventory, self.engine.state, stats,
                                 self.engine.maintenance_windows())
+
+    def record_line(self, obs: CommuneObservation) -> None:
+        """The RTT history (the commune page's sparklines) is the line's: kept from the
+        vantages its verdict comes now from (``CommuneState.line_vantages``: upstream ones,
+        a commune agent only where none watches the commune), or the line's RTT from the
+        center would be averaged with the LAN's from the commune's own agent."""
+        cs = self.engine.state.communes.get(f"{obs.province}/{obs.commune}")
+        if cs is not None and obs.vantage in cs.line_vantages:
+            self.samples.record(obs)
 
     def _publish(self, events: list[AlertEvent]) -> None:
         self.dispatcher.publish_all(events)
