@@ -270,8 +270,10 @@ class StateEngine:
                     continue
                 key: TrackerKey = ("target", vantage, result.subject)
                 tracker = self._tracker(key, result.subject, vantage)
-                debounce(tracker, result.ok, result.started, d.down_after, d.up_after)
-                self._pending.trackers.add(key)
+                before = tracker.consecutive_ok, tracker.consecutive_fail
+                if debounce(tracker, result.ok, result.started, d.down_after, d.up_after) or \
+                        self._stored.counts_moved(tracker, before):
+                    self._pending.trackers.add(key)
                 up = tracker.up if tracker.up is not None else result.ok
                 self.state.targets[(result.subject, vantage)] = TargetState(
                     result.subject, vantage, up, result)
@@ -387,15 +389,19 @@ class StateEngine:
             tracker = view.hosts.get(h.name)
             if tracker is not None:
                 tracker.last = h
-                debounce(tracker, h.alive, at, d.down_after, d.up_after)
-                self._pending.trackers.add(("host", scope, h.name))
+                before = tracker.consecutive_ok, tracker.consecutive_fail
+                if debounce(tracker, h.alive, at, d.down_after, d.up_after) or \
+                        self._stored.counts_moved(tracker, before):
+                    self._pending.trackers.add(("host", scope, h.name))
         for kind, alive, echo in zip(GATEWAY_KINDS,
                                      (obs.gateway_alive, obs.backup_gateway_alive),
                                      obs.line_icmp, strict=True):
             tracker = getattr(view, kind)
             if tracker is not None and alive is not None:
-                debounce(tracker, alive, at, d.down_after, d.up_after)
-                self._pending.trackers.add((kind, scope, kind))
+                before = tracker.consecutive_ok, tracker.consecutive_fail
+                if debounce(tracker, alive, at, d.down_after, d.up_after) or \
+                        self._stored.counts_moved(tracker, before):
+                    self._pending.trackers.add((kind, scope, kind))
                 if echo is not None:  # the line's RTT and loss (status.line_echo)
                     tracker.last = HostObservation(kind, tracker.ip, alive, None, echo)
         if obs.unknown_devices is not None:
@@ -482,7 +488,10 @@ class StateEngine:
             seen = [t for v in views if (t := v.hosts.get(name)) is not None]
             self._settle(commune, ("host", key, name), fused, any_up(t.up for t in seen), at)
             fused.last = _fused_last(name, line_views, segment)
+            before = fused.consecutive_ok, fused.consecutive_fail
             _copy_counts(fused, seen)
+            if self._stored.counts_moved(fused, before):
+                self._pending.trackers.add(("host", key, name))
             # a computer silent outside working hours is off: it neither degrades nor downs
             line_hosts.append(counted(any_up(t.up for v in line_views
                                              if (t := v.hosts.get(name)) is not None),
@@ -494,7 +503,10 @@ class StateEngine:
             seen = [t for v in line_views if (t := getattr(v, kind)) is not None]
             self._settle(commune, (kind, key, kind), fused_gateway,
                          any_up(t.up for t in seen), at)
+            before = fused_gateway.consecutive_ok, fused_gateway.consecutive_fail
             _copy_counts(fused_gateway, seen)
+            if self._stored.counts_moved(fused_gateway, before):
+                self._pending.trackers.add((kind, key, kind))
         cs.gateway_up = self._tracker_up("gateway", key)
         cs.backup_gateway_up = self._tracker_up("backup_gateway", key)
         self._update_status(cs, at, *commune_status(cs.gateway_up, cs.backup_gateway_up,
@@ -549,8 +561,7 @@ class StateEngine:
     def _settle(self, commune: Commune, key: TrackerKey, hs: HostState, up: bool | None,
                 at: float) -> None:
         """Set a fused subject's state; a change is history and counts toward flapping."""
-        old = hs.up
-        self._pending.trackers.add(key)
+        old, flapping = hs.up, hs.flapping
         if up != old:
             hs.up, hs.since = up, at
             label = key[2] if key[0] == "host" else f"({key[0]})"
@@ -559,6 +570,8 @@ class StateEngine:
             if old is not None and up is not None:
                 self._note_flap(key, hs, at)
         self._settle_flapping(key, hs, at)
+        if up != old or hs.flapping != flapping:  # a fused subject's row: state and flapping
+            self._pending.trackers.add(key)
 
     def _note_flap(self, key: TrackerKey, hs: HostState, at: float) -> None:
         changes = self._flaps.setdefault(key, deque())

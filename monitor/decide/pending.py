@@ -123,6 +123,15 @@ class StoredTrackers:
                 out.append(TrackerRow(*key, *row))
         return out
 
+    def counts_moved(self, t: HostState, before: tuple[int, int]) -> bool:
+        """Whether a tracker's run counters, as stored (clamped at ``cap``), differ from
+        ``before`` (its ok and fail counts before it was last counted). With a change of
+        state, the only way its row can move: a steady tracker is then not even looked at
+        when writing."""
+        cap, (ok, fail) = self.cap, before
+        return (min(ok, cap), min(fail, cap)) != (min(t.consecutive_ok, cap),
+                                                  min(t.consecutive_fail, cap))
+
     def saved(self, batch: Batch) -> None:
         """The store committed the batch: its rows are what it holds now."""
         for row in batch.trackers:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from monitor.store.state_db import Batch, Store
-from tests.support.engine_sim import Sim
+import pytest
+
+from monitor.decide.engine import StateEngine
+from monitor.decide.status import HostState
+from monitor.store.state_db import Batch, Store, TrackerKey
+from tests.support.engine_scripts import FRIDAY, random_script, script_inventory
+from tests.support.engine_sim import STEP, Sim, observe
 
 
 class CountingStore(Store):
@@ -43,3 +49,33 @@ def test_a_restart_decides_as_the_running_engine_did(tmp_path: Path) -> None:
     assert second.commune.hosts["may-01"].up is True
     fired = second.cycle(hosts={"may-01": False})
     assert [(e.event, e.state, e.host) for e in fired] == [("host_down", "firing", "may-01")]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_what_is_stored_is_what_runs_at_every_step(tmp_path: Path, seed: int) -> None:
+    """Random scripts of two vantages (faults, silences, a lost uplink): after each step an
+    engine restored from the store holds every tracker as the running one does (state,
+    since, run counters clamped at the cap, flapping). The engine leaves steady trackers
+    out of the write; this holds it to leaving out only those."""
+    _, inventory = script_inventory()
+    now = FRIDAY
+    store = Store(str(tmp_path / "state.db"))
+    engine = StateEngine(inventory, store, clock=lambda: now)
+    cap = max(inventory.defaults.down_after, inventory.defaults.up_after)
+    for step, (what, args) in enumerate(random_script(seed, 150)):
+        if what == "silent":
+            engine.mark_silent("75", "26041")
+        elif what == "upstream":
+            engine.central_upstream(bool(args["reachable"]), now)
+        else:
+            engine.apply(observe(now, **args))  # type: ignore[arg-type]
+        now += STEP / 3
+        if step % 5 == 4:
+            restored = StateEngine(inventory, Store(str(tmp_path / "state.db")))
+            assert _rows(restored._trackers, cap) == _rows(engine._trackers, cap), step
+
+
+def _rows(trackers: Mapping[TrackerKey, HostState], cap: int) -> dict[TrackerKey, tuple]:
+    return {key: (t.up, t.since, min(t.consecutive_ok, cap), min(t.consecutive_fail, cap),
+                  t.flapping) for key, t in trackers.items()
+            if t.up is not None or t.consecutive_ok or t.consecutive_fail}
