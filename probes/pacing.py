@@ -16,8 +16,13 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Packets due within this many seconds leave together, without a sleep.
-GRANULARITY = 0.002
+#: Packets due within this many seconds leave together, without a sleep. 10 ms: a
+#: nationwide cycle's 40,000 echoes took ~7,100 wake-ups of the event loop at 2 ms and
+#: take ~1,900 now, about a fifth less CPU for ICMP (measured 2026-12-05: 13,284 loopback
+#: addresses, three echoes each, spread over 5 s, as ``run`` does nationwide). A commune's
+#: echoes keep its own cap (20 ms apart at 50/s: one leaves at most 10 ms early); round
+#: trips come from the kernel's receive stamps, not from when the loop read the replies.
+GRANULARITY = 0.010
 DEFAULT_GROUP_BURST = 4.0
 
 
