@@ -262,7 +262,6 @@ class StateEngine:
 
     def apply_targets(self, results: Iterable[ProbeResult], vantage: str) -> list[AlertEvent]:
         """Election-system checks from one vantage, debounced like hosts per (target, vantage)."""
-        d = self._inventory.defaults
         conditions = []
         with self.batch():
             for result in results:
@@ -270,10 +269,7 @@ class StateEngine:
                     continue
                 key: TrackerKey = ("target", vantage, result.subject)
                 tracker = self._tracker(key, result.subject, vantage)
-                before = tracker.consecutive_ok, tracker.consecutive_fail
-                if debounce(tracker, result.ok, result.started, d.down_after, d.up_after) or \
-                        self._stored.counts_moved(tracker, before):
-                    self._pending.trackers.add(key)
+                self._count(key, tracker, result.ok, result.started)
                 up = tracker.up if tracker.up is not None else result.ok
                 self.state.targets[(result.subject, vantage)] = TargetState(
                     result.subject, vantage, up, result)
@@ -376,7 +372,6 @@ class StateEngine:
 
     def _observe(self, commune: Commune, cs: CommuneState, obs: CommuneObservation) -> None:
         """Count the observation in its own vantage's view, then fuse the views."""
-        d = self._inventory.defaults
         at = obs.at
         if obs.vantage == ROUTER:  # read from the center: no agent's word, no line's
             self._snmp.pop(commune.key, None)
@@ -389,19 +384,13 @@ class StateEngine:
             tracker = view.hosts.get(h.name)
             if tracker is not None:
                 tracker.last = h
-                before = tracker.consecutive_ok, tracker.consecutive_fail
-                if debounce(tracker, h.alive, at, d.down_after, d.up_after) or \
-                        self._stored.counts_moved(tracker, before):
-                    self._pending.trackers.add(("host", scope, h.name))
+                self._count(("host", scope, h.name), tracker, h.alive, at)
         for kind, alive, echo in zip(GATEWAY_KINDS,
                                      (obs.gateway_alive, obs.backup_gateway_alive),
                                      obs.line_icmp, strict=True):
             tracker = getattr(view, kind)
             if tracker is not None and alive is not None:
-                before = tracker.consecutive_ok, tracker.consecutive_fail
-                if debounce(tracker, alive, at, d.down_after, d.up_after) or \
-                        self._stored.counts_moved(tracker, before):
-                    self._pending.trackers.add((kind, scope, kind))
+                self._count((kind, scope, kind), tracker, alive, at)
                 if echo is not None:  # the line's RTT and loss (status.line_echo)
                     tracker.last = HostObservation(kind, tracker.ip, alive, None, echo)
         if obs.unknown_devices is not None:
@@ -434,6 +423,25 @@ class StateEngine:
                 view.hosts[name] = tracker
             else:
                 setattr(view, kind, tracker)
+
+    def _count(self, key: TrackerKey, tracker: HostState, alive: bool, at: float) -> None:
+        """One observation into a vantage's tracker (debounced), noted for the next write
+        only when its stored row can have moved."""
+        d = self._inventory.defaults
+        before = tracker.consecutive_ok, tracker.consecutive_fail
+        changed = debounce(tracker, alive, at, d.down_after, d.up_after)
+        if changed or self._stored.counts_moved(tracker, before):
+            self._pending.trackers.add(key)
+
+    def _take_counts(self, key: TrackerKey, fused: HostState, seen: list[HostState]) -> None:
+        """The fused subject's run counters are its first counting view's (noted for the
+        next write when that moved its stored row; its state is :meth:`_settle`'s)."""
+        before = fused.consecutive_ok, fused.consecutive_fail
+        if seen:
+            fused.consecutive_ok = seen[0].consecutive_ok
+            fused.consecutive_fail = seen[0].consecutive_fail
+        if self._stored.counts_moved(fused, before):
+            self._pending.trackers.add(key)
 
     def _discounted(self, vantage: str) -> bool:
         """The central vantage does not count while it is isolated from its upstream."""
@@ -488,10 +496,7 @@ class StateEngine:
             seen = [t for v in views if (t := v.hosts.get(name)) is not None]
             self._settle(commune, ("host", key, name), fused, any_up(t.up for t in seen), at)
             fused.last = _fused_last(name, line_views, segment)
-            before = fused.consecutive_ok, fused.consecutive_fail
-            _copy_counts(fused, seen)
-            if self._stored.counts_moved(fused, before):
-                self._pending.trackers.add(("host", key, name))
+            self._take_counts(("host", key, name), fused, seen)
             # a computer silent outside working hours is off: it neither degrades nor downs
             line_hosts.append(counted(any_up(t.up for v in line_views
                                              if (t := v.hosts.get(name)) is not None),
@@ -503,10 +508,7 @@ class StateEngine:
             seen = [t for v in line_views if (t := getattr(v, kind)) is not None]
             self._settle(commune, (kind, key, kind), fused_gateway,
                          any_up(t.up for t in seen), at)
-            before = fused_gateway.consecutive_ok, fused_gateway.consecutive_fail
-            _copy_counts(fused_gateway, seen)
-            if self._stored.counts_moved(fused_gateway, before):
-                self._pending.trackers.add((kind, key, kind))
+            self._take_counts((kind, key, kind), fused_gateway, seen)
         cs.gateway_up = self._tracker_up("gateway", key)
         cs.backup_gateway_up = self._tracker_up("backup_gateway", key)
         self._update_status(cs, at, *commune_status(cs.gateway_up, cs.backup_gateway_up,
@@ -1079,13 +1081,6 @@ def _fused_last(name: str, line: list[VantageView],
         if base is None:
             return None
     return base if base.arp is arp else dataclasses.replace(base, arp=arp)
-
-
-def _copy_counts(fused: HostState, seen: list[HostState]) -> None:
-    """The fused subject's run counters are its first counting view's."""
-    if seen:
-        fused.consecutive_ok = seen[0].consecutive_ok
-        fused.consecutive_fail = seen[0].consecutive_fail
 
 
 def _lossy(cs: CommuneState) -> bool:

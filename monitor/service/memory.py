@@ -48,6 +48,7 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
 #: with ``bench run_mqtt``, 2026-12-05). The young passes still free the cycles of the
 #: moment (asyncio's futures and exceptions) as often as before.
 FULL_PASS_AFTER = 100
+_CPYTHON_FULL_PASS_AFTER = 10
 
 
 def freeze_long_lived() -> None:
@@ -68,4 +69,4 @@ def thaw() -> None:
     """Undo :func:`freeze_long_lived` (a benchmark or test that shares its process)."""
     gc.unfreeze()
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 10)
+    gc.set_threshold(young, middle, _CPYTHON_FULL_PASS_AFTER)
